@@ -1,0 +1,67 @@
+//! What a create-context function learns about the request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, Uri};
+
+use crate::error::Error;
+use crate::procedure::BoxFuture;
+
+/// The transport a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// A plain HTTP request (query, mutation or batch).
+    Http,
+}
+
+/// The request a context is created for: method, URI, headers, peer address.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    peer_addr: Option<SocketAddr>,
+    transport: TransportKind,
+}
+
+impl RequestInfo {
+    /// Builds request info (for tests and for calling procedures from Rust).
+    pub fn new(method: Method, uri: Uri, headers: HeaderMap, peer_addr: Option<SocketAddr>) -> Self {
+        RequestInfo { method, uri, headers, peer_addr, transport: TransportKind::Http }
+    }
+
+    /// The HTTP method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The request URI.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// All request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// One header as text, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The peer's address, when the server knows it.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
+    }
+
+    /// The transport the request arrived on.
+    pub fn transport(&self) -> TransportKind {
+        self.transport
+    }
+}
+
+/// A type-erased create-context function.
+pub(crate) type ContextFn<Ctx> = Arc<dyn Fn(RequestInfo) -> BoxFuture<Result<Ctx, Error>> + Send + Sync>;

@@ -1,0 +1,281 @@
+//! The one public error type and the tRPC error-code table.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// Declares [`ErrorCode`] and its three mappings from one table, so the name, the
+/// JSON-RPC number and the HTTP status of a code can never drift apart.
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident = $key:literal, $rpc:literal, $status:literal; )*) => {
+        /// A tRPC error code (`data.code` on the wire), with its JSON-RPC number and HTTP status.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order of the tRPC specification.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The tRPC key, e.g. `"NOT_FOUND"`.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $key,)* }
+            }
+
+            /// The JSON-RPC number sent as `error.code`, e.g. `-32004`.
+            pub const fn json_rpc_code(self) -> i32 {
+                match self { $(ErrorCode::$variant => $rpc,)* }
+            }
+
+            /// The HTTP status used for this code, e.g. `404`.
+            pub const fn http_status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status,)* }
+            }
+
+            /// Looks a code up by its tRPC key.
+            pub fn from_key(key: &str) -> Option<ErrorCode> {
+                match key { $($key => Some(ErrorCode::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// Invalid JSON was received.
+    ParseError = "PARSE_ERROR", -32700, 400;
+    /// The request or its input is invalid.
+    BadRequest = "BAD_REQUEST", -32600, 400;
+    /// The caller is not authenticated.
+    Unauthorized = "UNAUTHORIZED", -32001, 401;
+    /// Payment is required.
+    PaymentRequired = "PAYMENT_REQUIRED", -32002, 402;
+    /// The caller may not do this.
+    Forbidden = "FORBIDDEN", -32003, 403;
+    /// The procedure or the resource does not exist.
+    NotFound = "NOT_FOUND", -32004, 404;
+    /// The HTTP method is not allowed for this procedure.
+    MethodNotSupported = "METHOD_NOT_SUPPORTED", -32005, 405;
+    /// The server timed out.
+    Timeout = "TIMEOUT", -32008, 408;
+    /// The request conflicts with the current state.
+    Conflict = "CONFLICT", -32009, 409;
+    /// A precondition failed.
+    PreconditionFailed = "PRECONDITION_FAILED", -32012, 412;
+    /// The request body is too large.
+    PayloadTooLarge = "PAYLOAD_TOO_LARGE", -32013, 413;
+    /// The content type is not supported.
+    UnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE", -32015, 415;
+    /// The input is well-formed but cannot be processed.
+    UnprocessableContent = "UNPROCESSABLE_CONTENT", -32022, 422;
+    /// A precondition header is required.
+    PreconditionRequired = "PRECONDITION_REQUIRED", -32028, 428;
+    /// The caller is rate limited.
+    TooManyRequests = "TOO_MANY_REQUESTS", -32029, 429;
+    /// The client closed the request.
+    ClientClosedRequest = "CLIENT_CLOSED_REQUEST", -32099, 499;
+    /// An unexpected failure on the server.
+    InternalServerError = "INTERNAL_SERVER_ERROR", -32603, 500;
+    /// The procedure is not implemented.
+    NotImplemented = "NOT_IMPLEMENTED", -32603, 501;
+    /// An upstream service answered badly.
+    BadGateway = "BAD_GATEWAY", -32603, 502;
+    /// The service is unavailable.
+    ServiceUnavailable = "SERVICE_UNAVAILABLE", -32603, 503;
+    /// An upstream service timed out.
+    GatewayTimeout = "GATEWAY_TIMEOUT", -32603, 504;
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+type BoxCause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The error a procedure, a context factory or the framework returns.
+///
+/// The `message` is public: it is sent to the client as written. The `cause` is private: it
+/// goes to `tracing` and reaches clients only when the server runs in dev mode.
+///
+/// ```
+/// use oxrpc::{Error, ErrorCode};
+/// let e = Error::new(ErrorCode::NotFound, "no such user");
+/// assert_eq!(e.code().json_rpc_code(), -32004);
+///
+/// // An internal failure: the client sees only "Internal server error".
+/// let io = std::io::Error::other("disk on fire");
+/// let e = Error::internal(io);
+/// assert_eq!(e.message(), "Internal server error");
+/// ```
+#[derive(Clone)]
+pub struct Error {
+    code: ErrorCode,
+    message: Cow<'static, str>,
+    cause: Option<Cause>,
+}
+
+impl Error {
+    /// An error with a code and a public message.
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Error { code, message: message.into(), cause: None }
+    }
+
+    /// An error whose message is its code's key (what tRPC sends when no message is given).
+    pub fn from_code(code: ErrorCode) -> Self {
+        Error::new(code, code.as_str())
+    }
+
+    /// An `INTERNAL_SERVER_ERROR` hiding `cause` from clients (outside dev mode).
+    pub fn internal(cause: impl Into<BoxCause>) -> Self {
+        Error::from_code(ErrorCode::InternalServerError)
+            .with_message("Internal server error")
+            .with_cause(cause)
+    }
+
+    /// Replaces the public message.
+    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    /// Attaches a private cause (logged; sent to clients only in dev mode).
+    pub fn with_cause(mut self, cause: impl Into<BoxCause>) -> Self {
+        self.cause = Some(Arc::from(cause.into()));
+        self
+    }
+
+    /// Shorthand for `Error::new(ErrorCode::BadRequest, message)`.
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::new(ErrorCode::BadRequest, message)
+    }
+
+    /// Shorthand for `Error::new(ErrorCode::NotFound, message)`.
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::new(ErrorCode::NotFound, message)
+    }
+
+    /// Shorthand for `Error::from_code(ErrorCode::Unauthorized)`.
+    pub fn unauthorized() -> Self {
+        Error::from_code(ErrorCode::Unauthorized)
+    }
+
+    /// Shorthand for `Error::from_code(ErrorCode::Forbidden)`.
+    pub fn forbidden() -> Self {
+        Error::from_code(ErrorCode::Forbidden)
+    }
+
+    /// The tRPC code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The public message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The private cause, if any.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.cause.as_deref()
+    }
+
+    /// The cause chain as text, for logs and dev-mode responses.
+    pub(crate) fn cause_chain(&self) -> Option<String> {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = self.cause.as_deref().map(|c| c as _);
+        let mut out = String::new();
+        while let Some(e) = next {
+            if !out.is_empty() {
+                out.push_str("\ncaused by: ");
+            }
+            out.push_str(&e.to_string());
+            next = e.source();
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .field("cause", &self.cause)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|c| c as _)
+    }
+}
+
+impl From<ErrorCode> for Error {
+    fn from(code: ErrorCode) -> Self {
+        Error::from_code(code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole table of spec §2.4, row by row.
+    const SPEC: &[(&str, i32, u16)] = &[
+        ("PARSE_ERROR", -32700, 400),
+        ("BAD_REQUEST", -32600, 400),
+        ("UNAUTHORIZED", -32001, 401),
+        ("PAYMENT_REQUIRED", -32002, 402),
+        ("FORBIDDEN", -32003, 403),
+        ("NOT_FOUND", -32004, 404),
+        ("METHOD_NOT_SUPPORTED", -32005, 405),
+        ("TIMEOUT", -32008, 408),
+        ("CONFLICT", -32009, 409),
+        ("PRECONDITION_FAILED", -32012, 412),
+        ("PAYLOAD_TOO_LARGE", -32013, 413),
+        ("UNSUPPORTED_MEDIA_TYPE", -32015, 415),
+        ("UNPROCESSABLE_CONTENT", -32022, 422),
+        ("PRECONDITION_REQUIRED", -32028, 428),
+        ("TOO_MANY_REQUESTS", -32029, 429),
+        ("CLIENT_CLOSED_REQUEST", -32099, 499),
+        ("INTERNAL_SERVER_ERROR", -32603, 500),
+        ("NOT_IMPLEMENTED", -32603, 501),
+        ("BAD_GATEWAY", -32603, 502),
+        ("SERVICE_UNAVAILABLE", -32603, 503),
+        ("GATEWAY_TIMEOUT", -32603, 504),
+    ];
+
+    #[test]
+    fn every_variant_matches_the_spec_table() {
+        assert_eq!(ErrorCode::ALL.len(), SPEC.len());
+        for (code, (key, rpc, status)) in ErrorCode::ALL.iter().zip(SPEC) {
+            assert_eq!(code.as_str(), *key);
+            assert_eq!(code.json_rpc_code(), *rpc, "{key}");
+            assert_eq!(code.http_status(), *status, "{key}");
+            assert_eq!(ErrorCode::from_key(key), Some(*code));
+        }
+        assert_eq!(ErrorCode::from_key("NOPE"), None);
+    }
+
+    #[test]
+    fn internal_hides_its_cause_in_the_message() {
+        let e = Error::internal(std::io::Error::other("secret path /etc/x"));
+        assert_eq!(e.message(), "Internal server error");
+        assert!(e.cause_chain().unwrap_or_default().contains("secret path"));
+    }
+
+    #[test]
+    fn from_code_uses_the_key_as_message() {
+        assert_eq!(Error::unauthorized().message(), "UNAUTHORIZED");
+    }
+}

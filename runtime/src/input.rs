@@ -1,0 +1,100 @@
+//! Raw JSON inputs from the wire, parsed with limits before any handler sees them.
+
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
+
+use crate::error::{Error, ErrorCode};
+use crate::procedure::RawInput;
+
+/// The deepest nesting of arrays and objects accepted in an input.
+pub(crate) const MAX_DEPTH: usize = 128;
+
+/// Whether `text` nests arrays/objects deeper than `max` (strings are skipped correctly).
+/// Checked before parsing, so hostile input never reaches a recursive parser.
+fn nests_deeper_than(text: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in text {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Parses one input; empty text counts as "no input".
+pub(crate) fn parse(text: &str) -> Result<RawInput, Error> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    if nests_deeper_than(text.as_bytes(), MAX_DEPTH) {
+        return Err(Error::new(
+            ErrorCode::BadRequest,
+            format!("Input is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects are accepted"),
+        ));
+    }
+    serde_json::from_str::<Box<RawValue>>(text)
+        .map(Some)
+        .map_err(|e| Error::new(ErrorCode::ParseError, format!("Input is not valid JSON: {e}")))
+}
+
+/// Parses a batch input `{"0":…,"1":…}` into one input per call.
+pub(crate) fn parse_batch(text: &str, calls: usize) -> Result<Vec<RawInput>, Error> {
+    let Some(all) = parse(text)? else {
+        return Ok(vec![None; calls]);
+    };
+    let mut map: HashMap<&str, &RawValue> = serde_json::from_str(all.get()).map_err(|_| {
+        Error::bad_request("\"input\" needs to be an object when doing a batch call")
+    })?;
+    Ok((0..calls)
+        .map(|i| map.remove(i.to_string().as_str()).map(RawValue::to_owned))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_ignores_brackets_in_strings() {
+        assert!(!nests_deeper_than(br#"["[[[[", {"a": "{{{{\"[["}]"#, 2));
+        assert!(nests_deeper_than(b"[[[1]]]", 2));
+    }
+
+    #[test]
+    fn empty_is_undefined_and_errors_have_codes() {
+        assert!(parse("").expect("empty").is_none());
+        assert_eq!(parse("{nope").expect_err("bad").code(), ErrorCode::ParseError);
+        let deep = "[".repeat(100_000);
+        assert_eq!(parse(&deep).expect_err("deep").code(), ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn batch_inputs_by_index() {
+        let v = parse_batch(r#"{"1":{"a":1}}"#, 3).expect("ok");
+        assert!(v[0].is_none() && v[2].is_none());
+        assert_eq!(v[1].as_deref().map(RawValue::get), Some(r#"{"a":1}"#));
+        assert_eq!(parse_batch("[1]", 1).expect_err("array").code(), ErrorCode::BadRequest);
+        assert_eq!(parse_batch("", 2).expect("none").len(), 2);
+    }
+}

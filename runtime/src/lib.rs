@@ -1,0 +1,97 @@
+//! # oxrpc — tRPC for Rust
+//!
+//! Write async Rust functions, mark them `#[procedure]`, put them in a [`Router`], serve it
+//! with [`Server`], and call it from TypeScript with the official `@trpc/client`, fully typed
+//! by the `AppRouter.d.ts` that `oxrpc-codegen` writes at `cargo build`.
+//!
+//! ```
+//! use oxrpc::{procedure, Error, Router, Server};
+//!
+//! #[derive(serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+//! pub struct GreetInput {
+//!     pub name: String,
+//! }
+//!
+//! #[derive(serde::Serialize, serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+//! pub struct Greeting {
+//!     pub text: String,
+//! }
+//!
+//! /// Says hello.
+//! #[procedure(query)]
+//! pub async fn greet(input: GreetInput) -> Greeting {
+//!     Greeting { text: format!("hello, {}!", input.name) }
+//! }
+//!
+//! pub fn router() -> Router<()> {
+//!     Router::new().add(greet::procedure())
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // The function is still an ordinary function…
+//! assert_eq!(greet(GreetInput { name: "Rust".into() }).await.text, "hello, Rust!");
+//! // …and a procedure, reachable at `/trpc/greet`.
+//! let out: Greeting = router().call((), "greet", &serde_json::json!({"name": "tRPC"})).await?;
+//! assert_eq!(out.text, "hello, tRPC!");
+//! # let listening = Server::new(router()).bind("127.0.0.1:0").await.unwrap();
+//! # assert_ne!(listening.local_addr().port(), 0);
+//! # Ok::<(), Error>(()) }).unwrap();
+//! ```
+//!
+//! ## What `#[procedure]` expands to
+//!
+//! The function stays exactly as written. Beside it the macro adds a hidden struct of the
+//! same name (structs live in the type namespace, so the two do not clash) whose
+//! `procedure()` builds the [`Procedure`] by hand, as you could yourself:
+//!
+//! ```text
+//! pub async fn greet(input: GreetInput) -> Greeting { /* unchanged */ }
+//!
+//! pub struct greet {}
+//! impl greet {
+//!     pub fn procedure<Ctx: Send + 'static>() -> oxrpc::Procedure<Ctx> {
+//!         oxrpc::Procedure::query::<GreetInput, Greeting, _, _>("greet", |_ctx: Ctx, input| async move {
+//!             Ok(greet(input).await)
+//!         })
+//!         .describe("Says hello.")
+//!     }
+//! }
+//! ```
+//!
+//! Parameters: a reference parameter (`ctx: &AppCtx`) is the context, a by-value parameter
+//! is the input; both are optional, the context comes first. The procedure's name is the
+//! function's name in lowerCamelCase (`by_id` → `byId`) unless `name = "…"` says otherwise.
+
+#[allow(unused_extern_crates)]
+extern crate self as oxrpc;
+
+mod context;
+mod envelope;
+mod error;
+mod input;
+mod procedure;
+mod router;
+mod server;
+mod transport;
+
+pub use context::{RequestInfo, TransportKind};
+pub use error::{Error, ErrorCode};
+pub use oxrpc_macros::procedure;
+pub use procedure::{Input, Output, Procedure, ProcedureKind, TsDeclaration, TypeInfo};
+pub use router::{Router, RouterError};
+pub use server::{Listening, Server};
+pub use transport::http::{Body, HttpService};
+
+/// Re-exports for the code `#[procedure]` generates. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    /// Turns a handler's `Result<T, E>` into `Result<T, oxrpc::Error>`.
+    pub fn into_result<T, E: Into<crate::Error>>(result: Result<T, E>) -> Result<T, crate::Error> {
+        result.map_err(Into::into)
+    }
+
+    /// Stands in for a procedure the macro could not build (its errors are reported instead).
+    pub fn unbuildable<Ctx>() -> crate::Procedure<Ctx> {
+        unreachable!("a #[procedure] with compile errors cannot be built")
+    }
+}

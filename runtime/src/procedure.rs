@@ -1,0 +1,458 @@
+//! One procedure: its kind, its types and its type-erased handler.
+
+use std::any::TypeId;
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use crate::error::Error;
+
+/// A boxed, sendable future.
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What a procedure produced: `None` is `undefined` (nothing on the wire), else JSON text.
+pub(crate) type RawOutput = Option<Box<RawValue>>;
+
+/// A raw JSON input: `None` when the client sent none (`undefined`).
+pub(crate) type RawInput = Option<Box<RawValue>>;
+
+type Handler<Ctx> = Arc<dyn Fn(Ctx, RawInput) -> BoxFuture<Result<RawOutput, Error>> + Send + Sync>;
+
+/// The kind of a procedure, which decides its HTTP method and its client call (`.query()`,
+/// `.mutate()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ProcedureKind {
+    /// Read-only, sent as `GET`.
+    Query,
+    /// Side effects, sent as `POST`.
+    Mutation,
+}
+
+impl ProcedureKind {
+    /// `"query"` or `"mutation"`, as tRPC names them.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ProcedureKind::Query => "query",
+            ProcedureKind::Mutation => "mutation",
+        }
+    }
+}
+
+impl fmt::Display for ProcedureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A type that can be a procedure's input.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be used as a procedure input",
+    label = "this input type must implement `serde::Deserialize`, `ts_rs::TS` and `schemars::JsonSchema`",
+    note = "add `#[derive(serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]` to the type"
+)]
+pub trait Input: DeserializeOwned + ts_rs::TS + schemars::JsonSchema + Send + 'static {}
+impl<T: DeserializeOwned + ts_rs::TS + schemars::JsonSchema + Send + 'static> Input for T {}
+
+/// A type that can be a procedure's output.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be used as a procedure output",
+    label = "this output type must implement `serde::Serialize`, `ts_rs::TS` and `schemars::JsonSchema`",
+    note = "add `#[derive(serde::Serialize, ts_rs::TS, schemars::JsonSchema)]` to the type"
+)]
+pub trait Output: Serialize + ts_rs::TS + schemars::JsonSchema + Send + 'static {}
+impl<T: Serialize + ts_rs::TS + schemars::JsonSchema + Send + 'static> Output for T {}
+
+/// One TypeScript declaration a procedure's types depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TsDeclaration {
+    /// The TypeScript identifier, e.g. `User` (without generic parameters).
+    pub ident: String,
+    /// The Rust type behind it, for error messages.
+    pub rust_name: &'static str,
+    /// Identifies the Rust type (generic types: with placeholders for their parameters).
+    pub type_id: TypeId,
+    /// `export type User = { … };`, preceded by its JSDoc if the type has docs.
+    pub code: String,
+}
+
+/// Type information about an input or an output, for code generation and validation.
+#[derive(Clone, Copy)]
+pub struct TypeInfo {
+    rust_name: &'static str,
+    is_unit: bool,
+    accepts_undefined: fn() -> bool,
+    ts_name: fn(&ts_rs::Config) -> String,
+    ts_declarations: fn(&ts_rs::Config, &mut Vec<TsDeclaration>),
+    json_schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+}
+
+impl TypeInfo {
+    fn of_input<T: Input>() -> Self {
+        TypeInfo {
+            accepts_undefined: || T::deserialize(serde_json::Value::Null).is_ok(),
+            ..Self::of_type::<T>()
+        }
+    }
+
+    fn of_output<T: Output>() -> Self {
+        Self::of_type::<T>()
+    }
+
+    fn of_type<T: ts_rs::TS + schemars::JsonSchema + 'static>() -> Self {
+        TypeInfo {
+            rust_name: std::any::type_name::<T>(),
+            is_unit: TypeId::of::<T>() == TypeId::of::<()>(),
+            accepts_undefined: || false,
+            ts_name: T::name,
+            ts_declarations: collect_declarations::<T>,
+            json_schema: |generator| generator.subschema_for::<T>(),
+        }
+    }
+
+    /// The Rust type's name, e.g. `my_api::User`.
+    pub fn rust_name(&self) -> &'static str {
+        self.rust_name
+    }
+
+    /// Whether the type is `()`: no input (`void`), or no output (`undefined`).
+    pub fn is_unit(&self) -> bool {
+        self.is_unit
+    }
+
+    /// Whether an input of this type may be left out by the client (`()`, `Option<T>`, …).
+    pub fn accepts_undefined(&self) -> bool {
+        self.is_unit || (self.accepts_undefined)()
+    }
+
+    /// The TypeScript type expression, e.g. `Array<User>`.
+    pub fn ts_name(&self, config: &ts_rs::Config) -> String {
+        (self.ts_name)(config)
+    }
+
+    /// Every named type this type depends on, itself included, each once.
+    pub fn ts_declarations(&self, config: &ts_rs::Config) -> Vec<TsDeclaration> {
+        let mut out = Vec::new();
+        (self.ts_declarations)(config, &mut out);
+        out
+    }
+
+    /// The JSON Schema of the type, with its definitions registered in `generator`.
+    pub fn json_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        (self.json_schema)(generator)
+    }
+}
+
+impl fmt::Debug for TypeInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TypeInfo").field(&self.rust_name).finish()
+    }
+}
+
+/// Walks `T` and everything it refers to, collecting each declarable type once.
+fn collect_declarations<T: ts_rs::TS + 'static>(cfg: &ts_rs::Config, out: &mut Vec<TsDeclaration>) {
+    struct Visit<'a> {
+        cfg: &'a ts_rs::Config,
+        out: &'a mut Vec<TsDeclaration>,
+    }
+    impl ts_rs::TypeVisitor for Visit<'_> {
+        fn visit<U: ts_rs::TS + 'static + ?Sized>(&mut self) {
+            if U::output_path().is_none() {
+                // Not declarable itself (a primitive or a wrapper); its parts may be.
+                U::visit_generics(self);
+                U::visit_dependencies(self);
+                return;
+            }
+            let type_id = TypeId::of::<U::WithoutGenerics>();
+            if self.out.iter().any(|d| d.type_id == type_id) {
+                return;
+            }
+            let mut code = U::docs().unwrap_or_default();
+            code.push_str("export ");
+            code.push_str(&U::decl(self.cfg));
+            self.out.push(TsDeclaration {
+                ident: U::ident(self.cfg),
+                rust_name: std::any::type_name::<U>(),
+                type_id,
+                code,
+            });
+            U::visit_generics(self);
+            U::visit_dependencies(self);
+        }
+    }
+    ts_rs::TypeVisitor::visit::<T>(&mut Visit { cfg, out });
+}
+
+/// A procedure: a handler plus what clients and code generators need to know about it.
+///
+/// `#[procedure]` builds these for you; you can also build them by hand:
+///
+/// ```
+/// use oxrpc::{Error, Procedure, Router};
+///
+/// let hello = Procedure::query("hello", |_ctx: (), name: String| async move {
+///     Ok::<_, Error>(format!("hello, {name}!"))
+/// })
+/// .describe("Says hello.");
+/// let router = Router::new().add(hello);
+/// assert!(router.get("hello").is_some());
+/// ```
+pub struct Procedure<Ctx> {
+    name: String,
+    kind: ProcedureKind,
+    docs: Option<String>,
+    input: TypeInfo,
+    output: TypeInfo,
+    handler: Handler<Ctx>,
+    location: &'static Location<'static>,
+}
+
+impl<Ctx> Clone for Procedure<Ctx> {
+    fn clone(&self) -> Self {
+        Procedure {
+            name: self.name.clone(),
+            kind: self.kind,
+            docs: self.docs.clone(),
+            input: self.input,
+            output: self.output,
+            handler: Arc::clone(&self.handler),
+            location: self.location,
+        }
+    }
+}
+
+impl<Ctx: Send + 'static> Procedure<Ctx> {
+    /// A query: `handler(ctx, input)` answers `GET` requests and `client.name.query(input)`.
+    ///
+    /// An input of `()` means "no input" (`void` in TypeScript); an output of `()` is sent as
+    /// `undefined`.
+    #[track_caller]
+    pub fn query<I, O, F, Fut>(name: impl Into<String>, handler: F) -> Self
+    where
+        I: Input,
+        O: Output,
+        F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, Error>> + Send + 'static,
+    {
+        Self::new(ProcedureKind::Query, name.into(), handler, Location::caller())
+    }
+
+    /// A mutation: `handler(ctx, input)` answers `POST` requests and `client.name.mutate(input)`.
+    #[track_caller]
+    pub fn mutation<I, O, F, Fut>(name: impl Into<String>, handler: F) -> Self
+    where
+        I: Input,
+        O: Output,
+        F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, Error>> + Send + 'static,
+    {
+        Self::new(ProcedureKind::Mutation, name.into(), handler, Location::caller())
+    }
+
+    fn new<I, O, F, Fut>(
+        kind: ProcedureKind,
+        name: String,
+        handler: F,
+        location: &'static Location<'static>,
+    ) -> Self
+    where
+        I: Input,
+        O: Output,
+        F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, Error>> + Send + 'static,
+    {
+        let input = TypeInfo::of_input::<I>();
+        let output = TypeInfo::of_output::<O>();
+        let erased = move |ctx: Ctx, raw: RawInput| -> BoxFuture<Result<RawOutput, Error>> {
+            match decode_input::<I>(&input, raw.as_deref()) {
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+                Ok(value) => {
+                    let fut = handler(ctx, value);
+                    Box::pin(async move { encode_output(&output, &fut.await?) })
+                }
+            }
+        };
+        Procedure {
+            name,
+            kind,
+            docs: None,
+            input,
+            output,
+            handler: Arc::new(erased),
+            location,
+        }
+    }
+}
+
+impl<Ctx> Procedure<Ctx> {
+    /// Sets the documentation (emitted as JSDoc in the generated `.d.ts`).
+    pub fn describe(mut self, docs: impl Into<String>) -> Self {
+        let docs = docs.into();
+        self.docs = (!docs.trim().is_empty()).then_some(docs);
+        self
+    }
+
+    /// Renames the procedure (its last path segment).
+    pub fn rename(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The procedure's own name (the last segment of its path).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Query or mutation.
+    pub fn kind(&self) -> ProcedureKind {
+        self.kind
+    }
+
+    /// Its documentation, if any.
+    pub fn docs(&self) -> Option<&str> {
+        self.docs.as_deref()
+    }
+
+    /// Its input type.
+    pub fn input(&self) -> &TypeInfo {
+        &self.input
+    }
+
+    /// Its output type.
+    pub fn output(&self) -> &TypeInfo {
+        &self.output
+    }
+
+    /// Where in the source it was defined.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
+    /// Runs the handler (no panic protection: the router adds it).
+    pub(crate) fn invoke(&self, ctx: Ctx, input: RawInput) -> BoxFuture<Result<RawOutput, Error>> {
+        (self.handler)(ctx, input)
+    }
+}
+
+impl<Ctx> fmt::Debug for Procedure<Ctx> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Procedure")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("input", &self.input)
+            .field("output", &self.output)
+            .field("location", &format_args!("{}", self.location))
+            .finish_non_exhaustive()
+    }
+}
+
+fn decode_input<I: Input>(info: &TypeInfo, raw: Option<&RawValue>) -> Result<I, Error> {
+    if info.is_unit {
+        // A procedure without input ignores whatever was sent, as tRPC does.
+        return I::deserialize(serde_json::Value::Null).map_err(|e| Error::internal(e));
+    }
+    match raw {
+        None => I::deserialize(serde_json::Value::Null).map_err(|_| {
+            Error::bad_request(format!(
+                "Missing input: this procedure expects `{}`, but the request carried no input",
+                short_type_name(info.rust_name)
+            ))
+        }),
+        Some(raw) => {
+            let de = &mut serde_json::Deserializer::from_str(raw.get());
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let message = if path == "." {
+                    format!("Invalid input: {inner}")
+                } else {
+                    format!("Invalid input at `{path}`: {inner}")
+                };
+                Error::bad_request(message)
+            })
+        }
+    }
+}
+
+fn encode_output<O: Output>(info: &TypeInfo, value: &O) -> Result<RawOutput, Error> {
+    if info.is_unit {
+        return Ok(None);
+    }
+    serde_json::value::to_raw_value(value)
+        .map(Some)
+        .map_err(|e| Error::internal(e).with_message("Internal server error: the output could not be serialized"))
+}
+
+/// `alloc::vec::Vec<my_api::User>` → `Vec<User>`.
+pub(crate) fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut segment_start = 0;
+    for (i, c) in full.char_indices() {
+        if c == ':' {
+            segment_start = i + 1;
+        } else if matches!(c, '<' | '>' | ',' | ' ' | '(' | ')' | '[' | ']' | ';' | '&') {
+            out.push_str(&full[segment_start..i]);
+            out.push(c);
+            segment_start = i + 1;
+        }
+    }
+    out.push_str(&full[segment_start..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn short_type_names() {
+        assert_eq!(short_type_name("alloc::vec::Vec<my_api::User>"), "Vec<User>");
+        assert_eq!(short_type_name("u32"), "u32");
+        assert_eq!(short_type_name("(a::B, c::D)"), "(B, D)");
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+    }
+
+    fn raw(s: &str) -> RawInput {
+        Some(RawValue::from_string(s.to_owned()).expect("json"))
+    }
+
+    #[test]
+    fn input_errors_name_the_field() {
+        #[derive(serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+        struct In {
+            #[allow(dead_code)]
+            name: String,
+        }
+        let p = Procedure::query("q", |_: (), _: In| async { Ok::<_, Error>(1) });
+        let err = block_on(p.invoke((), raw(r#"{"name":5}"#))).expect_err("must fail");
+        assert_eq!(err.code(), ErrorCode::BadRequest);
+        assert!(err.message().contains("`name`"), "{}", err.message());
+        let err = block_on(p.invoke((), None)).expect_err("must fail");
+        assert!(err.message().starts_with("Missing input"), "{}", err.message());
+    }
+
+    #[test]
+    fn unit_input_ignores_what_was_sent_and_unit_output_is_undefined() {
+        let p = Procedure::mutation("m", |_: (), (): ()| async { Ok::<_, Error>(()) });
+        assert_eq!(block_on(p.invoke((), raw("[1,2]"))).expect("ok").map(|r| r.get().to_owned()), None);
+        assert!(p.input().accepts_undefined());
+    }
+
+    #[test]
+    fn option_input_accepts_undefined() {
+        let p = Procedure::query("q", |_: (), i: Option<u8>| async move { Ok::<_, Error>(i) });
+        assert!(p.input().accepts_undefined());
+        let out = block_on(p.invoke((), None)).expect("ok").expect("some");
+        assert_eq!(out.get(), "null");
+    }
+}

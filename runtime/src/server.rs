@@ -1,0 +1,215 @@
+//! The server: a router, a create-context function and limits; served standalone on hyper
+//! or as a `tower::Service` (e.g. nested under axum).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, ToSocketAddrs};
+
+use crate::context::{ContextFn, RequestInfo};
+use crate::envelope::ErrorPolicy;
+use crate::error::Error;
+use crate::router::Router;
+use crate::transport::http::{HttpService, PeerAddr};
+
+/// Limits and switches of the HTTP transport.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpConfig {
+    pub(crate) endpoint: String,
+    pub(crate) max_body_size: usize,
+    pub(crate) max_batch_size: usize,
+    pub(crate) allow_batching: bool,
+    pub(crate) allow_method_override: bool,
+    pub(crate) policy: ErrorPolicy,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            endpoint: "/trpc".to_owned(),
+            max_body_size: 2 * 1024 * 1024,
+            max_batch_size: 100,
+            allow_batching: true,
+            allow_method_override: false,
+            policy: ErrorPolicy::default(),
+        }
+    }
+}
+
+/// What every request of one server shares.
+pub(crate) struct Shared<Ctx> {
+    pub(crate) router: Router<Ctx>,
+    pub(crate) create_context: ContextFn<Ctx>,
+    pub(crate) config: HttpConfig,
+}
+
+/// A tRPC server: a [`Router`], a create-context function and transport options.
+///
+/// ```no_run
+/// use oxrpc::{Error, Procedure, Router, Server};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let router = Router::new()
+///     .add(Procedure::query("hello", |_: (), (): ()| async { Ok::<_, Error>("hello world") }));
+/// let listening = Server::new(router).bind("127.0.0.1:0").await?;
+/// println!("listening on http://{}/trpc", listening.local_addr());
+/// listening.run_until(async { tokio::signal::ctrl_c().await.ok(); }).await
+/// # }
+/// ```
+pub struct Server<Ctx> {
+    router: Router<Ctx>,
+    create_context: ContextFn<Ctx>,
+    config: HttpConfig,
+}
+
+impl<Ctx: Default + Send + 'static> Server<Ctx> {
+    /// A server whose context is `Ctx::default()` for every request.
+    pub fn new(router: Router<Ctx>) -> Self {
+        Self::with_context(router, |_| async { Ok(Ctx::default()) })
+    }
+}
+
+impl<Ctx: Send + 'static> Server<Ctx> {
+    /// A server that builds each request's context with `create_context`.
+    ///
+    /// An `Err` from it fails every call of the request with that error.
+    pub fn with_context<F, Fut>(router: Router<Ctx>, create_context: F) -> Self
+    where
+        F: Fn(RequestInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Ctx, Error>> + Send + 'static,
+    {
+        Server {
+            router,
+            create_context: Arc::new(move |info| Box::pin(create_context(info))),
+            config: HttpConfig::default(),
+        }
+    }
+
+    /// The path prefix tRPC is served under (default `/trpc`). Use `/` when a parent router
+    /// already strips a prefix, e.g. axum's `nest_service("/trpc", …)`.
+    pub fn endpoint(mut self, prefix: &str) -> Self {
+        self.config.endpoint = prefix.trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The largest request body accepted, in bytes (default 2 MiB); larger ones get
+    /// `PAYLOAD_TOO_LARGE`.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.config.max_body_size = bytes;
+        self
+    }
+
+    /// The most calls one batch may hold (default 100); more get `BAD_REQUEST`.
+    pub fn max_batch_size(mut self, calls: usize) -> Self {
+        self.config.max_batch_size = calls;
+        self
+    }
+
+    /// Whether `?batch=1` requests are served (default `true`).
+    pub fn allow_batching(mut self, allow: bool) -> Self {
+        self.config.allow_batching = allow;
+        self
+    }
+
+    /// Whether queries may also be sent as `POST` (the client's `methodOverride: 'POST'`;
+    /// default `false`).
+    pub fn allow_method_override(mut self, allow: bool) -> Self {
+        self.config.allow_method_override = allow;
+        self
+    }
+
+    /// Dev mode: internal error causes (and panic messages) are sent to clients in
+    /// `error.data.stack`. Never enable it in production (default `false`).
+    pub fn dev_mode(mut self, on: bool) -> Self {
+        self.config.policy.dev_mode = on;
+        self
+    }
+
+    /// The server as a `tower::Service`, to mount under axum or serve with hyper yourself.
+    pub fn into_service(self) -> HttpService<Ctx> {
+        HttpService::new(Arc::new(Shared {
+            router: self.router,
+            create_context: self.create_context,
+            config: self.config,
+        }))
+    }
+
+    /// Binds a TCP address (port 0 picks a free port; see [`Listening::local_addr`]).
+    pub async fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Listening<Ctx>> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(self.listen(listener))
+    }
+
+    /// Serves on an already bound listener.
+    pub fn listen(self, listener: TcpListener) -> Listening<Ctx> {
+        Listening { listener, service: self.into_service() }
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Listening<Ctx> {
+    listener: TcpListener,
+    service: HttpService<Ctx>,
+}
+
+impl<Ctx: Clone + Send + Sync + 'static> Listening<Ctx> {
+    /// The address actually bound (the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound TCP listener always has an address.
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until the process ends.
+    pub async fn run(self) -> io::Result<()> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until `signal` completes, then stops accepting, lets in-flight requests finish
+    /// (up to 30 s) and returns.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> io::Result<()> {
+        let Listening { listener, service } = self;
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = GracefulShutdown::new();
+        let mut signal = std::pin::pin!(signal);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut signal => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = service.clone();
+            let hyper_service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                let service = service.clone();
+                async move { Ok::<_, Infallible>(service.handle(req).await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service);
+            let conn = graceful.watch(conn.into_owned());
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+            tracing::warn!("graceful shutdown timed out; dropping remaining connections");
+        }
+        Ok(())
+    }
+}

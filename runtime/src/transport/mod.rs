@@ -1,0 +1,3 @@
+//! Transports map a wire format to router calls and back.
+
+pub(crate) mod http;
