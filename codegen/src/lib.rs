@@ -1,1 +1,261 @@
+//! # oxrpc-codegen
+//!
+//! Renders an [`oxrpc::Router`] as the TypeScript declaration that types
+//! `createTRPCClient<AppRouter>` from the official `@trpc/client`.
+//!
+//! In a build script (the usual way, see [`build::emit`]):
+//!
+//! ```no_run
+//! // server/build.rs
+//! fn main() {
+//! #   fn router() -> oxrpc::Router<()> { oxrpc::Router::new() }
+//!     oxrpc_codegen::build::emit(&router(), "../web/src/generated/AppRouter.d.ts");
+//! }
+//! ```
+//!
+//! Or anywhere else (tests, a small binary): [`render`] returns the text, [`check`] fails
+//! when a committed file is stale.
+//!
+//! ## What the types say
+//!
+//! The file describes the JSON on the wire, because that is what `JSON.parse` gives the
+//! client: `()` outputs are `undefined` (the server sends `{"result":{}}`), inputs that may be
+//! left out (`()`, `Option<T>`) accept `undefined`, and 64-bit and 128-bit integers are
+//! `number`, as serde writes them. JavaScript numbers are exact only up to 2^53; a value
+//! above that loses precision in `JSON.parse`. Send such values as strings if they can
+//! grow that large.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use oxrpc::{ProcedureKind, Router, TsDeclaration, TypeInfo};
+use sha2::{Digest, Sha256};
+
+pub mod build;
+
+/// Names the generated file itself declares or imports; model types may not use them.
+const TAKEN: &[&str] = &[
+    "AppRouter",
+    "RouterInputs",
+    "RouterOutputs",
+    "TRPCBuiltRouter",
+    "TRPCQueryProcedure",
+    "TRPCMutationProcedure",
+    "TRPCDefaultErrorShape",
+    "inferRouterInputs",
+    "inferRouterOutputs",
+];
+
+/// Why a router could not be rendered, or a file is not what it should be.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodegenError {
+    /// Two different Rust types would have the same TypeScript name.
+    #[error(
+        "two Rust types are both named `{ident}` in TypeScript: `{first}` and `{second}`; \
+         rename one with `#[ts(rename = \"…\")]`"
+    )]
+    NameClash {
+        /// The TypeScript name.
+        ident: String,
+        /// One Rust type.
+        first: String,
+        /// The other Rust type.
+        second: String,
+    },
+    /// A model type uses a name the generated file needs for itself.
+    #[error(
+        "the Rust type `{rust_name}` is named `{ident}` in TypeScript, which the generated file \
+         uses itself; rename it with `#[ts(rename = \"…\")]`"
+    )]
+    ReservedName {
+        /// The TypeScript name.
+        ident: String,
+        /// The Rust type.
+        rust_name: String,
+    },
+    /// A committed file differs from what the router renders.
+    #[error("{path} is stale: it does not match the router; run `cargo build` to regenerate it")]
+    Stale {
+        /// The stale file.
+        path: PathBuf,
+    },
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+/// The ts-rs settings that make declarations match what serde_json writes.
+fn ts_config() -> ts_rs::Config {
+    ts_rs::Config::new().with_large_int("number")
+}
+
+/// The TypeScript type of what the client passes.
+fn input_type(info: &TypeInfo, cfg: &ts_rs::Config) -> String {
+    if info.is_unit() {
+        "void".to_owned()
+    } else if info.accepts_undefined() {
+        format!("{} | undefined", info.ts_name(cfg))
+    } else {
+        info.ts_name(cfg)
+    }
+}
+
+/// The TypeScript type of what the client receives.
+fn output_type(info: &TypeInfo, cfg: &ts_rs::Config) -> String {
+    if info.is_unit() {
+        // `void` would become `never` on the client (trpc-types §3.3); the wire has `undefined`.
+        "undefined".to_owned()
+    } else {
+        info.ts_name(cfg)
+    }
+}
+
+/// A namespace level of the router tree.
+#[derive(Default)]
+struct Level<'a> {
+    procedures: BTreeMap<&'a str, (ProcedureKind, Option<&'a str>, String, String)>,
+    children: BTreeMap<&'a str, Level<'a>>,
+}
+
+fn jsdoc(out: &mut String, docs: &str, indent: &str) {
+    let docs = docs.replace("*/", "*\\/");
+    out.push_str(indent);
+    out.push_str("/**\n");
+    for line in docs.lines() {
+        out.push_str(indent);
+        out.push_str(" *");
+        if !line.is_empty() {
+            out.push(' ');
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out.push_str(indent);
+    out.push_str(" */\n");
+}
+
+fn render_level(out: &mut String, level: &Level<'_>, depth: usize) {
+    let indent = "  ".repeat(depth);
+    // Procedures and namespaces share one sorted key space.
+    let mut keys: Vec<&str> = level.procedures.keys().chain(level.children.keys()).copied().collect();
+    keys.sort_unstable();
+    for key in keys {
+        if let Some((kind, docs, input, output)) = level.procedures.get(key) {
+            if let Some(docs) = docs {
+                jsdoc(out, docs, &indent);
+            }
+            let alias = match kind {
+                ProcedureKind::Mutation => "TRPCMutationProcedure",
+                _ => "TRPCQueryProcedure",
+            };
+            let _ = writeln!(out, "{indent}{key}: {alias}<{{ input: {input}; output: {output}; meta: object }}>;");
+        } else if let Some(child) = level.children.get(key) {
+            let _ = writeln!(out, "{indent}{key}: {{");
+            render_level(out, child, depth + 1);
+            let _ = writeln!(out, "{indent}}};");
+        }
+    }
+}
+
+/// Renders the router as `AppRouter.d.ts`. The same router always gives the same bytes.
+pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
+    let cfg = ts_config();
+    let mut declarations: Vec<TsDeclaration> = Vec::new();
+    let mut root = Level::default();
+    for (path, procedure) in router.procedures() {
+        for info in [procedure.input(), procedure.output()] {
+            for decl in info.ts_declarations(&cfg) {
+                if let Some(existing) = declarations.iter().find(|d| d.ident == decl.ident) {
+                    if existing.type_id != decl.type_id {
+                        return Err(CodegenError::NameClash {
+                            ident: decl.ident,
+                            first: existing.rust_name.to_owned(),
+                            second: decl.rust_name.to_owned(),
+                        });
+                    }
+                    continue;
+                }
+                if TAKEN.contains(&decl.ident.as_str()) {
+                    return Err(CodegenError::ReservedName { ident: decl.ident, rust_name: decl.rust_name.to_owned() });
+                }
+                declarations.push(decl);
+            }
+        }
+        let mut segments: Vec<&str> = path.split('.').collect();
+        let leaf = segments.pop().unwrap_or(path);
+        let level = segments.into_iter().fold(&mut root, |level, segment| level.children.entry(segment).or_default());
+        level.procedures.insert(
+            leaf,
+            (
+                procedure.kind(),
+                procedure.docs(),
+                input_type(procedure.input(), &cfg),
+                output_type(procedure.output(), &cfg),
+            ),
+        );
+    }
+    declarations.sort_by(|a, b| a.ident.cmp(&b.ident));
+
+    let mut body = String::new();
+    body.push_str(
+        "import type {\n  TRPCBuiltRouter,\n  TRPCQueryProcedure,\n  TRPCMutationProcedure,\n  \
+         TRPCDefaultErrorShape,\n  inferRouterInputs,\n  inferRouterOutputs,\n} from '@trpc/server';\n\n",
+    );
+    for decl in &declarations {
+        body.push_str(&decl.code);
+        body.push_str("\n\n");
+    }
+    body.push_str(
+        "export type AppRouter = TRPCBuiltRouter<\n  \
+         { ctx: object; meta: object; errorShape: TRPCDefaultErrorShape; transformer: false },\n  {\n",
+    );
+    render_level(&mut body, &root, 2);
+    body.push_str("  }\n>;\n\n");
+    body.push_str("export type RouterInputs = inferRouterInputs<AppRouter>;\n");
+    body.push_str("export type RouterOutputs = inferRouterOutputs<AppRouter>;\n");
+
+    let hash = Sha256::digest(body.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in hash {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    Ok(format!(
+        "// Generated by oxrpc-codegen from the Rust router. Do not edit: change the Rust code and rebuild.\n\
+         // content-hash: sha256:{hex}\n\n{body}"
+    ))
+}
+
+/// Fails with [`CodegenError::Stale`] unless the file at `path` is exactly what the router
+/// renders. Use it in CI (or a test) to catch a committed `.d.ts` that is out of date.
+pub fn check<Ctx>(router: &Router<Ctx>, path: impl AsRef<Path>) -> Result<(), CodegenError> {
+    let path = path.as_ref();
+    let expected = render(router)?;
+    let actual = std::fs::read_to_string(path).map_err(|source| CodegenError::Io { path: path.to_owned(), source })?;
+    if actual == expected { Ok(()) } else { Err(CodegenError::Stale { path: path.to_owned() }) }
+}
+
+/// Writes `content` to `path` only if it differs, through a temporary file and a rename so
+/// watchers never see a half-written file. Returns whether the file changed.
+pub fn write_if_changed(path: impl AsRef<Path>, content: &str) -> Result<bool, CodegenError> {
+    let path = path.as_ref();
+    let io_err = |source| CodegenError::Io { path: path.to_owned(), source };
+    match std::fs::read_to_string(path) {
+        Ok(existing) if existing == content => return Ok(false),
+        _ => {}
+    }
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("AppRouter.d.ts");
+    let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, content).map_err(io_err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err(e)
+    })?;
+    Ok(true)
+}

@@ -1,5 +1,6 @@
 //! What a create-context function learns about the request.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -23,13 +24,25 @@ pub struct RequestInfo {
     uri: Uri,
     headers: HeaderMap,
     peer_addr: Option<SocketAddr>,
+    connection_params: Option<BTreeMap<String, String>>,
     transport: TransportKind,
 }
 
 impl RequestInfo {
     /// Builds request info (for tests and for calling procedures from Rust).
     pub fn new(method: Method, uri: Uri, headers: HeaderMap, peer_addr: Option<SocketAddr>) -> Self {
-        RequestInfo { method, uri, headers, peer_addr, transport: TransportKind::Http }
+        RequestInfo { method, uri, headers, peer_addr, connection_params: None, transport: TransportKind::Http }
+    }
+
+    /// Sets the client's `connectionParams`.
+    pub fn with_connection_params(mut self, params: Option<BTreeMap<String, String>>) -> Self {
+        self.connection_params = params;
+        self
+    }
+
+    /// The client's `connectionParams` (a `?connectionParams=` query parameter on HTTP), if any.
+    pub fn connection_params(&self) -> Option<&BTreeMap<String, String>> {
+        self.connection_params.as_ref()
     }
 
     /// The HTTP method.

@@ -164,9 +164,10 @@ fn collect_declarations<T: ts_rs::TS + 'static>(cfg: &ts_rs::Config, out: &mut V
     impl ts_rs::TypeVisitor for Visit<'_> {
         fn visit<U: ts_rs::TS + 'static + ?Sized>(&mut self) {
             if U::output_path().is_none() {
-                // Not declarable itself (a primitive or a wrapper); its parts may be.
+                // Not declarable itself (a primitive or a wrapper such as `Vec<T>`); its type
+                // parameters may be. (Its `visit_dependencies` would bypass the dedup below
+                // and loop forever on recursive types.)
                 U::visit_generics(self);
-                U::visit_dependencies(self);
                 return;
             }
             let type_id = TypeId::of::<U::WithoutGenerics>();

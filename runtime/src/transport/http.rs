@@ -163,10 +163,12 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
 
         let mut batch = false;
         let mut input_param: Option<String> = None;
+        let mut connection_params: Option<String> = None;
         for (key, value) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
             match &*key {
                 "batch" => batch = value == "1",
                 "input" if input_param.is_none() => input_param = Some(value.into_owned()),
+                "connectionParams" if connection_params.is_none() => connection_params = Some(value.into_owned()),
                 _ => {}
             }
         }
@@ -177,6 +179,10 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
                 None,
             );
         }
+        let connection_params = match connection_params.as_deref().map(parse_connection_params).transpose() {
+            Ok(params) => params.flatten(),
+            Err(e) => return self.error_response(&e, None),
+        };
         let paths: Vec<&str> = if batch { decoded.split(',').collect() } else { vec![decoded.as_str()] };
         if batch && !config.allow_batching {
             return self.error_response(&Error::bad_request("Batching is not enabled on the server"), None);
@@ -218,7 +224,8 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
         };
         let inputs = match inputs {
             Ok(inputs) => inputs,
-            Err(e) => return self.error_response(&e, None),
+            // A single call's bad input belongs to that call; a bad batch object to none.
+            Err(e) => return self.error_response(&e, (!batch).then_some(decoded.as_str())),
         };
 
         // Resolve every call before running any, so a bad batch runs nothing.
@@ -257,7 +264,8 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
 
         if !runnable.is_empty() {
             let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
-            let info = RequestInfo::new(parts.method, parts.uri, parts.headers, peer);
+            let info = RequestInfo::new(parts.method, parts.uri, parts.headers, peer)
+                .with_connection_params(connection_params);
             match (shared.create_context)(info).await {
                 Err(e) => {
                     for (i, _, _) in runnable {
@@ -366,6 +374,12 @@ fn wants_jsonl(headers: &http::HeaderMap) -> bool {
         })
     };
     has("trpc-accept") || has("accept")
+}
+
+/// `connectionParams` must be a JSON object of strings, or `null`.
+fn parse_connection_params(text: &str) -> Result<Option<std::collections::BTreeMap<String, String>>, Error> {
+    serde_json::from_str(text)
+        .map_err(|_| Error::new(ErrorCode::ParseError, "Invalid connection params shape"))
 }
 
 fn check_content_type(headers: &http::HeaderMap) -> Result<(), Error> {
