@@ -24,6 +24,11 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let model = model::build(args, &func, &mut errors);
     match model {
         Some(model) if errors.is_empty() => emit(&func, &model),
+        _ if func.sig.receiver().is_some() => {
+            // Inside an `impl`: a companion struct cannot go there.
+            let errors = errors.iter().map(syn::Error::to_compile_error);
+            quote! { #(#errors)* #func }
+        }
         _ => {
             let errors = errors.iter().map(syn::Error::to_compile_error);
             let vis = &func.vis;

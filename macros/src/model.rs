@@ -72,6 +72,7 @@ fn result_ok_type(ty: &Type) -> Option<Type> {
 
 /// Checks the function and the arguments; every problem found goes to `errors`.
 pub(crate) fn build(args: Args, func: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Model> {
+    let args_had_errors = !errors.is_empty();
     let sig = &func.sig;
     if sig.asyncness.is_none() {
         errors.push(syn::Error::new(
@@ -159,6 +160,10 @@ pub(crate) fn build(args: Args, func: &ItemFn, errors: &mut Vec<syn::Error>) -> 
     }
 
     let Some((kind, _)) = args.kind else {
+        if args_had_errors {
+            // The kind was probably among the rejected arguments: don't pile on.
+            return None;
+        }
         errors.push(syn::Error::new(
             Span::call_site(),
             "missing procedure kind: write `#[procedure(query)]` or `#[procedure(mutation)]`",

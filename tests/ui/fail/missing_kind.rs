@@ -1,0 +1,6 @@
+#[oxrpc::procedure]
+pub async fn hello() -> String {
+    "hello".into()
+}
+
+fn main() {}

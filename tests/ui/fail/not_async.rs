@@ -1,0 +1,6 @@
+#[oxrpc::procedure(query)]
+pub fn hello() -> String {
+    "hello".into()
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[oxrpc::procedure(subscription)]
+pub async fn ticks() -> String {
+    "tick".into()
+}
+
+fn main() {}
