@@ -259,3 +259,96 @@ pub fn write_if_changed(path: impl AsRef<Path>, content: &str) -> Result<bool, C
     })?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxrpc::{Error, Procedure};
+
+    mod a {
+        #[derive(serde::Serialize, ts_rs::TS, schemars::JsonSchema)]
+        pub(super) struct User {
+            pub(super) id: u32,
+        }
+    }
+    mod b {
+        #[derive(serde::Serialize, ts_rs::TS, schemars::JsonSchema)]
+        pub(super) struct User {
+            pub(super) name: String,
+        }
+    }
+    #[derive(serde::Serialize, ts_rs::TS, schemars::JsonSchema)]
+    struct AppRouter {
+        x: u8,
+    }
+
+    fn router() -> Router<()> {
+        Router::new()
+            .add(Procedure::query("one", |_: (), (): ()| async { Ok::<_, Error>(a::User { id: 1 }) }).describe("First.\nSecond */ line."))
+            .add(Procedure::mutation("two", |_: (), _: Option<u64>| async { Ok::<_, Error>(()) }))
+    }
+
+    #[test]
+    fn renders_inputs_outputs_and_docs() {
+        let dts = render(&router()).expect("render");
+        assert!(dts.contains("one: TRPCQueryProcedure<{ input: void; output: User; meta: object }>;"), "{dts}");
+        assert!(dts.contains("two: TRPCMutationProcedure<{ input: number | null | undefined; output: undefined; meta: object }>;"), "{dts}");
+        assert!(dts.contains("     * Second *\\/ line.\n"), "{dts}");
+        assert!(dts.contains("export type User = { id: number, };"), "{dts}");
+        assert!(!dts.contains("bigint"), "{dts}");
+    }
+
+    #[test]
+    fn clashing_type_names_are_reported() {
+        let r = router().add(Procedure::query("three", |_: (), (): ()| async { Ok::<_, Error>(b::User { name: String::new() }) }));
+        let err = render(&r).expect_err("clash");
+        let text = err.to_string();
+        assert!(text.contains("a::User") && text.contains("b::User"), "{text}");
+        let r = Router::<()>::new().add(Procedure::query("x", |_: (), (): ()| async { Ok::<_, Error>(AppRouter { x: 1 }) }));
+        assert!(matches!(render(&r), Err(CodegenError::ReservedName { .. })));
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("oxrpc-codegen-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    #[test]
+    fn emit_writes_only_on_change_and_tolerates_a_missing_folder() {
+        let dir = scratch("emit");
+        let target = dir.join("AppRouter.d.ts");
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).expect("out");
+        assert_eq!(build::emit_to(&router(), Some(&out), &target, false).expect("emit"), build::Emitted::Written);
+        assert!(out.join("AppRouter.d.ts").is_file());
+        let before = std::fs::metadata(&target).and_then(|m| m.modified()).expect("mtime");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(build::emit_to(&router(), None, &target, false).expect("emit"), build::Emitted::Unchanged);
+        let after = std::fs::metadata(&target).and_then(|m| m.modified()).expect("mtime");
+        assert_eq!(before, after, "an unchanged file must not be touched");
+        let leftovers = std::fs::read_dir(&dir).expect("read").filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).count();
+        assert_eq!(leftovers, 0);
+
+        let missing = dir.join("no/such/folder/AppRouter.d.ts");
+        assert_eq!(build::emit_to(&router(), None, &missing, false).expect("emit"), build::Emitted::FolderMissing);
+        assert!(!missing.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn check_mode_fails_on_a_stale_file() {
+        let dir = scratch("check");
+        let target = dir.join("AppRouter.d.ts");
+        std::fs::write(&target, "// old\n").expect("write");
+        let err = build::emit_to(&router(), None, &target, true).expect_err("stale");
+        assert!(matches!(err, CodegenError::Stale { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "// old\n", "check mode must not write");
+        assert!(check(&router(), &target).is_err());
+        build::emit_to(&router(), None, &target, false).expect("write");
+        assert_eq!(build::emit_to(&router(), None, &target, true).expect("fresh"), build::Emitted::Fresh);
+        check(&router(), &target).expect("fresh");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,1 +1,130 @@
+//! The quickstart's API crate: types, procedures and the router.
+//!
+//! The server crate (`../server`) serves this router, and its build script turns it into
+//! `../web/src/generated/AppRouter.d.ts` for the TypeScript client in `../web`.
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use oxrpc::{Error, RequestInfo, Router, procedure};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+/// A user of the demo app.
+#[derive(Debug, Clone, Serialize, TS, JsonSchema)]
+pub struct User {
+    /// Unique id.
+    pub id: u32,
+    /// Display name.
+    pub name: String,
+    /// Email address, if known.
+    pub email: Option<String>,
+}
+
+/// The in-memory user store (a real app would hold a database pool here).
+#[derive(Debug, Clone, Default)]
+pub struct Db {
+    users: Arc<RwLock<BTreeMap<u32, User>>>,
+}
+
+/// What every procedure receives: the store, and who is calling.
+#[derive(Debug, Clone)]
+pub struct AppCtx {
+    /// The store.
+    pub db: Db,
+    /// The caller's name, from `Authorization: Bearer <name>` (a stand-in for real auth).
+    pub caller: Option<String>,
+}
+
+impl Db {
+    /// Builds the context of one request.
+    pub fn context(&self, info: RequestInfo) -> impl Future<Output = Result<AppCtx, Error>> + Send + use<> {
+        let caller = info.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).map(str::to_owned);
+        let db = self.clone();
+        async move { Ok(AppCtx { db, caller }) }
+    }
+}
+
+/// Input of `greet`.
+#[derive(Debug, Deserialize, TS, JsonSchema)]
+pub struct GreetInput {
+    /// Who to greet.
+    pub name: String,
+}
+
+/// Output of `greet`.
+#[derive(Debug, Serialize, TS, JsonSchema)]
+pub struct Greeting {
+    /// The greeting.
+    pub greeting: String,
+}
+
+/// Says hello.
+#[procedure(query)]
+pub async fn greet(input: GreetInput) -> Greeting {
+    Greeting { greeting: format!("hello, {}!", input.name) }
+}
+
+/// Who the server thinks is calling (`null` without an `Authorization` header).
+#[procedure(query)]
+pub async fn whoami(ctx: &AppCtx) -> Option<String> {
+    ctx.caller.clone()
+}
+
+/// Input of `user.byId`.
+#[derive(Debug, Deserialize, TS, JsonSchema)]
+pub struct UserId {
+    /// The user's id.
+    pub id: u32,
+}
+
+/// One user, or NOT_FOUND.
+#[procedure(query)]
+pub async fn by_id(ctx: &AppCtx, input: UserId) -> Result<User, Error> {
+    let users = ctx.db.users.read().map_err(|_| Error::internal("user store poisoned"))?;
+    users.get(&input.id).cloned().ok_or_else(|| Error::not_found(format!("no user with id {}", input.id)))
+}
+
+/// Every user, by id.
+#[procedure(query)]
+pub async fn list(ctx: &AppCtx) -> Result<Vec<User>, Error> {
+    let users = ctx.db.users.read().map_err(|_| Error::internal("user store poisoned"))?;
+    Ok(users.values().cloned().collect())
+}
+
+/// Input of `user.create`.
+#[derive(Debug, Deserialize, TS, JsonSchema)]
+pub struct NewUser {
+    /// Display name.
+    pub name: String,
+    /// Email address, optional.
+    #[serde(default)]
+    #[ts(optional)]
+    pub email: Option<String>,
+}
+
+/// Creates a user. Only signed-in callers may (UNAUTHORIZED otherwise).
+#[procedure(mutation)]
+pub async fn create(ctx: &AppCtx, input: NewUser) -> Result<User, Error> {
+    if ctx.caller.is_none() {
+        return Err(Error::unauthorized().with_message("sign in to create users"));
+    }
+    if input.name.trim().is_empty() {
+        return Err(Error::bad_request("name must not be empty"));
+    }
+    let mut users = ctx.db.users.write().map_err(|_| Error::internal("user store poisoned"))?;
+    let id = users.keys().next_back().map_or(1, |last| last + 1);
+    let user = User { id, name: input.name, email: input.email };
+    users.insert(id, user.clone());
+    Ok(user)
+}
+
+/// The API: `greet`, `whoami` and the `user` namespace.
+pub fn router() -> Router<AppCtx> {
+    Router::new().add(greet::procedure()).add(whoami::procedure()).nest(
+        "user",
+        Router::new().add(by_id::procedure()).add(list::procedure()).add(create::procedure()),
+    )
+}
