@@ -35,7 +35,9 @@ pub enum Emitted {
 /// When the router cannot be rendered (e.g. two types share a TypeScript name) or a file
 /// cannot be written: a build script reports errors by failing.
 pub fn emit<Ctx>(router: &Router<Ctx>, frontend_path: impl AsRef<Path>) {
-    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_default();
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let target = manifest_dir.join(frontend_path);
     let out_dir = std::env::var_os("OUT_DIR").map(PathBuf::from);
     let check = std::env::var(CHECK_ENV).is_ok_and(|v| v == "1");
@@ -66,11 +68,21 @@ pub fn emit_to<Ctx>(
     }
     if check {
         let actual = std::fs::read_to_string(target).unwrap_or_default();
-        return if actual == content { Ok(Emitted::Fresh) } else { Err(CodegenError::Stale { path: target.to_owned() }) };
+        return if actual == content {
+            Ok(Emitted::Fresh)
+        } else {
+            Err(CodegenError::Stale {
+                path: target.to_owned(),
+            })
+        };
     }
     match target.parent() {
         Some(dir) if dir.as_os_str().is_empty() || dir.is_dir() => {
-            if crate::write_if_changed(target, &content)? { Ok(Emitted::Written) } else { Ok(Emitted::Unchanged) }
+            if crate::write_if_changed(target, &content)? {
+                Ok(Emitted::Written)
+            } else {
+                Ok(Emitted::Unchanged)
+            }
         }
         _ => Ok(Emitted::FolderMissing),
     }

@@ -1,3 +1,4 @@
+#![allow(clippy::needless_doctest_main)] // the example is a build script's main
 //! # oxrpc-codegen
 //!
 //! Renders an [`oxrpc::Router`] as the TypeScript declaration that types
@@ -144,7 +145,12 @@ fn jsdoc(out: &mut String, docs: &str, indent: &str) {
 fn render_level(out: &mut String, level: &Level<'_>, depth: usize) {
     let indent = "  ".repeat(depth);
     // Procedures and namespaces share one sorted key space.
-    let mut keys: Vec<&str> = level.procedures.keys().chain(level.children.keys()).copied().collect();
+    let mut keys: Vec<&str> = level
+        .procedures
+        .keys()
+        .chain(level.children.keys())
+        .copied()
+        .collect();
     keys.sort_unstable();
     for key in keys {
         if let Some((kind, docs, input, output)) = level.procedures.get(key) {
@@ -155,7 +161,10 @@ fn render_level(out: &mut String, level: &Level<'_>, depth: usize) {
                 ProcedureKind::Mutation => "TRPCMutationProcedure",
                 _ => "TRPCQueryProcedure",
             };
-            let _ = writeln!(out, "{indent}{key}: {alias}<{{ input: {input}; output: {output}; meta: object }}>;");
+            let _ = writeln!(
+                out,
+                "{indent}{key}: {alias}<{{ input: {input}; output: {output}; meta: object }}>;"
+            );
         } else if let Some(child) = level.children.get(key) {
             let _ = writeln!(out, "{indent}{key}: {{");
             render_level(out, child, depth + 1);
@@ -183,14 +192,19 @@ pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
                     continue;
                 }
                 if TAKEN.contains(&decl.ident.as_str()) {
-                    return Err(CodegenError::ReservedName { ident: decl.ident, rust_name: decl.rust_name.to_owned() });
+                    return Err(CodegenError::ReservedName {
+                        ident: decl.ident,
+                        rust_name: decl.rust_name.to_owned(),
+                    });
                 }
                 declarations.push(decl);
             }
         }
         let mut segments: Vec<&str> = path.split('.').collect();
         let leaf = segments.pop().unwrap_or(path);
-        let level = segments.into_iter().fold(&mut root, |level, segment| level.children.entry(segment).or_default());
+        let level = segments.into_iter().fold(&mut root, |level, segment| {
+            level.children.entry(segment).or_default()
+        });
         level.procedures.insert(
             leaf,
             (
@@ -237,20 +251,35 @@ pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
 pub fn check<Ctx>(router: &Router<Ctx>, path: impl AsRef<Path>) -> Result<(), CodegenError> {
     let path = path.as_ref();
     let expected = render(router)?;
-    let actual = std::fs::read_to_string(path).map_err(|source| CodegenError::Io { path: path.to_owned(), source })?;
-    if actual == expected { Ok(()) } else { Err(CodegenError::Stale { path: path.to_owned() }) }
+    let actual = std::fs::read_to_string(path).map_err(|source| CodegenError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(CodegenError::Stale {
+            path: path.to_owned(),
+        })
+    }
 }
 
 /// Writes `content` to `path` only if it differs, through a temporary file and a rename so
 /// watchers never see a half-written file. Returns whether the file changed.
 pub fn write_if_changed(path: impl AsRef<Path>, content: &str) -> Result<bool, CodegenError> {
     let path = path.as_ref();
-    let io_err = |source| CodegenError::Io { path: path.to_owned(), source };
+    let io_err = |source| CodegenError::Io {
+        path: path.to_owned(),
+        source,
+    };
     match std::fs::read_to_string(path) {
         Ok(existing) if existing == content => return Ok(false),
         _ => {}
     }
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("AppRouter.d.ts");
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("AppRouter.d.ts");
     let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, content).map_err(io_err)?;
     std::fs::rename(&tmp, path).map_err(|e| {
@@ -284,14 +313,24 @@ mod tests {
 
     fn router() -> Router<()> {
         Router::new()
-            .add(Procedure::query("one", |_: (), (): ()| async { Ok::<_, Error>(a::User { id: 1 }) }).describe("First.\nSecond */ line."))
-            .add(Procedure::mutation("two", |_: (), _: Option<u64>| async { Ok::<_, Error>(()) }))
+            .add(
+                Procedure::query("one", |_: (), (): ()| async {
+                    Ok::<_, Error>(a::User { id: 1 })
+                })
+                .describe("First.\nSecond */ line."),
+            )
+            .add(Procedure::mutation("two", |_: (), _: Option<u64>| async {
+                Ok::<_, Error>(())
+            }))
     }
 
     #[test]
     fn renders_inputs_outputs_and_docs() {
         let dts = render(&router()).expect("render");
-        assert!(dts.contains("one: TRPCQueryProcedure<{ input: void; output: User; meta: object }>;"), "{dts}");
+        assert!(
+            dts.contains("one: TRPCQueryProcedure<{ input: void; output: User; meta: object }>;"),
+            "{dts}"
+        );
         assert!(dts.contains("two: TRPCMutationProcedure<{ input: number | null | undefined; output: undefined; meta: object }>;"), "{dts}");
         assert!(dts.contains("     * Second *\\/ line.\n"), "{dts}");
         assert!(dts.contains("export type User = { id: number, };"), "{dts}");
@@ -300,11 +339,20 @@ mod tests {
 
     #[test]
     fn clashing_type_names_are_reported() {
-        let r = router().add(Procedure::query("three", |_: (), (): ()| async { Ok::<_, Error>(b::User { name: String::new() }) }));
+        let r = router().add(Procedure::query("three", |_: (), (): ()| async {
+            Ok::<_, Error>(b::User {
+                name: String::new(),
+            })
+        }));
         let err = render(&r).expect_err("clash");
         let text = err.to_string();
-        assert!(text.contains("a::User") && text.contains("b::User"), "{text}");
-        let r = Router::<()>::new().add(Procedure::query("x", |_: (), (): ()| async { Ok::<_, Error>(AppRouter { x: 1 }) }));
+        assert!(
+            text.contains("a::User") && text.contains("b::User"),
+            "{text}"
+        );
+        let r = Router::<()>::new().add(Procedure::query("x", |_: (), (): ()| async {
+            Ok::<_, Error>(AppRouter { x: 1 })
+        }));
         assert!(matches!(render(&r), Err(CodegenError::ReservedName { .. })));
     }
 
@@ -321,18 +369,35 @@ mod tests {
         let target = dir.join("AppRouter.d.ts");
         let out = dir.join("out");
         std::fs::create_dir_all(&out).expect("out");
-        assert_eq!(build::emit_to(&router(), Some(&out), &target, false).expect("emit"), build::Emitted::Written);
+        assert_eq!(
+            build::emit_to(&router(), Some(&out), &target, false).expect("emit"),
+            build::Emitted::Written
+        );
         assert!(out.join("AppRouter.d.ts").is_file());
-        let before = std::fs::metadata(&target).and_then(|m| m.modified()).expect("mtime");
+        let before = std::fs::metadata(&target)
+            .and_then(|m| m.modified())
+            .expect("mtime");
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(build::emit_to(&router(), None, &target, false).expect("emit"), build::Emitted::Unchanged);
-        let after = std::fs::metadata(&target).and_then(|m| m.modified()).expect("mtime");
+        assert_eq!(
+            build::emit_to(&router(), None, &target, false).expect("emit"),
+            build::Emitted::Unchanged
+        );
+        let after = std::fs::metadata(&target)
+            .and_then(|m| m.modified())
+            .expect("mtime");
         assert_eq!(before, after, "an unchanged file must not be touched");
-        let leftovers = std::fs::read_dir(&dir).expect("read").filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).count();
+        let leftovers = std::fs::read_dir(&dir)
+            .expect("read")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .count();
         assert_eq!(leftovers, 0);
 
         let missing = dir.join("no/such/folder/AppRouter.d.ts");
-        assert_eq!(build::emit_to(&router(), None, &missing, false).expect("emit"), build::Emitted::FolderMissing);
+        assert_eq!(
+            build::emit_to(&router(), None, &missing, false).expect("emit"),
+            build::Emitted::FolderMissing
+        );
         assert!(!missing.exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -344,10 +409,17 @@ mod tests {
         std::fs::write(&target, "// old\n").expect("write");
         let err = build::emit_to(&router(), None, &target, true).expect_err("stale");
         assert!(matches!(err, CodegenError::Stale { .. }), "{err}");
-        assert_eq!(std::fs::read_to_string(&target).expect("read"), "// old\n", "check mode must not write");
+        assert_eq!(
+            std::fs::read_to_string(&target).expect("read"),
+            "// old\n",
+            "check mode must not write"
+        );
         assert!(check(&router(), &target).is_err());
         build::emit_to(&router(), None, &target, false).expect("write");
-        assert_eq!(build::emit_to(&router(), None, &target, true).expect("fresh"), build::Emitted::Fresh);
+        assert_eq!(
+            build::emit_to(&router(), None, &target, true).expect("fresh"),
+            build::Emitted::Fresh
+        );
         check(&router(), &target).expect("fresh");
         let _ = std::fs::remove_dir_all(&dir);
     }

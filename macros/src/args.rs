@@ -22,7 +22,10 @@ const EXPECTED: &str = "expected one of: `query`, `mutation`, `name`";
 
 /// Parses the arguments, collecting every problem instead of stopping at the first.
 pub(crate) fn parse(attr: TokenStream, errors: &mut Vec<syn::Error>) -> Args {
-    let mut args = Args { kind: None, name: None };
+    let mut args = Args {
+        kind: None,
+        name: None,
+    };
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
         Ok(metas) => metas,
         Err(e) => {
@@ -32,13 +35,22 @@ pub(crate) fn parse(attr: TokenStream, errors: &mut Vec<syn::Error>) -> Args {
     };
     for meta in metas {
         let Some(ident) = meta.path().get_ident().map(ToString::to_string) else {
-            errors.push(syn::Error::new_spanned(meta.path(), format!("unknown argument, {EXPECTED}")));
+            errors.push(syn::Error::new_spanned(
+                meta.path(),
+                format!("unknown argument, {EXPECTED}"),
+            ));
             continue;
         };
         match (ident.as_str(), &meta) {
             ("query" | "mutation", Meta::Path(path)) => {
-                let kind = if ident == "query" { Kind::Query } else { Kind::Mutation };
-                let span = path.get_ident().map_or_else(Span::call_site, syn::Ident::span);
+                let kind = if ident == "query" {
+                    Kind::Query
+                } else {
+                    Kind::Mutation
+                };
+                let span = path
+                    .get_ident()
+                    .map_or_else(Span::call_site, syn::Ident::span);
                 if args.kind.is_some() {
                     errors.push(syn::Error::new(
                         span,
@@ -49,9 +61,14 @@ pub(crate) fn parse(attr: TokenStream, errors: &mut Vec<syn::Error>) -> Args {
                 }
             }
             ("name", Meta::NameValue(nv)) => match &nv.value {
-                Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => {
                     if args.name.is_some() {
-                        errors.push(syn::Error::new_spanned(&nv.path, "duplicate argument `name`"));
+                        errors.push(syn::Error::new_spanned(
+                            &nv.path,
+                            "duplicate argument `name`",
+                        ));
                     } else {
                         args.name = Some(s.clone());
                     }

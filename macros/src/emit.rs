@@ -10,6 +10,7 @@ use crate::model::{self, Model};
 
 /// The whole expansion; on errors the function is still emitted, plus a stand-in
 /// `procedure()`, so one mistake gives one error.
+#[allow(clippy::needless_pass_by_value)] // proc-macro entry points own their streams
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,

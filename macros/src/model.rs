@@ -46,11 +46,19 @@ fn docs_of(func: &ItemFn) -> String {
         if !attr.path().is_ident("doc") {
             continue;
         }
-        if let syn::Meta::NameValue(nv) = &attr.meta {
-            if let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value {
-                let line = s.value();
-                lines.push(line.strip_prefix(' ').unwrap_or(&line).trim_end().to_owned());
-            }
+        if let syn::Meta::NameValue(nv) = &attr.meta
+            && let syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) = &nv.value
+        {
+            let line = s.value();
+            lines.push(
+                line.strip_prefix(' ')
+                    .unwrap_or(&line)
+                    .trim_end()
+                    .to_owned(),
+            );
         }
     }
     lines.join("\n").trim().to_owned()
@@ -63,7 +71,9 @@ fn result_ok_type(ty: &Type) -> Option<Type> {
     if last.ident != "Result" {
         return None;
     }
-    let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
     match args.args.first()? {
         GenericArgument::Type(t) => Some(t.clone()),
         _ => None,
@@ -87,7 +97,10 @@ pub(crate) fn build(args: Args, func: &ItemFn, errors: &mut Vec<syn::Error>) -> 
         ));
     }
     if let Some(variadic) = &sig.variadic {
-        errors.push(syn::Error::new(variadic.span(), "`#[procedure]` functions cannot be variadic"));
+        errors.push(syn::Error::new(
+            variadic.span(),
+            "`#[procedure]` functions cannot be variadic",
+        ));
     }
 
     let mut ctx: Option<Type> = None;
@@ -146,10 +159,19 @@ pub(crate) fn build(args: Args, func: &ItemFn, errors: &mut Vec<syn::Error>) -> 
     }
 
     let output = match &sig.output {
-        ReturnType::Default => OutputModel { ty: syn::parse_quote_spanned!(sig.ident.span()=> ()), is_result: false },
+        ReturnType::Default => OutputModel {
+            ty: syn::parse_quote_spanned!(sig.ident.span()=> ()),
+            is_result: false,
+        },
         ReturnType::Type(_, ty) => match result_ok_type(ty) {
-            Some(ok) => OutputModel { ty: ok, is_result: true },
-            None => OutputModel { ty: (**ty).clone(), is_result: false },
+            Some(ok) => OutputModel {
+                ty: ok,
+                is_result: true,
+            },
+            None => OutputModel {
+                ty: (**ty).clone(),
+                is_result: false,
+            },
         },
     };
     if let Type::ImplTrait(t) = &output.ty {
@@ -170,8 +192,17 @@ pub(crate) fn build(args: Args, func: &ItemFn, errors: &mut Vec<syn::Error>) -> 
         ));
         return None;
     };
-    let name = args.name.map_or_else(|| lower_camel(&sig.ident.to_string()), |n| n.value());
-    Some(Model { kind, name, docs: docs_of(func), ctx, input, output })
+    let name = args
+        .name
+        .map_or_else(|| lower_camel(&sig.ident.to_string()), |n| n.value());
+    Some(Model {
+        kind,
+        name,
+        docs: docs_of(func),
+        ctx,
+        input,
+        output,
+    })
 }
 
 #[cfg(test)]

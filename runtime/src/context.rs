@@ -30,8 +30,20 @@ pub struct RequestInfo {
 
 impl RequestInfo {
     /// Builds request info (for tests and for calling procedures from Rust).
-    pub fn new(method: Method, uri: Uri, headers: HeaderMap, peer_addr: Option<SocketAddr>) -> Self {
-        RequestInfo { method, uri, headers, peer_addr, connection_params: None, transport: TransportKind::Http }
+    pub fn new(
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        peer_addr: Option<SocketAddr>,
+    ) -> Self {
+        RequestInfo {
+            method,
+            uri,
+            headers,
+            peer_addr,
+            connection_params: None,
+            transport: TransportKind::Http,
+        }
     }
 
     /// Sets the client's `connectionParams`.
@@ -77,4 +89,5 @@ impl RequestInfo {
 }
 
 /// A type-erased create-context function.
-pub(crate) type ContextFn<Ctx> = Arc<dyn Fn(RequestInfo) -> BoxFuture<Result<Ctx, Error>> + Send + Sync>;
+pub(crate) type ContextFn<Ctx> =
+    Arc<dyn Fn(RequestInfo) -> BoxFuture<Result<Ctx, Error>> + Send + Sync>;

@@ -86,7 +86,10 @@ mod tests {
             r#"{"error":{"message":"thing not found","code":-32004,"data":{"code":"NOT_FOUND","httpStatus":404,"path":"notFound"}}}"#
         );
         let raw = RawValue::from_string("\"hello world\"".into()).expect("json");
-        assert_eq!(result_envelope(Some(&raw)), r#"{"result":{"data":"hello world"}}"#);
+        assert_eq!(
+            result_envelope(Some(&raw)),
+            r#"{"result":{"data":"hello world"}}"#
+        );
         assert_eq!(result_envelope(None), r#"{"result":{}}"#);
     }
 

@@ -121,7 +121,11 @@ pub struct Error {
 impl Error {
     /// An error with a code and a public message.
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Error { code, message: message.into(), cause: None }
+        Error {
+            code,
+            message: message.into(),
+            cause: None,
+        }
     }
 
     /// An error whose message is its code's key (what tRPC sends when no message is given).
@@ -185,7 +189,8 @@ impl Error {
 
     /// The cause chain as text, for logs and dev-mode responses.
     pub(crate) fn cause_chain(&self) -> Option<String> {
-        let mut next: Option<&(dyn std::error::Error + 'static)> = self.cause.as_deref().map(|c| c as _);
+        let mut next: Option<&(dyn std::error::Error + 'static)> =
+            self.cause.as_deref().map(|c| c as _);
         let mut out = String::new();
         while let Some(e) = next {
             if !out.is_empty() {

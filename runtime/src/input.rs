@@ -50,12 +50,19 @@ pub(crate) fn parse(text: &str) -> Result<RawInput, Error> {
     if nests_deeper_than(text.as_bytes(), MAX_DEPTH) {
         return Err(Error::new(
             ErrorCode::BadRequest,
-            format!("Input is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects are accepted"),
+            format!(
+                "Input is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects are accepted"
+            ),
         ));
     }
     serde_json::from_str::<Box<RawValue>>(text)
         .map(Some)
-        .map_err(|e| Error::new(ErrorCode::ParseError, format!("Input is not valid JSON: {e}")))
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::ParseError,
+                format!("Input is not valid JSON: {e}"),
+            )
+        })
 }
 
 /// Parses a batch input `{"0":…,"1":…}` into one input per call.
@@ -84,9 +91,15 @@ mod tests {
     #[test]
     fn empty_is_undefined_and_errors_have_codes() {
         assert!(parse("").expect("empty").is_none());
-        assert_eq!(parse("{nope").expect_err("bad").code(), ErrorCode::ParseError);
+        assert_eq!(
+            parse("{nope").expect_err("bad").code(),
+            ErrorCode::ParseError
+        );
         let deep = "[".repeat(100_000);
-        assert_eq!(parse(&deep).expect_err("deep").code(), ErrorCode::BadRequest);
+        assert_eq!(
+            parse(&deep).expect_err("deep").code(),
+            ErrorCode::BadRequest
+        );
     }
 
     #[test]
@@ -94,7 +107,10 @@ mod tests {
         let v = parse_batch(r#"{"1":{"a":1}}"#, 3).expect("ok");
         assert!(v[0].is_none() && v[2].is_none());
         assert_eq!(v[1].as_deref().map(RawValue::get), Some(r#"{"a":1}"#));
-        assert_eq!(parse_batch("[1]", 1).expect_err("array").code(), ErrorCode::BadRequest);
+        assert_eq!(
+            parse_batch("[1]", 1).expect_err("array").code(),
+            ErrorCode::BadRequest
+        );
         assert_eq!(parse_batch("", 2).expect("none").len(), 2);
     }
 }

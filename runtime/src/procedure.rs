@@ -241,7 +241,12 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, Error>> + Send + 'static,
     {
-        Self::new(ProcedureKind::Query, name.into(), handler, Location::caller())
+        Self::new(
+            ProcedureKind::Query,
+            name.into(),
+            handler,
+            Location::caller(),
+        )
     }
 
     /// A mutation: `handler(ctx, input)` answers `POST` requests and `client.name.mutate(input)`.
@@ -253,7 +258,12 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, Error>> + Send + 'static,
     {
-        Self::new(ProcedureKind::Mutation, name.into(), handler, Location::caller())
+        Self::new(
+            ProcedureKind::Mutation,
+            name.into(),
+            handler,
+            Location::caller(),
+        )
     }
 
     fn new<I, O, F, Fut>(
@@ -356,7 +366,7 @@ impl<Ctx> fmt::Debug for Procedure<Ctx> {
 fn decode_input<I: Input>(info: &TypeInfo, raw: Option<&RawValue>) -> Result<I, Error> {
     if info.is_unit {
         // A procedure without input ignores whatever was sent, as tRPC does.
-        return I::deserialize(serde_json::Value::Null).map_err(|e| Error::internal(e));
+        return I::deserialize(serde_json::Value::Null).map_err(Error::internal);
     }
     match raw {
         None => I::deserialize(serde_json::Value::Null).map_err(|_| {
@@ -387,7 +397,10 @@ fn encode_output<O: Output>(info: &TypeInfo, value: &O) -> Result<RawOutput, Err
     }
     serde_json::value::to_raw_value(value)
         .map(Some)
-        .map_err(|e| Error::internal(e).with_message("Internal server error: the output could not be serialized"))
+        .map_err(|e| {
+            Error::internal(e)
+                .with_message("Internal server error: the output could not be serialized")
+        })
 }
 
 /// `alloc::vec::Vec<my_api::User>` → `Vec<User>`.
@@ -414,13 +427,19 @@ mod tests {
 
     #[test]
     fn short_type_names() {
-        assert_eq!(short_type_name("alloc::vec::Vec<my_api::User>"), "Vec<User>");
+        assert_eq!(
+            short_type_name("alloc::vec::Vec<my_api::User>"),
+            "Vec<User>"
+        );
         assert_eq!(short_type_name("u32"), "u32");
         assert_eq!(short_type_name("(a::B, c::D)"), "(B, D)");
     }
 
     fn block_on<F: Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
     }
 
     fn raw(s: &str) -> RawInput {
@@ -439,13 +458,22 @@ mod tests {
         assert_eq!(err.code(), ErrorCode::BadRequest);
         assert!(err.message().contains("`name`"), "{}", err.message());
         let err = block_on(p.invoke((), None)).expect_err("must fail");
-        assert!(err.message().starts_with("Missing input"), "{}", err.message());
+        assert!(
+            err.message().starts_with("Missing input"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]
     fn unit_input_ignores_what_was_sent_and_unit_output_is_undefined() {
         let p = Procedure::mutation("m", |_: (), (): ()| async { Ok::<_, Error>(()) });
-        assert_eq!(block_on(p.invoke((), raw("[1,2]"))).expect("ok").map(|r| r.get().to_owned()), None);
+        assert_eq!(
+            block_on(p.invoke((), raw("[1,2]")))
+                .expect("ok")
+                .map(|r| r.get().to_owned()),
+            None
+        );
         assert!(p.input().accepts_undefined());
     }
 

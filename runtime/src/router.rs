@@ -81,13 +81,17 @@ pub struct Router<Ctx> {
 
 impl<Ctx> Default for Router<Ctx> {
     fn default() -> Self {
-        Router { procedures: BTreeMap::new() }
+        Router {
+            procedures: BTreeMap::new(),
+        }
     }
 }
 
 impl<Ctx> Clone for Router<Ctx> {
     fn clone(&self) -> Self {
-        Router { procedures: self.procedures.clone() }
+        Router {
+            procedures: self.procedures.clone(),
+        }
     }
 }
 
@@ -109,6 +113,7 @@ impl<Ctx> Router<Ctx> {
     /// On a duplicate path or an unusable name, naming the source locations involved. Use
     /// [`Router::try_add`] to get the error instead.
     #[track_caller]
+    #[allow(clippy::should_implement_trait)] // a builder method, not arithmetic
     pub fn add(self, procedure: Procedure<Ctx>) -> Self {
         self.try_add(procedure).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -133,7 +138,8 @@ impl<Ctx> Router<Ctx> {
     #[track_caller]
     pub fn nest(self, prefix: &str, other: Router<Ctx>) -> Self {
         let location = Location::caller();
-        self.try_nest_at(prefix, other, location).unwrap_or_else(|e| panic!("{e}"))
+        self.try_nest_at(prefix, other, location)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Like [`Router::nest`], returning the error instead of panicking.
@@ -264,16 +270,21 @@ impl<Ctx: Send + 'static> Router<Ctx> {
         let started = std::panic::catch_unwind(AssertUnwindSafe(|| procedure.invoke(ctx, input)));
         match started {
             Err(payload) => Box::pin(std::future::ready(Err(panic_error(&path, &*payload)))),
-            Ok(fut) => Box::pin(AssertUnwindSafe(fut).catch_unwind().map(move |r| {
-                r.unwrap_or_else(|payload| Err(panic_error(&path, &*payload)))
-            })),
+            Ok(fut) => Box::pin(
+                AssertUnwindSafe(fut)
+                    .catch_unwind()
+                    .map(move |r| r.unwrap_or_else(|payload| Err(panic_error(&path, &*payload)))),
+            ),
         }
     }
 }
 
 /// The NOT_FOUND error for an unknown path, worded as tRPC does.
 pub(crate) fn no_procedure(path: &str) -> Error {
-    Error::new(ErrorCode::NotFound, format!("No procedure found on path \"{path}\""))
+    Error::new(
+        ErrorCode::NotFound,
+        format!("No procedure found on path \"{path}\""),
+    )
 }
 
 /// A panic payload as an internal error: the client sees a generic message.
@@ -287,7 +298,11 @@ fn panic_error(path: &str, payload: &(dyn std::any::Any + Send)) -> Error {
 }
 
 /// Whether a kind may be reached with a given method (`POST` queries need method override).
-pub(crate) fn kind_accepts(kind: ProcedureKind, is_post: bool, allow_method_override: bool) -> bool {
+pub(crate) fn kind_accepts(
+    kind: ProcedureKind,
+    is_post: bool,
+    allow_method_override: bool,
+) -> bool {
     match kind {
         ProcedureKind::Query => !is_post || allow_method_override,
         ProcedureKind::Mutation => is_post,
@@ -304,14 +319,21 @@ mod tests {
 
     #[test]
     fn names_are_checked() {
-        for bad in ["then", "call", "apply", "a.b", "a,b", "", "1a", "a-b", "a b"] {
+        for bad in [
+            "then", "call", "apply", "a.b", "a,b", "", "1a", "a-b", "a b",
+        ] {
             let err = Router::new().try_add(q(bad)).expect_err(bad);
-            assert!(matches!(err, RouterError::InvalidName { .. }), "{bad}: {err}");
+            assert!(
+                matches!(err, RouterError::InvalidName { .. }),
+                "{bad}: {err}"
+            );
         }
         for good in ["a", "byId", "_x", "$y", "a1"] {
             Router::new().try_add(q(good)).expect(good);
         }
-        let err = Router::new().try_nest("then", Router::new().add(q("a"))).expect_err("then");
+        let err = Router::new()
+            .try_nest("then", Router::new().add(q("a")))
+            .expect_err("then");
         assert!(err.to_string().contains("reserved"), "{err}");
     }
 
@@ -328,15 +350,24 @@ mod tests {
     #[test]
     fn a_path_cannot_be_procedure_and_namespace() {
         let nested = Router::new().add(q("b"));
-        let err = Router::new().add(q("a")).try_nest("a", nested.clone()).expect_err("clash");
+        let err = Router::new()
+            .add(q("a"))
+            .try_nest("a", nested.clone())
+            .expect_err("clash");
         assert!(err.to_string().contains("`a.b`"), "{err}");
-        let err = Router::new().nest("a", nested).try_add(q("a")).expect_err("clash");
+        let err = Router::new()
+            .nest("a", nested)
+            .try_add(q("a"))
+            .expect_err("clash");
         assert!(err.to_string().contains("`a`"), "{err}");
     }
 
     #[test]
     fn order_is_sorted_and_merge_works() {
-        let r = Router::new().add(q("b")).merge(Router::new().add(q("a"))).nest("z", Router::new().add(q("c")));
+        let r = Router::new()
+            .add(q("b"))
+            .merge(Router::new().add(q("a")))
+            .nest("z", Router::new().add(q("c")));
         assert_eq!(r.paths().collect::<Vec<_>>(), ["a", "b", "z.c"]);
     }
 
@@ -348,8 +379,12 @@ mod tests {
             }
             Ok::<_, Error>(1)
         }));
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
-        let err = rt.block_on(r.call::<_, i32>((), "boom", &())).expect_err("panic");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        let err = rt
+            .block_on(r.call::<_, i32>((), "boom", &()))
+            .expect_err("panic");
         assert_eq!(err.code(), ErrorCode::InternalServerError);
         assert_eq!(err.message(), "Internal server error");
         assert!(err.cause_chain().unwrap_or_default().contains("kaboom"));

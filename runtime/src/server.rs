@@ -149,7 +149,10 @@ impl<Ctx: Send + 'static> Server<Ctx> {
 
     /// Serves on an already bound listener.
     pub fn listen(self, listener: TcpListener) -> Listening<Ctx> {
-        Listening { listener, service: self.into_service() }
+        Listening {
+            listener,
+            service: self.into_service(),
+        }
     }
 }
 
@@ -163,7 +166,9 @@ impl<Ctx: Clone + Send + Sync + 'static> Listening<Ctx> {
     /// The address actually bound (the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         // A bound TCP listener always has an address.
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// Serves until the process ends.
@@ -193,11 +198,12 @@ impl<Ctx: Clone + Send + Sync + 'static> Listening<Ctx> {
             };
             let _ = stream.set_nodelay(true);
             let service = service.clone();
-            let hyper_service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(PeerAddr(peer));
-                let service = service.clone();
-                async move { Ok::<_, Infallible>(service.handle(req).await) }
-            });
+            let hyper_service =
+                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(PeerAddr(peer));
+                    let service = service.clone();
+                    async move { Ok::<_, Infallible>(service.handle(req).await) }
+                });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service);
             let conn = graceful.watch(conn.into_owned());
             tokio::spawn(async move {
@@ -207,7 +213,10 @@ impl<Ctx: Clone + Send + Sync + 'static> Listening<Ctx> {
             });
         }
         drop(listener);
-        if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("graceful shutdown timed out; dropping remaining connections");
         }
         Ok(())

@@ -28,7 +28,10 @@ pub struct Ctx {
 /// Builds the context from the request.
 pub async fn create_context(info: RequestInfo) -> Result<Ctx, Error> {
     if info.header("x-fail-context").is_some() {
-        return Err(Error::new(ErrorCode::Forbidden, "context refused by x-fail-context"));
+        return Err(Error::new(
+            ErrorCode::Forbidden,
+            "context refused by x-fail-context",
+        ));
     }
     Ok(Ctx {
         authorization: info.header("authorization").map(str::to_owned),
@@ -65,7 +68,10 @@ pub struct Greeting {
 /// Greets someone.
 #[procedure(query)]
 pub async fn greet(input: GreetInput) -> Greeting {
-    Greeting { text: format!("hi {}", input.name), times: input.times.unwrap_or(1) }
+    Greeting {
+        text: format!("hi {}", input.name),
+        times: input.times.unwrap_or(1),
+    }
 }
 
 /// What `echo` returns.
@@ -122,9 +128,14 @@ pub struct Post {
 #[procedure(mutation)]
 pub async fn add_post(input: NewPost) -> Result<Post, Error> {
     if input.title.is_empty() {
-        return Err(Error::bad_request("title: must be at least 1 character long"));
+        return Err(Error::bad_request(
+            "title: must be at least 1 character long",
+        ));
     }
-    Result::Ok(Post { id: 1, title: input.title })
+    Result::Ok(Post {
+        id: 1,
+        title: input.title,
+    })
 }
 
 /// Returns "done".
@@ -190,7 +201,10 @@ pub struct CtxInfo {
 /// Reports what the context saw.
 #[procedure(query)]
 pub async fn ctx(ctx: &Ctx) -> CtxInfo {
-    CtxInfo { connection_params: ctx.connection_params.clone(), has_auth: ctx.authorization.clone() }
+    CtxInfo {
+        connection_params: ctx.connection_params.clone(),
+        has_auth: ctx.authorization.clone(),
+    }
 }
 
 /// The contract router (queries and mutations of conformance-ideas §3.1), plus `types.*`
@@ -201,7 +215,10 @@ pub fn router() -> Router<Ctx> {
         .add(greet::procedure())
         .add(echo::procedure())
         .add(echo_mutation::procedure())
-        .nest("nested", Router::new().nest("deep", Router::new().add(deep_q::procedure())))
+        .nest(
+            "nested",
+            Router::new().nest("deep", Router::new().add(deep_q::procedure())),
+        )
         .add(add_post::procedure())
         .add(no_input_mut::procedure())
         .add(not_found::procedure())

@@ -115,7 +115,10 @@ pub async fn optional(input: Option<u32>) -> Option<u32> {
 /// A list of tagged enums.
 #[procedure(query)]
 pub async fn shapes() -> Result<Vec<Shape>, Error> {
-    Ok(vec![Shape::Circle { radius: 1.0 }, Shape::Rect { w: 1.0, h: 2.0 }])
+    Ok(vec![
+        Shape::Circle { radius: 1.0 },
+        Shape::Rect { w: 1.0, h: 2.0 },
+    ])
 }
 
 /// The `types` namespace.

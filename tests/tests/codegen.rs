@@ -16,7 +16,9 @@ fn conformance_router_dts_is_up_to_date() {
     }
     match oxrpc_codegen::check(&oxrpc_tests::router(), &path) {
         Ok(()) => {}
-        Err(e) => panic!("{e}\nregenerate with: OXRPC_BLESS=1 cargo test -p oxrpc-tests --test codegen"),
+        Err(e) => {
+            panic!("{e}\nregenerate with: OXRPC_BLESS=1 cargo test -p oxrpc-tests --test codegen")
+        }
     }
 }
 
@@ -26,5 +28,8 @@ fn rendering_is_deterministic() {
     let b = oxrpc_codegen::render(&oxrpc_tests::router()).expect("render");
     assert_eq!(a, b);
     let hash_line = a.lines().nth(1).expect("hash line");
-    assert!(hash_line.starts_with("// content-hash: sha256:"), "{hash_line}");
+    assert!(
+        hash_line.starts_with("// content-hash: sha256:"),
+        "{hash_line}"
+    );
 }

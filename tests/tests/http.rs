@@ -32,11 +32,19 @@ impl Reply {
 
     /// `error.data.code` of a single error envelope.
     fn error_code(&self) -> String {
-        self.json()["error"]["data"]["code"].as_str().unwrap_or_default().to_owned()
+        self.json()["error"]["data"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 
-async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+async fn send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut req = Request::builder().method(method).uri(url);
     for (k, v) in headers {
@@ -46,7 +54,11 @@ async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: impl In
     let res = deadline(client.request(req)).await.expect("request failed");
     let (parts, body) = res.into_parts();
     let body = deadline(body.collect()).await.expect("body").to_bytes();
-    Reply { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() }
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
 }
 
 async fn get(url: &str) -> Reply {
@@ -54,7 +66,13 @@ async fn get(url: &str) -> Reply {
 }
 
 async fn post_json(url: &str, body: impl Into<Bytes>) -> Reply {
-    send(Method::POST, url, &[("content-type", "application/json")], body).await
+    send(
+        Method::POST,
+        url,
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await
 }
 
 /// A running conformance server; stopped (and awaited) on drop of the returned guard.
@@ -66,8 +84,13 @@ struct Running {
 }
 
 impl Running {
-    async fn start(configure: impl FnOnce(Server<oxrpc_tests::Ctx>) -> Server<oxrpc_tests::Ctx>) -> Running {
-        let server = configure(Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context));
+    async fn start(
+        configure: impl FnOnce(Server<oxrpc_tests::Ctx>) -> Server<oxrpc_tests::Ctx>,
+    ) -> Running {
+        let server = configure(Server::with_context(
+            oxrpc_tests::router(),
+            oxrpc_tests::create_context,
+        ));
         let listening = deadline(server.bind("127.0.0.1:0")).await.expect("bind");
         let addr = listening.local_addr();
         assert_ne!(addr.port(), 0, "port 0 must be replaced by the real port");
@@ -75,7 +98,12 @@ impl Running {
         let task = tokio::spawn(listening.run_until(async {
             let _ = rx.await;
         }));
-        Running { base: format!("http://{addr}/trpc"), addr, stop: Some(tx), task: Some(task) }
+        Running {
+            base: format!("http://{addr}/trpc"),
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     async fn shutdown(mut self) {
@@ -109,14 +137,24 @@ async fn oversized_bodies_get_payload_too_large() {
     let server = Running::start(|s| s.max_body_size(1024)).await;
     let big = format!("{{\"title\":\"{}\"}}", "x".repeat(4096));
     let reply = post_json(&format!("{}/addPost", server.base), big).await;
-    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", reply.body);
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.body
+    );
     assert_eq!(reply.error_code(), "PAYLOAD_TOO_LARGE");
-    assert!(reply.json()["error"]["message"].as_str().unwrap_or_default().contains("1024 bytes"));
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1024 bytes")
+    );
 
     // Chunked (no content-length): the limit still holds while streaming.
-    let chunks = futures_util::stream::iter(
-        (0..8).map(|_| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b' '; 512])))),
-    );
+    let chunks = futures_util::stream::iter((0..8).map(|_| {
+        Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b' '; 512])))
+    }));
     let body = http_body_util::StreamBody::new(chunks);
     let client = Client::builder(TokioExecutor::new()).build_http();
     let req = Request::post(format!("{}/addPost", server.base))
@@ -136,7 +174,11 @@ async fn batch_size_is_limited() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     // A single object, not an array: the client hands it to every call.
     assert_eq!(reply.error_code(), "BAD_REQUEST");
-    assert!(reply.body.contains("Batch call exceeds maximum size"), "{}", reply.body);
+    assert!(
+        reply.body.contains("Batch call exceeds maximum size"),
+        "{}",
+        reply.body
+    );
     let ok = get(&format!("{}/hello,hello?batch=1", server.base)).await;
     assert_eq!(ok.status, StatusCode::OK);
     server.shutdown().await;
@@ -147,7 +189,11 @@ async fn batching_can_be_disabled() {
     let server = Running::start(|s| s.allow_batching(false)).await;
     let reply = get(&format!("{}/hello?batch=1", server.base)).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    assert!(reply.body.contains("Batching is not enabled"), "{}", reply.body);
+    assert!(
+        reply.body.contains("Batching is not enabled"),
+        "{}",
+        reply.body
+    );
     server.shutdown().await;
 }
 
@@ -157,7 +203,10 @@ async fn bad_inputs_get_clear_errors_and_the_server_keeps_serving() {
     let base = &server.base;
 
     let reply = get(&format!("{base}/greet?input=%7Bnotjson")).await;
-    assert_eq!((reply.status, reply.error_code().as_str()), (StatusCode::BAD_REQUEST, "PARSE_ERROR"));
+    assert_eq!(
+        (reply.status, reply.error_code().as_str()),
+        (StatusCode::BAD_REQUEST, "PARSE_ERROR")
+    );
     assert_eq!(reply.json()["error"]["code"], -32700);
 
     let reply = get(&format!("{base}/greet?input=%7B%22name%22%3A5%7D")).await;
@@ -174,11 +223,20 @@ async fn bad_inputs_get_clear_errors_and_the_server_keeps_serving() {
     assert!(reply.body.contains("nested too deeply"), "{}", reply.body);
 
     let reply = get(&format!("{base}/doesNotExist")).await;
-    assert_eq!((reply.status, reply.error_code().as_str()), (StatusCode::NOT_FOUND, "NOT_FOUND"));
-    assert_eq!(reply.json()["error"]["message"], "No procedure found on path \"doesNotExist\"");
+    assert_eq!(
+        (reply.status, reply.error_code().as_str()),
+        (StatusCode::NOT_FOUND, "NOT_FOUND")
+    );
+    assert_eq!(
+        reply.json()["error"]["message"],
+        "No procedure found on path \"doesNotExist\""
+    );
 
     let reply = get(&format!("{base}/addPost")).await;
-    assert_eq!((reply.status, reply.error_code().as_str()), (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_SUPPORTED"));
+    assert_eq!(
+        (reply.status, reply.error_code().as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_SUPPORTED")
+    );
 
     let reply = post_json(&format!("{base}/greet"), r#"{"name":"x"}"#).await;
     assert_eq!(reply.error_code(), "METHOD_NOT_SUPPORTED");
@@ -187,26 +245,59 @@ async fn bad_inputs_get_clear_errors_and_the_server_keeps_serving() {
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(reply.headers["allow"], "GET, POST, HEAD");
 
-    let reply = send(Method::POST, &format!("{base}/addPost"), &[("content-type", "text/plain")], "x").await;
-    assert_eq!((reply.status, reply.error_code().as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE"));
+    let reply = send(
+        Method::POST,
+        &format!("{base}/addPost"),
+        &[("content-type", "text/plain")],
+        "x",
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.error_code().as_str()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
+    );
     let reply = send(Method::POST, &format!("{base}/addPost"), &[], "{}").await;
-    assert!(reply.body.contains("Missing content-type header"), "{}", reply.body);
+    assert!(
+        reply.body.contains("Missing content-type header"),
+        "{}",
+        reply.body
+    );
 
     let reply = get(&format!("{base}/hello?batch=1&input=%5B1%5D")).await;
-    assert!(reply.body.contains("needs to be an object"), "{}", reply.body);
+    assert!(
+        reply.body.contains("needs to be an object"),
+        "{}",
+        reply.body
+    );
 
     let reply = get(&format!("{base}/hello,addPost?batch=1")).await;
-    assert!(reply.body.contains("Cannot mix procedure types in call: query, mutation"), "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("Cannot mix procedure types in call: query, mutation"),
+        "{}",
+        reply.body
+    );
 
-    let reply = get(&format!("{base}/ctx?connectionParams=%7B%22token%22%3A1%7D")).await;
+    let reply = get(&format!(
+        "{base}/ctx?connectionParams=%7B%22token%22%3A1%7D"
+    ))
+    .await;
     assert_eq!(reply.error_code(), "PARSE_ERROR");
 
     let reply = get(&format!("http://{}/elsewhere", server.addr)).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 
     let reply = get(&format!("{base}/boom")).await;
-    assert_eq!((reply.status, reply.error_code().as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR"));
-    assert!(!reply.body.contains("kaboom"), "panic text leaked: {}", reply.body);
+    assert_eq!(
+        (reply.status, reply.error_code().as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR")
+    );
+    assert!(
+        !reply.body.contains("kaboom"),
+        "panic text leaked: {}",
+        reply.body
+    );
 
     server.assert_still_serving().await;
     server.shutdown().await;
@@ -216,7 +307,10 @@ async fn bad_inputs_get_clear_errors_and_the_server_keeps_serving() {
 async fn dev_mode_shows_internal_causes() {
     let server = Running::start(|s| s.dev_mode(true)).await;
     let reply = get(&format!("{}/boom", server.base)).await;
-    let stack = reply.json()["error"]["data"]["stack"].as_str().unwrap_or_default().to_owned();
+    let stack = reply.json()["error"]["data"]["stack"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(stack.contains("kaboom"), "{}", reply.body);
     server.shutdown().await;
 }
@@ -225,9 +319,18 @@ async fn dev_mode_shows_internal_causes() {
 async fn long_urls_are_accepted() {
     let server = Running::start(|s| s).await;
     let name = "n".repeat(60 * 1024);
-    let reply = get(&format!("{}/greet?input=%7B%22name%22%3A%22{name}%22%7D", server.base)).await;
+    let reply = get(&format!(
+        "{}/greet?input=%7B%22name%22%3A%22{name}%22%7D",
+        server.base
+    ))
+    .await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.json()["result"]["data"]["text"].as_str().map(str::len), Some(name.len() + 3));
+    assert_eq!(
+        reply.json()["result"]["data"]["text"]
+            .as_str()
+            .map(str::len),
+        Some(name.len() + 3)
+    );
     server.shutdown().await;
 }
 
@@ -239,7 +342,11 @@ async fn batches_report_207_for_mixed_outcomes_and_the_shared_status_otherwise()
     assert_eq!(reply.status, StatusCode::MULTI_STATUS);
     let reply = get(&format!("{base}/notFound,notFound?batch=1")).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
-    let reply = post_json(&format!("{base}/noInputMut,addPost?batch=1"), r#"{"1":{"title":"only-second"}}"#).await;
+    let reply = post_json(
+        &format!("{base}/noInputMut,addPost?batch=1"),
+        r#"{"1":{"title":"only-second"}}"#,
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json()[1]["result"]["data"]["title"], "only-second");
     server.shutdown().await;
@@ -248,10 +355,21 @@ async fn batches_report_207_for_mixed_outcomes_and_the_shared_status_otherwise()
 #[tokio::test]
 async fn context_errors_fail_every_call_and_headers_reach_the_context() {
     let server = Running::start(|s| s).await;
-    let reply = send(Method::GET, &format!("{}/ctx", server.base), &[("authorization", "Bearer t")], Bytes::new()).await;
+    let reply = send(
+        Method::GET,
+        &format!("{}/ctx", server.base),
+        &[("authorization", "Bearer t")],
+        Bytes::new(),
+    )
+    .await;
     assert_eq!(reply.json()["result"]["data"]["hasAuth"], "Bearer t");
-    let reply =
-        send(Method::GET, &format!("{}/hello,ctx?batch=1", server.base), &[("x-fail-context", "1")], Bytes::new()).await;
+    let reply = send(
+        Method::GET,
+        &format!("{}/hello,ctx?batch=1", server.base),
+        &[("x-fail-context", "1")],
+        Bytes::new(),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     for item in reply.json().as_array().expect("array") {
         assert_eq!(item["error"]["data"]["code"], "FORBIDDEN");
@@ -276,11 +394,15 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
 
 #[tokio::test]
 async fn nests_under_axum() {
-    let trpc = Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context).endpoint("/").into_service();
+    let trpc = Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context)
+        .endpoint("/")
+        .into_service();
     let app = axum::Router::new()
         .route("/health", axum::routing::get(|| async { "fine" }))
         .nest_service("/api/trpc", trpc);
-    let listener = deadline(tokio::net::TcpListener::bind("127.0.0.1:0")).await.expect("bind");
+    let listener = deadline(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -291,10 +413,51 @@ async fn nests_under_axum() {
             .await
     });
     assert_eq!(get(&format!("http://{addr}/health")).await.body, "fine");
-    let reply = get(&format!("http://{addr}/api/trpc/greet?input=%7B%22name%22%3A%22axum%22%7D")).await;
+    let reply = get(&format!(
+        "http://{addr}/api/trpc/greet?input=%7B%22name%22%3A%22axum%22%7D"
+    ))
+    .await;
     assert_eq!(reply.json()["result"]["data"]["text"], "hi axum");
-    let reply = post_json(&format!("http://{addr}/api/trpc/addPost,addPost?batch=1"), r#"{"0":{"title":"a"},"1":{"title":""}}"#).await;
+    let reply = post_json(
+        &format!("http://{addr}/api/trpc/addPost,addPost?batch=1"),
+        r#"{"0":{"title":"a"},"1":{"title":""}}"#,
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::MULTI_STATUS);
     let _ = tx.send(());
     deadline(task).await.expect("join").expect("serve");
+}
+
+#[tokio::test]
+async fn stream_requests_get_jsonl_with_every_result_inline() {
+    let server = Running::start(|s| s).await;
+    let url = format!("{}/hello,notFound?batch=1", server.base);
+    for header in ["trpc-accept", "accept"] {
+        let reply = send(
+            Method::GET,
+            &url,
+            &[(header, "application/jsonl")],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(reply.body.ends_with('\n'), "{:?}", reply.body);
+        let head: Value = serde_json::from_str(reply.body.trim_end()).expect("head line");
+        assert_eq!(head["0"][0][0]["result"]["data"], "hello world");
+        assert_eq!(head["1"][0][0]["error"]["data"]["code"], "NOT_FOUND");
+    }
+    let reply = send(
+        Method::GET,
+        &format!("{}/hello", server.base),
+        &[("trpc-accept", "application/jsonl")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.body.contains("Streaming requests must be batched"),
+        "{}",
+        reply.body
+    );
+    server.shutdown().await;
 }

@@ -31,7 +31,9 @@ fn router() -> Router<Ctx> {
     Router::new()
         .add(
             Procedure::query("current", |ctx: Ctx, (): ()| async move {
-                Ok::<_, Error>(Count { value: ctx.counter.load(Ordering::SeqCst) })
+                Ok::<_, Error>(Count {
+                    value: ctx.counter.load(Ordering::SeqCst),
+                })
             })
             .describe("The counter's value."),
         )
@@ -51,15 +53,18 @@ fn router() -> Router<Ctx> {
 async fn main() -> std::io::Result<()> {
     let port = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
         [] => 3001,
-        [flag, n] if flag == "--port" => n.parse().map_err(|_| std::io::Error::other("--port takes a number"))?,
+        [flag, n] if flag == "--port" => n
+            .parse()
+            .map_err(|_| std::io::Error::other("--port takes a number"))?,
         _ => return Err(std::io::Error::other("usage: handwritten [--port N]")),
     };
     let listening = Server::new(router()).bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}/trpc", listening.local_addr());
-    listening.run_until(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    listening
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
 }
 
 #[cfg(test)]
@@ -70,19 +75,38 @@ mod tests {
     async fn hand_written_procedures_work_like_macro_ones() {
         let router = router();
         let ctx = Ctx::default();
-        let out: Count = router.call(ctx.clone(), "add", &serde_json::json!({"by": 2})).await.expect("add");
+        let out: Count = router
+            .call(ctx.clone(), "add", &serde_json::json!({"by": 2}))
+            .await
+            .expect("add");
         assert_eq!(out.value, 2);
-        let out: Count = router.call(ctx.clone(), "current", &()).await.expect("current");
+        let out: Count = router
+            .call(ctx.clone(), "current", &())
+            .await
+            .expect("current");
         assert_eq!(out.value, 2);
-        let err = router.call::<_, Count>(ctx, "add", &serde_json::json!({"by": 0})).await.expect_err("by 0");
+        let err = router
+            .call::<_, Count>(ctx, "add", &serde_json::json!({"by": 0}))
+            .await
+            .expect_err("by 0");
         assert_eq!(err.code(), ErrorCode::BadRequest);
     }
 
     #[test]
     fn hand_written_procedures_are_typed_for_typescript() {
         let dts = oxrpc_codegen::render(&router()).expect("render");
-        assert!(dts.contains("add: TRPCMutationProcedure<{ input: AddInput; output: Count; meta: object }>;"), "{dts}");
-        assert!(dts.contains("current: TRPCQueryProcedure<{ input: void; output: Count; meta: object }>;"), "{dts}");
+        assert!(
+            dts.contains(
+                "add: TRPCMutationProcedure<{ input: AddInput; output: Count; meta: object }>;"
+            ),
+            "{dts}"
+        );
+        assert!(
+            dts.contains(
+                "current: TRPCQueryProcedure<{ input: void; output: Count; meta: object }>;"
+            ),
+            "{dts}"
+        );
         assert!(dts.contains("* Adds `by` to the counter."), "{dts}");
     }
 }

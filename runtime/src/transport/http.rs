@@ -32,7 +32,11 @@ pub struct Body(http_body_util::combinators::BoxBody<Bytes, BoxError>);
 
 impl Body {
     fn full(bytes: impl Into<Bytes>) -> Self {
-        Body(Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed())
+        Body(
+            Full::new(bytes.into())
+                .map_err(|never: Infallible| match never {})
+                .boxed(),
+        )
     }
 
     fn empty() -> Self {
@@ -73,13 +77,17 @@ pub struct HttpService<Ctx> {
 
 impl<Ctx> Clone for HttpService<Ctx> {
     fn clone(&self) -> Self {
-        HttpService { shared: Arc::clone(&self.shared) }
+        HttpService {
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 
 impl<Ctx> fmt::Debug for HttpService<Ctx> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpService").field("endpoint", &self.shared.config.endpoint).finish_non_exhaustive()
+        f.debug_struct("HttpService")
+            .field("endpoint", &self.shared.config.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -139,10 +147,13 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
             _ => {
                 let e = Error::new(
                     ErrorCode::MethodNotSupported,
-                    format!("Unsupported {method} request: tRPC uses GET for queries and POST for mutations"),
+                    format!(
+                        "Unsupported {method} request: tRPC uses GET for queries and POST for mutations"
+                    ),
                 );
                 let mut res = self.error_response(&e, None);
-                res.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, POST, HEAD"));
+                res.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("GET, POST, HEAD"));
                 return res;
             }
         };
@@ -157,7 +168,10 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
             return self.error_response(&e, None);
         };
         let Ok(decoded) = percent_encoding::percent_decode_str(rest).decode_utf8() else {
-            return self.error_response(&Error::bad_request("The procedure path is not valid UTF-8"), None);
+            return self.error_response(
+                &Error::bad_request("The procedure path is not valid UTF-8"),
+                None,
+            );
         };
         let decoded = decoded.into_owned();
 
@@ -168,7 +182,9 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
             match &*key {
                 "batch" => batch = value == "1",
                 "input" if input_param.is_none() => input_param = Some(value.into_owned()),
-                "connectionParams" if connection_params.is_none() => connection_params = Some(value.into_owned()),
+                "connectionParams" if connection_params.is_none() => {
+                    connection_params = Some(value.into_owned())
+                }
                 _ => {}
             }
         }
@@ -179,13 +195,24 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
                 None,
             );
         }
-        let connection_params = match connection_params.as_deref().map(parse_connection_params).transpose() {
+        let connection_params = match connection_params
+            .as_deref()
+            .map(parse_connection_params)
+            .transpose()
+        {
             Ok(params) => params.flatten(),
             Err(e) => return self.error_response(&e, None),
         };
-        let paths: Vec<&str> = if batch { decoded.split(',').collect() } else { vec![decoded.as_str()] };
+        let paths: Vec<&str> = if batch {
+            decoded.split(',').collect()
+        } else {
+            vec![decoded.as_str()]
+        };
         if batch && !config.allow_batching {
-            return self.error_response(&Error::bad_request("Batching is not enabled on the server"), None);
+            return self.error_response(
+                &Error::bad_request("Batching is not enabled on the server"),
+                None,
+            );
         }
         if batch && paths.len() > config.max_batch_size {
             let e = Error::bad_request(format!(
@@ -207,7 +234,10 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
                     Ok(text) => text,
                     Err(_) => {
                         return self.error_response(
-                            &Error::new(ErrorCode::ParseError, "The request body is not valid UTF-8"),
+                            &Error::new(
+                                ErrorCode::ParseError,
+                                "The request body is not valid UTF-8",
+                            ),
                             None,
                         );
                     }
@@ -248,17 +278,25 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
                     } else {
                         Some(Err(Error::new(
                             ErrorCode::MethodNotSupported,
-                            format!("Unsupported {method}-request to {kind} procedure at path \"{path}\""),
+                            format!(
+                                "Unsupported {method}-request to {kind} procedure at path \"{path}\""
+                            ),
                         )))
                     }
                 }
             };
-            calls.push(Call { path: Cow::Borrowed(path), outcome });
+            calls.push(Call {
+                path: Cow::Borrowed(path),
+                outcome,
+            });
         }
         if kinds.len() > 1 {
             kinds.sort();
             let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-            let e = Error::bad_request(format!("Cannot mix procedure types in call: {}", names.join(", ")));
+            let e = Error::bad_request(format!(
+                "Cannot mix procedure types in call: {}",
+                names.join(", ")
+            ));
             return self.error_response(&e, None);
         }
 
@@ -291,9 +329,14 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
         } else {
             let call = &calls[0];
             match call.outcome.as_ref() {
-                Some(Ok(out)) => json_response(StatusCode::OK, crate::envelope::result_envelope(out.as_deref())),
+                Some(Ok(out)) => json_response(
+                    StatusCode::OK,
+                    crate::envelope::result_envelope(out.as_deref()),
+                ),
                 Some(Err(e)) => self.error_response(e, Some(&call.path)),
-                None => self.error_response(&Error::internal("call was never run"), Some(&call.path)),
+                None => {
+                    self.error_response(&Error::internal("call was never run"), Some(&call.path))
+                }
             }
         }
     }
@@ -303,7 +346,10 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
         let policy = self.shared.config.policy;
         calls.iter().map(move |call| match call.outcome.as_ref() {
             Some(Ok(out)) => (200, crate::envelope::result_envelope(out.as_deref())),
-            Some(Err(e)) => (e.code().http_status(), policy.error_envelope(e, Some(&call.path))),
+            Some(Err(e)) => (
+                e.code().http_status(),
+                policy.error_envelope(e, Some(&call.path)),
+            ),
             None => {
                 let e = Error::internal("call was never run");
                 (500, policy.error_envelope(&e, Some(&call.path)))
@@ -346,8 +392,12 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
     }
 
     fn error_response(&self, error: &Error, path: Option<&str>) -> Response<Body> {
-        let status = StatusCode::from_u16(error.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        json_response(status, self.shared.config.policy.error_envelope(error, path))
+        let status = StatusCode::from_u16(error.code().http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json_response(
+            status,
+            self.shared.config.policy.error_envelope(error, path),
+        )
     }
 }
 
@@ -370,30 +420,42 @@ fn strip_endpoint<'a>(path: &'a str, endpoint: &str) -> Option<&'a str> {
 fn wants_jsonl(headers: &http::HeaderMap) -> bool {
     let has = |name: &str| {
         headers.get_all(name).iter().any(|v| {
-            v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("application/jsonl")))
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("application/jsonl"))
+            })
         })
     };
     has("trpc-accept") || has("accept")
 }
 
 /// `connectionParams` must be a JSON object of strings, or `null`.
-fn parse_connection_params(text: &str) -> Result<Option<std::collections::BTreeMap<String, String>>, Error> {
+fn parse_connection_params(
+    text: &str,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, Error> {
     serde_json::from_str(text)
         .map_err(|_| Error::new(ErrorCode::ParseError, "Invalid connection params shape"))
 }
 
 fn check_content_type(headers: &http::HeaderMap) -> Result<(), Error> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
-        return Err(Error::new(ErrorCode::UnsupportedMediaType, "Missing content-type header"));
+        return Err(Error::new(
+            ErrorCode::UnsupportedMediaType,
+            "Missing content-type header",
+        ));
     };
     let text = value.to_str().unwrap_or("");
     let media = text.split(';').next().unwrap_or("").trim();
     if media.eq_ignore_ascii_case("application/json") {
         Ok(())
-    } else if media.eq_ignore_ascii_case("multipart/form-data") || media.eq_ignore_ascii_case("application/octet-stream") {
+    } else if media.eq_ignore_ascii_case("multipart/form-data")
+        || media.eq_ignore_ascii_case("application/octet-stream")
+    {
         Err(Error::new(
             ErrorCode::UnsupportedMediaType,
-            format!("Unsupported content-type \"{media}\": oxrpc does not accept FormData or binary inputs yet"),
+            format!(
+                "Unsupported content-type \"{media}\": oxrpc does not accept FormData or binary inputs yet"
+            ),
         ))
     } else {
         Err(Error::new(
@@ -443,8 +505,14 @@ mod tests {
     #[test]
     fn content_types() {
         let mut h = http::HeaderMap::new();
-        assert_eq!(check_content_type(&h).expect_err("missing").code(), ErrorCode::UnsupportedMediaType);
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("Application/JSON; charset=utf-8"));
+        assert_eq!(
+            check_content_type(&h).expect_err("missing").code(),
+            ErrorCode::UnsupportedMediaType
+        );
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("Application/JSON; charset=utf-8"),
+        );
         assert!(check_content_type(&h).is_ok());
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert!(check_content_type(&h).is_err());

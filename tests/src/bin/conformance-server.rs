@@ -19,15 +19,27 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--port" => port = args.next().context("--port needs a value")?.parse().context("--port must be a number")?,
+            "--port" => {
+                port = args
+                    .next()
+                    .context("--port needs a value")?
+                    .parse()
+                    .context("--port must be a number")?
+            }
             "--profile" => profile = args.next().context("--profile needs a value")?,
-            other => bail!("unknown argument {other:?}; usage: conformance-server [--port N] [--profile plain|options]"),
+            other => bail!(
+                "unknown argument {other:?}; usage: conformance-server [--port N] [--profile plain|options]"
+            ),
         }
     }
     let server = Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context);
     let server = match profile.as_str() {
         "plain" => server,
-        "options" => server.allow_method_override(true).max_batch_size(2).dev_mode(true).max_body_size(64 * 1024),
+        "options" => server
+            .allow_method_override(true)
+            .max_batch_size(2)
+            .dev_mode(true)
+            .max_body_size(64 * 1024),
         other => bail!("unknown profile {other:?}; expected plain or options"),
     };
     let listening = server.bind(("127.0.0.1", port)).await.context("binding")?;
@@ -41,7 +53,8 @@ async fn main() -> anyhow::Result<()> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let term = async {
             match term.as_mut() {
                 Some(t) => {

@@ -40,8 +40,14 @@ pub struct AppCtx {
 
 impl Db {
     /// Builds the context of one request.
-    pub fn context(&self, info: RequestInfo) -> impl Future<Output = Result<AppCtx, Error>> + Send + use<> {
-        let caller = info.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).map(str::to_owned);
+    pub fn context(
+        &self,
+        info: &RequestInfo,
+    ) -> impl Future<Output = Result<AppCtx, Error>> + Send + use<> {
+        let caller = info
+            .header("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::to_owned);
         let db = self.clone();
         async move { Ok(AppCtx { db, caller }) }
     }
@@ -64,7 +70,9 @@ pub struct Greeting {
 /// Says hello.
 #[procedure(query)]
 pub async fn greet(input: GreetInput) -> Greeting {
-    Greeting { greeting: format!("hello, {}!", input.name) }
+    Greeting {
+        greeting: format!("hello, {}!", input.name),
+    }
 }
 
 /// Who the server thinks is calling (`null` without an `Authorization` header).
@@ -83,14 +91,25 @@ pub struct UserId {
 /// One user, or NOT_FOUND.
 #[procedure(query)]
 pub async fn by_id(ctx: &AppCtx, input: UserId) -> Result<User, Error> {
-    let users = ctx.db.users.read().map_err(|_| Error::internal("user store poisoned"))?;
-    users.get(&input.id).cloned().ok_or_else(|| Error::not_found(format!("no user with id {}", input.id)))
+    let users = ctx
+        .db
+        .users
+        .read()
+        .map_err(|_| Error::internal("user store poisoned"))?;
+    users
+        .get(&input.id)
+        .cloned()
+        .ok_or_else(|| Error::not_found(format!("no user with id {}", input.id)))
 }
 
 /// Every user, by id.
 #[procedure(query)]
 pub async fn list(ctx: &AppCtx) -> Result<Vec<User>, Error> {
-    let users = ctx.db.users.read().map_err(|_| Error::internal("user store poisoned"))?;
+    let users = ctx
+        .db
+        .users
+        .read()
+        .map_err(|_| Error::internal("user store poisoned"))?;
     Ok(users.values().cloned().collect())
 }
 
@@ -114,17 +133,31 @@ pub async fn create(ctx: &AppCtx, input: NewUser) -> Result<User, Error> {
     if input.name.trim().is_empty() {
         return Err(Error::bad_request("name must not be empty"));
     }
-    let mut users = ctx.db.users.write().map_err(|_| Error::internal("user store poisoned"))?;
+    let mut users = ctx
+        .db
+        .users
+        .write()
+        .map_err(|_| Error::internal("user store poisoned"))?;
     let id = users.keys().next_back().map_or(1, |last| last + 1);
-    let user = User { id, name: input.name, email: input.email };
+    let user = User {
+        id,
+        name: input.name,
+        email: input.email,
+    };
     users.insert(id, user.clone());
     Ok(user)
 }
 
 /// The API: `greet`, `whoami` and the `user` namespace.
 pub fn router() -> Router<AppCtx> {
-    Router::new().add(greet::procedure()).add(whoami::procedure()).nest(
-        "user",
-        Router::new().add(by_id::procedure()).add(list::procedure()).add(create::procedure()),
-    )
+    Router::new()
+        .add(greet::procedure())
+        .add(whoami::procedure())
+        .nest(
+            "user",
+            Router::new()
+                .add(by_id::procedure())
+                .add(list::procedure())
+                .add(create::procedure()),
+        )
 }

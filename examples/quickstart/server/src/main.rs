@@ -8,7 +8,7 @@ use quickstart_api::{Db, router};
 async fn main() -> std::io::Result<()> {
     let port = parse_port()?;
     let db = Db::default();
-    let server = oxrpc::Server::with_context(router(), move |info| db.context(info));
+    let server = oxrpc::Server::with_context(router(), move |info| db.context(&info));
     let listening = server.bind(("127.0.0.1", port)).await?;
     let addr = listening.local_addr();
     println!("listening on http://{addr}/trpc");
@@ -27,7 +27,10 @@ fn parse_port() -> std::io::Result<u16> {
     while let Some(arg) = args.next() {
         let value = (arg == "--port").then(|| args.next()).flatten();
         port = value.and_then(|v| v.parse().ok()).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "usage: quickstart-server [--port N]")
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "usage: quickstart-server [--port N]",
+            )
         })?;
     }
     Ok(port)

@@ -2,7 +2,10 @@
 
 #[test]
 fn committed_declaration_is_fresh() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/src/generated/AppRouter.d.ts");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../web/src/generated/AppRouter.d.ts"
+    );
     if let Err(e) = oxrpc_codegen::check(&quickstart_api::router(), path) {
         panic!("{e}");
     }
