@@ -389,7 +389,11 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.json()["result"]["data"]["waited"], 400);
     // Nothing listens any more.
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    assert!(
+        deadline(tokio::net::TcpStream::connect(addr))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
