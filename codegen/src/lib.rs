@@ -43,7 +43,11 @@ const TAKEN: &[&str] = &[
     "TRPCBuiltRouter",
     "TRPCQueryProcedure",
     "TRPCMutationProcedure",
-    "TRPCDefaultErrorShape",
+    "TRPC_ERROR_CODE_KEY",
+    "TRPC_ERROR_CODE_NUMBER",
+    "ValidationIssue",
+    "ErrorData",
+    "ErrorShape",
     "inferRouterInputs",
     "inferRouterOutputs",
 ];
@@ -96,6 +100,26 @@ pub enum CodegenError {
 fn ts_config() -> ts_rs::Config {
     ts_rs::Config::new().with_large_int("number")
 }
+
+/// What oxrpc puts into every `error.data`, and the validation issues of `BAD_REQUEST` errors.
+const ERROR_TYPES: &str = "/** One problem with an input: where, what kind (zod's issue codes) and what was expected. */
+export interface ValidationIssue {
+  path: Array<string | number>;
+  code: string;
+  message: string;
+}
+
+/** `error.data` as oxrpc sends it; `issues` and `zodError` come with input validation failures. */
+export interface ErrorData {
+  code: TRPC_ERROR_CODE_KEY;
+  httpStatus: number;
+  path?: string;
+  stack?: string;
+  issues?: Array<ValidationIssue>;
+  zodError?: { formErrors: Array<string>; fieldErrors: { [key: string]: Array<string> | undefined } };
+}
+
+";
 
 /// The TypeScript type of what the client passes.
 fn input_type(info: &TypeInfo, cfg: &ts_rs::Config) -> String {
@@ -178,28 +202,33 @@ pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
     let cfg = ts_config();
     let mut declarations: Vec<TsDeclaration> = Vec::new();
     let mut root = Level::default();
-    for (path, procedure) in router.procedures() {
-        for info in [procedure.input(), procedure.output()] {
-            for decl in info.ts_declarations(&cfg) {
-                if let Some(existing) = declarations.iter().find(|d| d.ident == decl.ident) {
-                    if existing.type_id != decl.type_id {
-                        return Err(CodegenError::NameClash {
-                            ident: decl.ident,
-                            first: existing.rust_name.to_owned(),
-                            second: decl.rust_name.to_owned(),
-                        });
-                    }
-                    continue;
-                }
-                if TAKEN.contains(&decl.ident.as_str()) {
-                    return Err(CodegenError::ReservedName {
+    let error_data = router.error_data_type();
+    let infos = router
+        .procedures()
+        .flat_map(|(_, p)| [p.input(), p.output()])
+        .chain(error_data);
+    for info in infos {
+        for decl in info.ts_declarations(&cfg) {
+            if let Some(existing) = declarations.iter().find(|d| d.ident == decl.ident) {
+                if existing.type_id != decl.type_id {
+                    return Err(CodegenError::NameClash {
                         ident: decl.ident,
-                        rust_name: decl.rust_name.to_owned(),
+                        first: existing.rust_name.to_owned(),
+                        second: decl.rust_name.to_owned(),
                     });
                 }
-                declarations.push(decl);
+                continue;
             }
+            if TAKEN.contains(&decl.ident.as_str()) {
+                return Err(CodegenError::ReservedName {
+                    ident: decl.ident,
+                    rust_name: decl.rust_name.to_owned(),
+                });
+            }
+            declarations.push(decl);
         }
+    }
+    for (path, procedure) in router.procedures() {
         let mut segments: Vec<&str> = path.split('.').collect();
         let leaf = segments.pop().unwrap_or(path);
         let level = segments.into_iter().fold(&mut root, |level, segment| {
@@ -220,15 +249,26 @@ pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
     let mut body = String::new();
     body.push_str(
         "import type {\n  TRPCBuiltRouter,\n  TRPCQueryProcedure,\n  TRPCMutationProcedure,\n  \
-         TRPCDefaultErrorShape,\n  inferRouterInputs,\n  inferRouterOutputs,\n} from '@trpc/server';\n\n",
+         TRPC_ERROR_CODE_KEY,\n  TRPC_ERROR_CODE_NUMBER,\n  inferRouterInputs,\n  inferRouterOutputs,\n\
+         } from '@trpc/server';\n\n",
     );
     for decl in &declarations {
         body.push_str(&decl.code);
         body.push_str("\n\n");
     }
+    body.push_str(ERROR_TYPES);
+    let extra = error_data
+        .map(|info| format!(" & {}", info.ts_name(&cfg)))
+        .unwrap_or_default();
+    let _ = write!(
+        body,
+        "/** The error shape clients receive (`TRPCClientError<AppRouter>['shape']`). */\n\
+         export interface ErrorShape {{\n  message: string;\n  code: TRPC_ERROR_CODE_NUMBER;\n  \
+         data: ErrorData{extra};\n}}\n\n"
+    );
     body.push_str(
         "export type AppRouter = TRPCBuiltRouter<\n  \
-         { ctx: object; meta: object; errorShape: TRPCDefaultErrorShape; transformer: false },\n  {\n",
+         { ctx: object; meta: object; errorShape: ErrorShape; transformer: false },\n  {\n",
     );
     render_level(&mut body, &root, 2);
     body.push_str("  }\n>;\n\n");
@@ -244,6 +284,38 @@ pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
         "// Generated by oxrpc-codegen from the Rust router. Do not edit: change the Rust code and rebuild.\n\
          // content-hash: sha256:{hex}\n\n{body}"
     ))
+}
+
+/// The JSON Schema of every procedure's input and output, validation constraints included:
+/// `{"procedures": {"user.byId": {"kind": "query", "description": …, "input": {…}, "output": {…}}}}`.
+/// Each schema is self-contained (its own `$defs`); inputs describe what the server accepts,
+/// outputs what it sends. Procedures without input have no `input` key.
+pub fn json_schema<Ctx>(router: &Router<Ctx>) -> serde_json::Value {
+    let mut procedures = serde_json::Map::new();
+    for (path, procedure) in router.procedures() {
+        let mut entry = serde_json::Map::new();
+        entry.insert("kind".into(), procedure.kind().as_str().into());
+        if let Some(docs) = procedure.docs() {
+            entry.insert("description".into(), docs.into());
+        }
+        if !procedure.input().is_unit() {
+            entry.insert("input".into(), procedure.input().json_schema().to_value());
+        }
+        entry.insert("output".into(), procedure.output().json_schema().to_value());
+        procedures.insert(path.to_owned(), entry.into());
+    }
+    serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "AppRouter",
+        "procedures": procedures,
+    })
+}
+
+/// [`json_schema`] as pretty-printed text (deterministic: keys are sorted).
+pub fn render_json_schema<Ctx>(router: &Router<Ctx>) -> String {
+    let mut text = serde_json::to_string_pretty(&json_schema(router)).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 /// Fails with [`CodegenError::Stale`] unless the file at `path` is exactly what the router
@@ -354,6 +426,27 @@ mod tests {
             Ok::<_, Error>(AppRouter { x: 1 })
         }));
         assert!(matches!(render(&r), Err(CodegenError::ReservedName { .. })));
+    }
+
+    #[test]
+    fn json_schema_export_has_constraints() {
+        #[derive(serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+        struct In {
+            #[schemars(length(min = 1, max = 64))]
+            #[allow(dead_code)]
+            name: String,
+        }
+        let r = Router::<()>::new().add(
+            Procedure::query("greet", |_: (), _: In| async { Ok::<_, Error>(1u8) }).describe("Hi."),
+        );
+        let schema = json_schema(&r);
+        let greet = &schema["procedures"]["greet"];
+        assert_eq!(greet["kind"], "query");
+        assert_eq!(greet["description"], "Hi.");
+        assert_eq!(greet["input"]["properties"]["name"]["minLength"], 1);
+        assert_eq!(greet["input"]["properties"]["name"]["maxLength"], 64);
+        assert_eq!(greet["output"]["maximum"], 255);
+        assert_eq!(render_json_schema(&r), render_json_schema(&r));
     }
 
     fn scratch(name: &str) -> PathBuf {

@@ -1,9 +1,9 @@
 //! Phase 1: the attribute's arguments, as syntax.
 
 use proc_macro2::{Span, TokenStream};
-use syn::parse::Parser;
-use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, Lit, LitStr, Meta, Token};
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::{Expr, Ident, LitStr, Token, Type};
 
 /// The procedure kinds the attribute accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,85 +16,119 @@ pub(crate) enum Kind {
 pub(crate) struct Args {
     pub(crate) kind: Option<(Kind, Span)>,
     pub(crate) name: Option<LitStr>,
+    pub(crate) layer: Option<Type>,
+    pub(crate) meta: Vec<Expr>,
 }
 
-const EXPECTED: &str = "expected one of: `query`, `mutation`, `name`";
+const EXPECTED: &str = "expected one of: `query`, `mutation`, `name`, `use`, `meta`";
 
 /// Parses the arguments, collecting every problem instead of stopping at the first.
 pub(crate) fn parse(attr: TokenStream, errors: &mut Vec<syn::Error>) -> Args {
     let mut args = Args {
         kind: None,
         name: None,
+        layer: None,
+        meta: Vec::new(),
     };
-    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
-        Ok(metas) => metas,
-        Err(e) => {
-            errors.push(e);
-            return args;
-        }
-    };
-    for meta in metas {
-        let Some(ident) = meta.path().get_ident().map(ToString::to_string) else {
-            errors.push(syn::Error::new_spanned(
-                meta.path(),
-                format!("unknown argument, {EXPECTED}"),
-            ));
-            continue;
-        };
-        match (ident.as_str(), &meta) {
-            ("query" | "mutation", Meta::Path(path)) => {
-                let kind = if ident == "query" {
-                    Kind::Query
-                } else {
-                    Kind::Mutation
-                };
-                let span = path
-                    .get_ident()
-                    .map_or_else(Span::call_site, syn::Ident::span);
-                if args.kind.is_some() {
-                    errors.push(syn::Error::new(
-                        span,
-                        format!("duplicate procedure kind `{ident}`: a procedure is either a `query` or a `mutation`"),
-                    ));
-                } else {
-                    args.kind = Some((kind, span));
-                }
+    let parser = |input: ParseStream<'_>| -> syn::Result<()> {
+        while !input.is_empty() {
+            // `use` is a keyword, so accept keywords as argument names.
+            let key = input.call(Ident::parse_any)?;
+            let name = key.to_string();
+            let has_value = input.peek(Token![=]);
+            if has_value {
+                input.parse::<Token![=]>()?;
             }
-            ("name", Meta::NameValue(nv)) => match &nv.value {
-                Expr::Lit(ExprLit {
-                    lit: Lit::Str(s), ..
-                }) => {
-                    if args.name.is_some() {
-                        errors.push(syn::Error::new_spanned(
-                            &nv.path,
-                            "duplicate argument `name`",
+            match (name.as_str(), has_value) {
+                ("query" | "mutation", false) => {
+                    let kind = if name == "query" {
+                        Kind::Query
+                    } else {
+                        Kind::Mutation
+                    };
+                    if args.kind.is_some() {
+                        errors.push(syn::Error::new(
+                            key.span(),
+                            format!("duplicate procedure kind `{name}`: a procedure is either a `query` or a `mutation`"),
                         ));
                     } else {
-                        args.name = Some(s.clone());
+                        args.kind = Some((kind, key.span()));
                     }
                 }
-                other => errors.push(syn::Error::new_spanned(
-                    other,
-                    "`name` takes a string literal: `name = \"byId\"`",
-                )),
-            },
-            ("query" | "mutation", other) => errors.push(syn::Error::new_spanned(
-                other,
-                format!("`{ident}` takes no value: write `#[procedure({ident})]`"),
-            )),
-            ("name", other) => errors.push(syn::Error::new_spanned(
-                other,
-                "`name` takes a string literal: `name = \"byId\"`",
-            )),
-            ("subscription", _) => errors.push(syn::Error::new_spanned(
-                meta.path(),
-                "`subscription` procedures are not supported yet; use `query` or `mutation`",
-            )),
-            (_, _) => errors.push(syn::Error::new_spanned(
-                meta.path(),
-                format!("unknown argument `{ident}`, {EXPECTED}"),
-            )),
+                ("query" | "mutation", true) => {
+                    let value: Expr = input.parse()?;
+                    errors.push(syn::Error::new_spanned(
+                        value,
+                        format!("`{name}` takes no value: write `#[procedure({name})]`"),
+                    ));
+                }
+                ("name", true) => {
+                    if input.peek(LitStr) {
+                        let lit: LitStr = input.parse()?;
+                        if args.name.is_some() {
+                            errors.push(syn::Error::new(key.span(), "duplicate argument `name`"));
+                        } else {
+                            args.name = Some(lit);
+                        }
+                    } else {
+                        let value: Expr = input.parse()?;
+                        errors.push(syn::Error::new_spanned(
+                            value,
+                            "`name` takes a string literal: `name = \"byId\"`",
+                        ));
+                    }
+                }
+                ("use", true) => {
+                    let ty: Type = input.parse()?;
+                    if args.layer.is_some() {
+                        errors.push(syn::Error::new(
+                            key.span(),
+                            "duplicate argument `use`: give one middleware, or a stack as a tuple: `use = (A, B)`",
+                        ));
+                    } else {
+                        args.layer = Some(ty);
+                    }
+                }
+                ("meta", true) => args.meta.push(input.parse()?),
+                ("name" | "use" | "meta", false) => {
+                    let example = match name.as_str() {
+                        "name" => "name = \"byId\"",
+                        "use" => "use = RequireUser",
+                        _ => "meta = RequiresRole(\"admin\")",
+                    };
+                    errors.push(syn::Error::new(
+                        key.span(),
+                        format!("`{name}` needs a value: `{example}`"),
+                    ));
+                }
+                ("subscription", _) => {
+                    errors.push(syn::Error::new(
+                        key.span(),
+                        "`subscription` procedures are not supported yet; use `query` or `mutation`",
+                    ));
+                    if has_value {
+                        input.parse::<Expr>()?;
+                    }
+                }
+                _ => {
+                    errors.push(syn::Error::new(
+                        key.span(),
+                        format!("unknown argument `{name}`, {EXPECTED}"),
+                    ));
+                    if has_value {
+                        input.parse::<Expr>()?;
+                    }
+                }
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
         }
+        Ok(())
+    };
+    if let Err(e) = parser.parse2(attr) {
+        errors.push(e);
     }
     args
 }

@@ -68,9 +68,12 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
     let output_ty = &model.output.ty;
     let output_ty = quote_spanned!(output_ty.span()=> #output_ty);
     let input_arg = model.input.as_ref().map(|_| quote!(__input));
-    let ctx_ty = match &model.ctx {
-        Some(ty) => quote!(#ty),
-        None => quote!(__Ctx),
+    // The context the function itself receives: its `&Ctx` parameter's type, or, without
+    // one, whatever the middleware stack hands on (or any context at all).
+    let ctx_ty = match (&model.ctx, &model.layer) {
+        (Some(ty), _) => quote!(#ty),
+        (None, Some(layer)) => quote!(<#layer as ::oxrpc::Layer>::Out),
+        (None, None) => quote!(__Ctx),
     };
     let ctx_arg = model.ctx.as_ref().map(|_| quote!(&__ctx,));
     let call = quote!(#ident(#ctx_arg #input_arg).await);
@@ -79,11 +82,22 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
     } else {
         quote!(::core::result::Result::<_, ::oxrpc::Error>::Ok(#call))
     };
-    let generics = if model.ctx.is_none() {
+    let generics = if model.ctx.is_none() && model.layer.is_none() {
         quote!(<__Ctx: ::core::marker::Send + 'static>)
     } else {
         quote!()
     };
+    let (router_ctx, with_layer) = match &model.layer {
+        Some(layer) => (
+            quote!(<#layer as ::oxrpc::Layer>::In),
+            quote_spanned!(layer.span()=> .with(<#layer as ::core::default::Default>::default())),
+        ),
+        None => (ctx_ty.clone(), quote!()),
+    };
+    let metas = model
+        .meta
+        .iter()
+        .map(|m| quote_spanned!(m.span()=> .with_meta(#m)));
     let input_param = match &model.input {
         Some(_) => quote!(__input: #input_ty),
         None => quote!((): ()),
@@ -101,12 +115,14 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
         impl #ident {
             #[doc = #procedure_doc]
             #[track_caller]
-            #vis fn procedure #generics () -> ::oxrpc::Procedure<#ctx_ty> {
+            #vis fn procedure #generics () -> ::oxrpc::Procedure<#router_ctx> {
                 ::oxrpc::Procedure::#constructor::<#input_ty, #output_ty, _, _>(
                     #name,
                     |__ctx: #ctx_ty, #input_param| async move { #result },
                 )
                 #describe
+                #(#metas)*
+                #with_layer
             }
         }
     }

@@ -15,6 +15,8 @@ pub(crate) struct OutputModel {
 /// Everything `emit` needs to know about one procedure.
 pub(crate) struct Model {
     pub(crate) kind: Kind,
+    pub(crate) layer: Option<syn::Type>,
+    pub(crate) meta: Vec<syn::Expr>,
     pub(crate) name: String,
     pub(crate) docs: String,
     pub(crate) ctx: Option<Type>,
@@ -197,6 +199,8 @@ pub(crate) fn build(args: Args, func: &ItemFn, errors: &mut Vec<syn::Error>) -> 
         .map_or_else(|| lower_camel(&sig.ident.to_string()), |n| n.value());
     Some(Model {
         kind,
+        layer: args.layer,
+        meta: args.meta,
         name,
         docs: docs_of(func),
         ctx,

@@ -1,15 +1,64 @@
 //! Response envelopes (spec §2), shared by every transport.
 
+use std::fmt;
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::procedure::TypeInfo;
+use crate::validate::Issue;
 
-/// How errors are shown to clients.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Where an error happened, for error formatters and on-error hooks.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ErrorInfo<'a> {
+    /// The procedure path, when the error belongs to one call.
+    pub path: Option<&'a str>,
+    /// Whether the server runs in dev mode.
+    pub dev_mode: bool,
+}
+
+type FormatFn = dyn Fn(&Error, &ErrorInfo<'_>) -> Map<String, Value> + Send + Sync;
+type OnErrorFn = dyn Fn(&Error, &ErrorInfo<'_>) + Send + Sync;
+
+/// A user hook adding fields to `error.data` (tRPC's `errorFormatter`), with their type.
+#[derive(Clone)]
+pub(crate) struct ErrorFormatter {
+    pub(crate) format: Arc<FormatFn>,
+    pub(crate) data_type: TypeInfo,
+}
+
+impl fmt::Debug for ErrorFormatter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorFormatter")
+            .field("data_type", &self.data_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys oxrpc itself puts into `error.data`; a formatter cannot replace them.
+const RESERVED_DATA_KEYS: &[&str] = &["code", "httpStatus", "path", "stack", "issues", "zodError"];
+
+/// How errors are shown to clients, and who hears about them.
+#[derive(Clone, Default)]
 pub(crate) struct ErrorPolicy {
     /// Dev mode: internal causes go into `data.stack`.
     pub(crate) dev_mode: bool,
+    pub(crate) formatter: Option<ErrorFormatter>,
+    pub(crate) on_error: Option<Arc<OnErrorFn>>,
+}
+
+impl fmt::Debug for ErrorPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorPolicy")
+            .field("dev_mode", &self.dev_mode)
+            .field("formatter", &self.formatter)
+            .field("on_error", &self.on_error.is_some())
+            .finish()
+    }
 }
 
 #[derive(Serialize)]
@@ -28,15 +77,33 @@ struct ErrorData<'a> {
     stack: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issues: Option<&'a [Issue]>,
+    #[serde(rename = "zodError", skip_serializing_if = "Option::is_none")]
+    zod_error: Option<serde_json::Value>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
 }
 
 impl ErrorPolicy {
     /// The error shape `{message, code, data}` as JSON text; logs internal causes.
-    pub(crate) fn error_shape(self, error: &Error, path: Option<&str>) -> String {
+    pub(crate) fn error_shape(&self, error: &Error, path: Option<&str>) -> String {
         let cause = error.cause_chain();
         if let Some(cause) = &cause {
             tracing::error!(path = path.unwrap_or(""), code = %error.code(), %cause, "procedure failed");
         }
+        let info = ErrorInfo {
+            path,
+            dev_mode: self.dev_mode,
+        };
+        if let Some(on_error) = &self.on_error {
+            on_error(error, &info);
+        }
+        let mut extra = match &self.formatter {
+            Some(formatter) => (formatter.format)(error, &info),
+            None => Map::new(),
+        };
+        extra.retain(|key, _| !RESERVED_DATA_KEYS.contains(&key.as_str()));
         let shape = ErrorShape {
             message: error.message(),
             code: error.code().json_rpc_code(),
@@ -45,6 +112,9 @@ impl ErrorPolicy {
                 http_status: error.code().http_status(),
                 stack: if self.dev_mode { cause } else { None },
                 path,
+                issues: error.issues(),
+                zod_error: error.issues().map(crate::validate::flatten),
+                extra,
             },
         };
         // Serializing plain strings and numbers cannot fail.
@@ -52,7 +122,7 @@ impl ErrorPolicy {
     }
 
     /// `{"error":<shape>}`.
-    pub(crate) fn error_envelope(self, error: &Error, path: Option<&str>) -> String {
+    pub(crate) fn error_envelope(&self, error: &Error, path: Option<&str>) -> String {
         format!("{{\"error\":{}}}", self.error_shape(error, path))
     }
 }
@@ -96,9 +166,13 @@ mod tests {
     #[test]
     fn causes_reach_clients_only_in_dev_mode() {
         let e = Error::internal(std::io::Error::other("db password wrong"));
-        let prod = ErrorPolicy { dev_mode: false }.error_shape(&e, None);
+        let prod = ErrorPolicy::default().error_shape(&e, None);
         assert!(!prod.contains("password"), "{prod}");
-        let dev = ErrorPolicy { dev_mode: true }.error_shape(&e, None);
+        let dev = ErrorPolicy {
+            dev_mode: true,
+            ..ErrorPolicy::default()
+        }
+        .error_shape(&e, None);
         assert!(dev.contains("db password wrong"), "{dev}");
     }
 }

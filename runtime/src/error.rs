@@ -4,6 +4,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::validate::Issue;
+
 /// Declares [`ErrorCode`] and its three mappings from one table, so the name, the
 /// JSON-RPC number and the HTTP status of a code can never drift apart.
 macro_rules! error_codes {
@@ -116,6 +118,7 @@ pub struct Error {
     code: ErrorCode,
     message: Cow<'static, str>,
     cause: Option<Cause>,
+    issues: Option<Arc<[Issue]>>,
 }
 
 impl Error {
@@ -125,6 +128,7 @@ impl Error {
             code,
             message: message.into(),
             cause: None,
+            issues: None,
         }
     }
 
@@ -150,6 +154,44 @@ impl Error {
     pub fn with_cause(mut self, cause: impl Into<BoxCause>) -> Self {
         self.cause = Some(Arc::from(cause.into()));
         self
+    }
+
+    /// A `BAD_REQUEST` listing input problems; clients get them in `error.data.issues` and,
+    /// for tRPC+zod frontends, `error.data.zodError` (`formErrors` / `fieldErrors`).
+    ///
+    /// ```
+    /// use oxrpc::{Error, Issue, PathSegment};
+    /// let e = Error::invalid_input(vec![Issue::new(
+    ///     vec![PathSegment::Key("name".into())],
+    ///     "custom",
+    ///     "name is taken",
+    /// )]);
+    /// assert_eq!(e.message(), "Invalid input: name: name is taken");
+    /// ```
+    pub fn invalid_input(issues: Vec<Issue>) -> Self {
+        let mut message = String::from("Invalid input");
+        if let Some(first) = issues.first() {
+            message.push_str(": ");
+            if !first.path.is_empty() {
+                message.push_str(&first.path_text());
+                message.push_str(": ");
+            }
+            message.push_str(&first.message);
+            match issues.len() {
+                1 => {}
+                2 => message.push_str(" (and 1 more issue)"),
+                n => message.push_str(&format!(" (and {} more issues)", n - 1)),
+            }
+        }
+        Error {
+            issues: Some(issues.into()),
+            ..Error::new(ErrorCode::BadRequest, message)
+        }
+    }
+
+    /// The input problems of an [`Error::invalid_input`] error.
+    pub fn issues(&self) -> Option<&[Issue]> {
+        self.issues.as_deref()
     }
 
     /// Shorthand for `Error::new(ErrorCode::BadRequest, message)`.
@@ -209,6 +251,7 @@ impl fmt::Debug for Error {
             .field("code", &self.code)
             .field("message", &self.message)
             .field("cause", &self.cause)
+            .field("issues", &self.issues)
             .finish()
     }
 }

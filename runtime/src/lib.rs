@@ -69,18 +69,23 @@ mod context;
 mod envelope;
 mod error;
 mod input;
+mod middleware;
 mod procedure;
 mod router;
 mod server;
 mod transport;
+mod validate;
 
 pub use context::{RequestInfo, TransportKind};
+pub use envelope::ErrorInfo;
 pub use error::{Error, ErrorCode};
+pub use middleware::{Call, Layer, Meta, Middleware, Next, Reply};
 pub use oxrpc_macros::procedure;
 pub use procedure::{Input, Output, Procedure, ProcedureKind, TsDeclaration, TypeInfo};
-pub use router::{Router, RouterError};
+pub use router::{IntoProcedure, Router, RouterError};
 pub use server::{Listening, Server};
 pub use transport::http::{Body, HttpService};
+pub use validate::{Issue, PathSegment, SchemaError, UnknownFields, Validator};
 
 /// Re-exports for the code `#[procedure]` generates. Not public API.
 #[doc(hidden)]

@@ -5,13 +5,15 @@ use std::fmt;
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
+use crate::middleware::{Call, Layer, Meta, Reply};
+use crate::validate::{Issue, PathSegment, SchemaError, Validator};
 
 /// A boxed, sendable future.
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -22,7 +24,12 @@ pub(crate) type RawOutput = Option<Box<RawValue>>;
 /// A raw JSON input: `None` when the client sent none (`undefined`).
 pub(crate) type RawInput = Option<Box<RawValue>>;
 
-type Handler<Ctx> = Arc<dyn Fn(Ctx, RawInput) -> BoxFuture<Result<RawOutput, Error>> + Send + Sync>;
+/// A type-erased procedure (or middleware chain ending in one).
+pub(crate) type Handler<Ctx> =
+    Arc<dyn Fn(Ctx, Arc<Call>) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
+
+/// A schema compiled on first use (so building a router, e.g. in a build script, stays cheap).
+type LazyValidator = Arc<OnceLock<Result<Validator, SchemaError>>>;
 
 /// The kind of a procedure, which decides its HTTP method and its client call (`.query()`,
 /// `.mutate()`).
@@ -90,19 +97,35 @@ pub struct TypeInfo {
     accepts_undefined: fn() -> bool,
     ts_name: fn(&ts_rs::Config) -> String,
     ts_declarations: fn(&ts_rs::Config, &mut Vec<TsDeclaration>),
-    json_schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    json_schema: fn() -> schemars::Schema,
 }
 
 impl TypeInfo {
+    /// An input: its schema describes what deserializes (schemars' deserialize contract).
     fn of_input<T: Input>() -> Self {
         TypeInfo {
             accepts_undefined: || T::deserialize(serde_json::Value::Null).is_ok(),
+            json_schema: || {
+                schemars::generate::SchemaSettings::default()
+                    .for_deserialize()
+                    .into_generator()
+                    .into_root_schema_for::<T>()
+            },
             ..Self::of_type::<T>()
         }
     }
 
-    fn of_output<T: Output>() -> Self {
-        Self::of_type::<T>()
+    /// An output: its schema describes what serializes (schemars' serialize contract).
+    pub(crate) fn of_output<T: ts_rs::TS + schemars::JsonSchema + 'static>() -> Self {
+        TypeInfo {
+            json_schema: || {
+                schemars::generate::SchemaSettings::default()
+                    .for_serialize()
+                    .into_generator()
+                    .into_root_schema_for::<T>()
+            },
+            ..Self::of_type::<T>()
+        }
     }
 
     fn of_type<T: ts_rs::TS + schemars::JsonSchema + 'static>() -> Self {
@@ -112,7 +135,7 @@ impl TypeInfo {
             accepts_undefined: || false,
             ts_name: T::name,
             ts_declarations: collect_declarations::<T>,
-            json_schema: |generator| generator.subschema_for::<T>(),
+            json_schema: || schemars::SchemaGenerator::default().into_root_schema_for::<T>(),
         }
     }
 
@@ -143,9 +166,15 @@ impl TypeInfo {
         out
     }
 
-    /// The JSON Schema of the type, with its definitions registered in `generator`.
-    pub fn json_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        (self.json_schema)(generator)
+    /// The JSON Schema of the type (a root schema with its `$defs`), validation constraints
+    /// included: what deserializes for inputs, what serializes for outputs.
+    pub fn json_schema(&self) -> schemars::Schema {
+        (self.json_schema)()
+    }
+
+    /// The type's schema, compiled for validation.
+    pub fn validator(&self) -> Result<Validator, SchemaError> {
+        Validator::new(self.json_schema().as_value())
     }
 }
 
@@ -208,6 +237,7 @@ pub struct Procedure<Ctx> {
     name: String,
     kind: ProcedureKind,
     docs: Option<String>,
+    meta: Meta,
     input: TypeInfo,
     output: TypeInfo,
     handler: Handler<Ctx>,
@@ -220,6 +250,7 @@ impl<Ctx> Clone for Procedure<Ctx> {
             name: self.name.clone(),
             kind: self.kind,
             docs: self.docs.clone(),
+            meta: self.meta.clone(),
             input: self.input,
             output: self.output,
             handler: Arc::clone(&self.handler),
@@ -280,12 +311,18 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
     {
         let input = TypeInfo::of_input::<I>();
         let output = TypeInfo::of_output::<O>();
-        let erased = move |ctx: Ctx, raw: RawInput| -> BoxFuture<Result<RawOutput, Error>> {
-            match decode_input::<I>(&input, raw.as_deref()) {
+        let input_validator: LazyValidator = Arc::default();
+        let output_validator: LazyValidator = Arc::default();
+        let erased = move |ctx: Ctx, call: Arc<Call>| -> BoxFuture<Result<Reply, Error>> {
+            match decode_input::<I>(&input, &input_validator, &call) {
                 Err(e) => Box::pin(std::future::ready(Err(e))),
                 Ok(value) => {
                     let fut = handler(ctx, value);
-                    Box::pin(async move { encode_output(&output, &fut.await?) })
+                    let output_validator = Arc::clone(&output_validator);
+                    Box::pin(async move {
+                        let value = fut.await?;
+                        encode_output(&output, &output_validator, &call, &value)
+                    })
                 }
             }
         };
@@ -293,6 +330,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
             name,
             kind,
             docs: None,
+            meta: Meta::default(),
             input,
             output,
             handler: Arc::new(erased),
@@ -307,6 +345,40 @@ impl<Ctx> Procedure<Ctx> {
         let docs = docs.into();
         self.docs = (!docs.trim().is_empty()).then_some(docs);
         self
+    }
+
+    /// Attaches a meta value for middleware to read (`call.meta().get::<T>()`); one per type.
+    pub fn with_meta<T: std::any::Any + Send + Sync>(mut self, value: T) -> Self {
+        self.meta.insert(value);
+        self
+    }
+
+    /// The procedure's meta values.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// Wraps the procedure in a middleware (or a stack): a procedure over the refined context
+    /// `L::Out` becomes one over `L::In`. The middleware runs before input validation.
+    pub fn with<L: Layer<Out = Ctx>>(self, layer: L) -> Procedure<L::In> {
+        layer.apply(self)
+    }
+
+    /// Replaces the handler, keeping everything else (how middleware wraps procedures).
+    pub(crate) fn map_handler<New>(
+        self,
+        f: impl FnOnce(Handler<Ctx>) -> Handler<New>,
+    ) -> Procedure<New> {
+        Procedure {
+            name: self.name,
+            kind: self.kind,
+            docs: self.docs,
+            meta: self.meta,
+            input: self.input,
+            output: self.output,
+            handler: f(self.handler),
+            location: self.location,
+        }
     }
 
     /// Renames the procedure (its last path segment).
@@ -346,8 +418,8 @@ impl<Ctx> Procedure<Ctx> {
     }
 
     /// Runs the handler (no panic protection: the router adds it).
-    pub(crate) fn invoke(&self, ctx: Ctx, input: RawInput) -> BoxFuture<Result<RawOutput, Error>> {
-        (self.handler)(ctx, input)
+    pub(crate) fn invoke(&self, ctx: Ctx, call: Arc<Call>) -> BoxFuture<Result<Reply, Error>> {
+        (self.handler)(ctx, call)
     }
 }
 
@@ -363,44 +435,95 @@ impl<Ctx> fmt::Debug for Procedure<Ctx> {
     }
 }
 
-fn decode_input<I: Input>(info: &TypeInfo, raw: Option<&RawValue>) -> Result<I, Error> {
+fn compiled<'a>(lazy: &'a LazyValidator, info: &TypeInfo) -> Result<&'a Validator, Error> {
+    lazy.get_or_init(|| info.validator()).as_ref().map_err(|e| {
+        Error::internal(e.clone()).with_message(format!(
+            "Internal server error: the JSON Schema of `{}` cannot be used for validation",
+            short_type_name(info.rust_name)
+        ))
+    })
+}
+
+fn decode_input<I: Input>(
+    info: &TypeInfo,
+    validator: &LazyValidator,
+    call: &Call,
+) -> Result<I, Error> {
     if info.is_unit {
         // A procedure without input ignores whatever was sent, as tRPC does.
         return I::deserialize(serde_json::Value::Null).map_err(Error::internal);
     }
-    match raw {
-        None => I::deserialize(serde_json::Value::Null).map_err(|_| {
-            Error::bad_request(format!(
+    let value = match call.input.as_deref() {
+        None if !info.accepts_undefined() => {
+            return Err(Error::bad_request(format!(
                 "Missing input: this procedure expects `{}`, but the request carried no input",
                 short_type_name(info.rust_name)
-            ))
-        }),
-        Some(raw) => {
-            let de = &mut serde_json::Deserializer::from_str(raw.get());
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                let message = if path == "." {
-                    format!("Invalid input: {inner}")
-                } else {
-                    format!("Invalid input at `{path}`: {inner}")
-                };
-                Error::bad_request(message)
-            })
+            )));
         }
+        None => serde_json::Value::Null,
+        Some(raw) => serde_json::from_str(raw.get()).map_err(|e| {
+            Error::new(
+                ErrorCode::ParseError,
+                format!("Input is not valid JSON: {e}"),
+            )
+        })?,
+    };
+    let issues = compiled(validator, info)?.validate(&value, call.options.unknown_fields);
+    if !issues.is_empty() {
+        return Err(Error::invalid_input(issues));
     }
+    // The schema and serde agree almost always; when they don't, serde has the last word.
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(PathSegment::Key(key.clone())),
+                serde_path_to_error::Segment::Enum { variant } => {
+                    Some(PathSegment::Key(variant.clone()))
+                }
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        Error::invalid_input(vec![Issue::new(
+            path,
+            "invalid_type",
+            e.into_inner().to_string(),
+        )])
+    })
 }
 
-fn encode_output<O: Output>(info: &TypeInfo, value: &O) -> Result<RawOutput, Error> {
+fn encode_output<O: Output>(
+    info: &TypeInfo,
+    validator: &LazyValidator,
+    call: &Call,
+    value: &O,
+) -> Result<Reply, Error> {
     if info.is_unit {
-        return Ok(None);
+        return Ok(Reply(None));
     }
-    serde_json::value::to_raw_value(value)
-        .map(Some)
-        .map_err(|e| {
-            Error::internal(e)
-                .with_message("Internal server error: the output could not be serialized")
-        })
+    let raw = serde_json::value::to_raw_value(value).map_err(|e| {
+        Error::internal(e).with_message("Internal server error: the output could not be serialized")
+    })?;
+    if call.options.validate_output {
+        let json: serde_json::Value = serde_json::from_str(raw.get()).map_err(Error::internal)?;
+        let issues =
+            compiled(validator, info)?.validate(&json, crate::validate::UnknownFields::Ignore);
+        if !issues.is_empty() {
+            let detail: Vec<String> = issues
+                .iter()
+                .map(|i| format!("{}: {}", i.path_text(), i.message))
+                .collect();
+            return Err(Error::internal(format!(
+                "the output of `{}` does not match its own schema: {}",
+                call.path,
+                detail.join("; ")
+            ))
+            .with_message("Internal server error: output validation failed"));
+        }
+    }
+    Ok(Reply(Some(raw)))
 }
 
 /// `alloc::vec::Vec<my_api::User>` → `Vec<User>`.
@@ -442,8 +565,18 @@ mod tests {
             .block_on(f)
     }
 
-    fn raw(s: &str) -> RawInput {
-        Some(RawValue::from_string(s.to_owned()).expect("json"))
+    fn raw(s: &str) -> Arc<Call> {
+        call(Some(RawValue::from_string(s.to_owned()).expect("json")))
+    }
+
+    fn call(input: RawInput) -> Arc<Call> {
+        Arc::new(Call {
+            path: Arc::from("p"),
+            kind: ProcedureKind::Query,
+            meta: Meta::default(),
+            input,
+            options: crate::middleware::CallOptions::default(),
+        })
     }
 
     #[test]
@@ -456,8 +589,13 @@ mod tests {
         let p = Procedure::query("q", |_: (), _: In| async { Ok::<_, Error>(1) });
         let err = block_on(p.invoke((), raw(r#"{"name":5}"#))).expect_err("must fail");
         assert_eq!(err.code(), ErrorCode::BadRequest);
-        assert!(err.message().contains("`name`"), "{}", err.message());
-        let err = block_on(p.invoke((), None)).expect_err("must fail");
+        assert_eq!(
+            err.message(),
+            "Invalid input: name: Expected a string, received an integer"
+        );
+        let issues = err.issues().expect("issues");
+        assert_eq!(issues[0].path, vec![PathSegment::Key("name".into())]);
+        let err = block_on(p.invoke((), call(None))).expect_err("must fail");
         assert!(
             err.message().starts_with("Missing input"),
             "{}",
@@ -471,7 +609,8 @@ mod tests {
         assert_eq!(
             block_on(p.invoke((), raw("[1,2]")))
                 .expect("ok")
-                .map(|r| r.get().to_owned()),
+                .json()
+                .map(str::to_owned),
             None
         );
         assert!(p.input().accepts_undefined());
@@ -481,7 +620,7 @@ mod tests {
     fn option_input_accepts_undefined() {
         let p = Procedure::query("q", |_: (), i: Option<u8>| async move { Ok::<_, Error>(i) });
         assert!(p.input().accepts_undefined());
-        let out = block_on(p.invoke((), None)).expect("ok").expect("some");
-        assert_eq!(out.get(), "null");
+        let out = block_on(p.invoke((), call(None))).expect("ok");
+        assert_eq!(out.json(), Some("null"));
     }
 }

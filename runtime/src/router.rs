@@ -6,10 +6,15 @@ use std::panic::{AssertUnwindSafe, Location};
 
 use futures_util::FutureExt;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
+use std::sync::Arc;
+
+use crate::envelope::{ErrorFormatter, ErrorInfo};
 use crate::error::{Error, ErrorCode};
-use crate::procedure::{BoxFuture, Procedure, ProcedureKind, RawInput, RawOutput};
+use crate::middleware::{Call, CallOptions, Layer, Reply};
+use crate::procedure::TypeInfo;
+use crate::procedure::{BoxFuture, Procedure, ProcedureKind, RawInput};
+use crate::validate::UnknownFields;
 
 /// Names the TypeScript client proxy cannot reach (`then` would make every router a thenable).
 const RESERVED: &[&str] = &["then", "call", "apply"];
@@ -77,12 +82,16 @@ pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
 /// ```
 pub struct Router<Ctx> {
     procedures: BTreeMap<String, Procedure<Ctx>>,
+    options: CallOptions,
+    formatter: Option<ErrorFormatter>,
 }
 
 impl<Ctx> Default for Router<Ctx> {
     fn default() -> Self {
         Router {
             procedures: BTreeMap::new(),
+            options: CallOptions::default(),
+            formatter: None,
         }
     }
 }
@@ -91,7 +100,27 @@ impl<Ctx> Clone for Router<Ctx> {
     fn clone(&self) -> Self {
         Router {
             procedures: self.procedures.clone(),
+            options: self.options,
+            formatter: self.formatter.clone(),
         }
+    }
+}
+
+/// A value that can be added to a `Router<Ctx>`: a `Procedure<Ctx>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be added to a `Router<{Ctx}>`: its context type is not the router's",
+    label = "this procedure needs a different context than the router provides",
+    note = "a procedure that takes a refined context (e.g. `ctx: &Authed`) is reachable only through a middleware that produces it",
+    note = "attach one with `#[procedure(…, use = YourMiddleware)]`, or add the procedure to a `Router<Authed>` and call `.with(YourMiddleware)` on that router"
+)]
+pub trait IntoProcedure<Ctx> {
+    /// The procedure.
+    fn into_procedure(self) -> Procedure<Ctx>;
+}
+
+impl<Ctx> IntoProcedure<Ctx> for Procedure<Ctx> {
+    fn into_procedure(self) -> Procedure<Ctx> {
+        self
     }
 }
 
@@ -114,12 +143,13 @@ impl<Ctx> Router<Ctx> {
     /// [`Router::try_add`] to get the error instead.
     #[track_caller]
     #[allow(clippy::should_implement_trait)] // a builder method, not arithmetic
-    pub fn add(self, procedure: Procedure<Ctx>) -> Self {
+    pub fn add(self, procedure: impl IntoProcedure<Ctx>) -> Self {
         self.try_add(procedure).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Adds a procedure under its name, or says why it cannot be added.
-    pub fn try_add(mut self, procedure: Procedure<Ctx>) -> Result<Self, RouterError> {
+    pub fn try_add(mut self, procedure: impl IntoProcedure<Ctx>) -> Result<Self, RouterError> {
+        let procedure = procedure.into_procedure();
         let location = procedure.location();
         check_name(procedure.name()).map_err(|reason| RouterError::InvalidName {
             name: procedure.name().to_owned(),
@@ -208,6 +238,113 @@ impl<Ctx> Router<Ctx> {
         Ok(())
     }
 
+    /// Wraps every procedure of this router in a middleware (or a stack): a router over the
+    /// refined context `L::Out` becomes one over `L::In`, ready to nest into the main router.
+    /// Procedures added afterwards are not wrapped.
+    ///
+    /// ```
+    /// use oxrpc::{Call, Error, Middleware, Next, Procedure, Reply, Router};
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct AppCtx { token: Option<String> }
+    /// struct Authed { user: String }
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct RequireUser;
+    /// impl Middleware for RequireUser {
+    ///     type In = AppCtx;
+    ///     type Out = Authed;
+    ///     async fn call(&self, ctx: AppCtx, _: &Call, next: Next<Authed>) -> Result<Reply, Error> {
+    ///         next.run(Authed { user: ctx.token.ok_or_else(Error::unauthorized)? }).await
+    ///     }
+    /// }
+    ///
+    /// let private: Router<AppCtx> = Router::<Authed>::new()
+    ///     .add(Procedure::query("me", |ctx: Authed, (): ()| async move { Ok::<_, Error>(ctx.user) }))
+    ///     .with(RequireUser);
+    /// let app = Router::new().nest("private", private);
+    /// ```
+    #[allow(clippy::needless_pass_by_value)] // taken by value like every builder argument
+    pub fn with<L>(self, layer: L) -> Router<L::In>
+    where
+        L: Layer<Out = Ctx> + Clone,
+    {
+        Router {
+            procedures: self
+                .procedures
+                .into_iter()
+                .map(|(path, p)| (path, layer.clone().apply(p)))
+                .collect(),
+            options: self.options,
+            formatter: self.formatter,
+        }
+    }
+
+    /// What to do with unknown object keys in inputs (default: ignore them, like serde and
+    /// zod). Applies to the whole router: set it on the root.
+    pub fn unknown_fields(mut self, policy: UnknownFields) -> Self {
+        self.options.unknown_fields = policy;
+        self
+    }
+
+    /// Check every output against its own JSON Schema (a failure is an internal error).
+    /// Dev mode of [`crate::Server`] turns this on. Set it on the root router.
+    pub fn validate_outputs(mut self, on: bool) -> Self {
+        self.options.validate_output = on;
+        self
+    }
+
+    /// Shapes `error.data` for clients (tRPC's `errorFormatter`): the fields of the value `f`
+    /// returns are added to every error's `data` (beside `code`, `httpStatus`, `path`, …,
+    /// which it cannot replace), and the generated `.d.ts` types them. Set it on the root
+    /// router.
+    ///
+    /// ```
+    /// use oxrpc::{Error, ErrorInfo, Router};
+    ///
+    /// #[derive(serde::Serialize, ts_rs::TS, schemars::JsonSchema)]
+    /// struct Extra { retryable: bool }
+    ///
+    /// let router = Router::<()>::new().error_formatter(|e: &Error, _: &ErrorInfo<'_>| Extra {
+    ///     retryable: e.code().http_status() >= 500,
+    /// });
+    /// ```
+    pub fn error_formatter<D, F>(mut self, f: F) -> Self
+    where
+        D: Serialize + ts_rs::TS + schemars::JsonSchema + 'static,
+        F: Fn(&Error, &ErrorInfo<'_>) -> D + Send + Sync + 'static,
+    {
+        let format = move |error: &Error, info: &ErrorInfo<'_>| match serde_json::to_value(f(
+            error, info,
+        )) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(_) => {
+                tracing::error!(
+                    "the error formatter must return a struct (a JSON object); its output was dropped"
+                );
+                serde_json::Map::new()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the error formatter's output could not be serialized");
+                serde_json::Map::new()
+            }
+        };
+        self.formatter = Some(ErrorFormatter {
+            format: Arc::new(format),
+            data_type: TypeInfo::of_output::<D>(),
+        });
+        self
+    }
+
+    /// The type of the error formatter's extra `error.data` fields, if one is set.
+    pub fn error_data_type(&self) -> Option<&TypeInfo> {
+        self.formatter.as_ref().map(|f| &f.data_type)
+    }
+
+    pub(crate) fn formatter(&self) -> Option<&ErrorFormatter> {
+        self.formatter.as_ref()
+    }
+
     /// The procedure at `path`, if any.
     pub fn get(&self, path: &str) -> Option<&Procedure<Ctx>> {
         self.procedures.get(path)
@@ -254,20 +391,35 @@ impl<Ctx: Send + 'static> Router<Ctx> {
     {
         let raw = serde_json::value::to_raw_value(input).map_err(Error::internal)?;
         let procedure = self.get(path).ok_or_else(|| no_procedure(path))?;
-        let out = self.call_raw(procedure, ctx, Some(raw)).await?;
-        let text = out.as_deref().map_or("null", RawValue::get);
-        serde_json::from_str(text).map_err(Error::internal)
+        let out = self
+            .call_raw(path, procedure, ctx, Some(raw), self.options)
+            .await?;
+        serde_json::from_str(out.json().unwrap_or("null")).map_err(Error::internal)
     }
 
-    /// Runs `procedure`, turning a panic into `INTERNAL_SERVER_ERROR`.
+    /// The call options of this (root) router.
+    pub(crate) fn options(&self) -> CallOptions {
+        self.options
+    }
+
+    /// Runs `procedure` through its middleware, turning a panic into `INTERNAL_SERVER_ERROR`.
     pub(crate) fn call_raw(
         &self,
+        path: &str,
         procedure: &Procedure<Ctx>,
         ctx: Ctx,
         input: RawInput,
-    ) -> BoxFuture<Result<RawOutput, Error>> {
-        let path = procedure.name().to_owned();
-        let started = std::panic::catch_unwind(AssertUnwindSafe(|| procedure.invoke(ctx, input)));
+        options: CallOptions,
+    ) -> BoxFuture<Result<Reply, Error>> {
+        let call = Arc::new(Call {
+            path: Arc::from(path),
+            kind: procedure.kind(),
+            meta: procedure.meta().clone(),
+            input,
+            options,
+        });
+        let path = path.to_owned();
+        let started = std::panic::catch_unwind(AssertUnwindSafe(|| procedure.invoke(ctx, call)));
         match started {
             Err(payload) => Box::pin(std::future::ready(Err(panic_error(&path, &*payload)))),
             Ok(fut) => Box::pin(

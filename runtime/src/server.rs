@@ -14,7 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
 use crate::context::{ContextFn, RequestInfo};
-use crate::envelope::ErrorPolicy;
+use crate::envelope::{ErrorInfo, ErrorPolicy};
 use crate::error::Error;
 use crate::router::Router;
 use crate::transport::http::{HttpService, PeerAddr};
@@ -85,10 +85,12 @@ impl<Ctx: Send + 'static> Server<Ctx> {
         F: Fn(RequestInfo) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Ctx, Error>> + Send + 'static,
     {
+        let mut config = HttpConfig::default();
+        config.policy.formatter = router.formatter().cloned();
         Server {
             router,
             create_context: Arc::new(move |info| Box::pin(create_context(info))),
-            config: HttpConfig::default(),
+            config,
         }
     }
 
@@ -129,6 +131,16 @@ impl<Ctx: Send + 'static> Server<Ctx> {
     /// `error.data.stack`. Never enable it in production (default `false`).
     pub fn dev_mode(mut self, on: bool) -> Self {
         self.config.policy.dev_mode = on;
+        self
+    }
+
+    /// Calls `hook` for every error sent to a client (tRPC's `onError`), e.g. to log or count
+    /// them. Internal causes are also logged with `tracing` either way.
+    pub fn on_error(
+        mut self,
+        hook: impl Fn(&Error, &ErrorInfo<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.config.policy.on_error = Some(Arc::new(hook));
         self
     }
 

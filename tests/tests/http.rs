@@ -211,7 +211,18 @@ async fn bad_inputs_get_clear_errors_and_the_server_keeps_serving() {
 
     let reply = get(&format!("{base}/greet?input=%7B%22name%22%3A5%7D")).await;
     assert_eq!(reply.error_code(), "BAD_REQUEST");
-    assert!(reply.body.contains("`name`"), "{}", reply.body);
+    let data = &reply.json()["error"]["data"];
+    assert_eq!(
+        data["issues"][0]["path"],
+        serde_json::json!(["name"]),
+        "{}",
+        reply.body
+    );
+    assert_eq!(data["issues"][0]["code"], "invalid_type");
+    assert_eq!(
+        data["zodError"]["fieldErrors"]["name"][0],
+        "Expected a string, received an integer"
+    );
 
     let reply = get(&format!("{base}/greet")).await;
     assert_eq!(reply.error_code(), "BAD_REQUEST");

@@ -17,7 +17,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use crate::context::RequestInfo;
 use crate::error::{Error, ErrorCode};
 use crate::input;
-use crate::procedure::{BoxFuture, ProcedureKind, RawOutput};
+use crate::middleware::Reply;
+use crate::procedure::{BoxFuture, ProcedureKind};
 use crate::router::{kind_accepts, no_procedure};
 use crate::server::Shared;
 
@@ -115,7 +116,7 @@ where
 /// One call of a request, from routing to its outcome.
 struct Call<'a> {
     path: Cow<'a, str>,
-    outcome: Option<Result<RawOutput, Error>>,
+    outcome: Option<Result<Reply, Error>>,
 }
 
 impl<Ctx> HttpService<Ctx> {
@@ -311,10 +312,12 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
                     }
                 }
                 Ok(ctx) => {
-                    let futures = runnable.iter_mut().map(|(_, procedure, input)| {
-                        router.call_raw(procedure, ctx.clone(), input.take())
+                    let mut options = router.options();
+                    options.validate_output |= config.policy.dev_mode;
+                    let futures = runnable.iter_mut().map(|(i, procedure, input)| {
+                        router.call_raw(paths[*i], procedure, ctx.clone(), input.take(), options)
                     });
-                    let outcomes: Vec<Result<RawOutput, Error>> = join_all(futures).await;
+                    let outcomes: Vec<Result<Reply, Error>> = join_all(futures).await;
                     for ((i, _, _), outcome) in runnable.iter().zip(outcomes) {
                         calls[*i].outcome = Some(outcome);
                     }
@@ -331,7 +334,7 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
             match call.outcome.as_ref() {
                 Some(Ok(out)) => json_response(
                     StatusCode::OK,
-                    crate::envelope::result_envelope(out.as_deref()),
+                    crate::envelope::result_envelope(out.0.as_deref()),
                 ),
                 Some(Err(e)) => self.error_response(e, Some(&call.path)),
                 None => {
@@ -342,10 +345,10 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
     }
 
     /// The envelope of each call, with its HTTP status.
-    fn envelopes<'c>(&self, calls: &'c [Call<'_>]) -> impl Iterator<Item = (u16, String)> + 'c {
-        let policy = self.shared.config.policy;
+    fn envelopes<'c>(&'c self, calls: &'c [Call<'_>]) -> impl Iterator<Item = (u16, String)> + 'c {
+        let policy = &self.shared.config.policy;
         calls.iter().map(move |call| match call.outcome.as_ref() {
-            Some(Ok(out)) => (200, crate::envelope::result_envelope(out.as_deref())),
+            Some(Ok(out)) => (200, crate::envelope::result_envelope(out.0.as_deref())),
             Some(Err(e)) => (
                 e.code().http_status(),
                 policy.error_envelope(e, Some(&call.path)),
