@@ -9,11 +9,13 @@
 
 use std::collections::BTreeMap;
 
-use oxrpc::{Error, ErrorCode, RequestInfo, Router, procedure};
+use oxrpc::{Error, ErrorCode, ErrorInfo, RequestInfo, Router, procedure};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
+pub mod auth;
+pub mod validated;
 pub mod wire;
 
 /// The context of the conformance server.
@@ -208,7 +210,9 @@ pub async fn ctx(ctx: &Ctx) -> CtxInfo {
 }
 
 /// The contract router (queries and mutations of conformance-ideas §3.1), plus `types.*`
-/// (real values of every wire-relevant Rust type).
+/// (real values of every wire-relevant Rust type), `validated.*` (input constraints) and the
+/// middleware procedures of [`auth`]. Every procedure runs behind the [`auth::Audit`]
+/// middleware, and errors carry `data.retryable` from the error formatter.
 pub fn router() -> Router<Ctx> {
     Router::new()
         .add(hello::procedure())
@@ -228,4 +232,17 @@ pub fn router() -> Router<Ctx> {
         .add(slow::procedure())
         .add(ctx::procedure())
         .nest("types", wire::router())
+        .nest("validated", validated::router())
+        .merge(auth::router())
+        .with(auth::Audit)
+        .error_formatter(|error: &Error, _: &ErrorInfo<'_>| ErrorExtra {
+            retryable: error.code().http_status() >= 500,
+        })
+}
+
+/// What the conformance router's error formatter adds to `error.data`.
+#[derive(Debug, Serialize, TS, JsonSchema)]
+pub struct ErrorExtra {
+    /// Whether retrying may help (a 5xx error).
+    pub retryable: bool,
 }

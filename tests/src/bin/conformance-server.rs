@@ -4,13 +4,14 @@
 //!
 //! Prints `listening on http://127.0.0.1:PORT` once ready; stops gracefully on SIGINT/SIGTERM.
 //!
-//! Profiles: `plain` (default: batching on, no method override, dev mode off) and `options`
-//! (method override on, max batch size 2, dev mode on, max body 64 KiB).
+//! Profiles: `plain` (default: batching on, no method override, dev mode off, unknown input
+//! fields ignored) and `options` (method override on, max batch size 2, dev mode on, so outputs
+//! are validated too, max body 64 KiB, unknown input fields rejected).
 
 use std::io::Write as _;
 
 use anyhow::{Context as _, bail};
-use oxrpc::Server;
+use oxrpc::{Server, UnknownFields};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -32,14 +33,16 @@ async fn main() -> anyhow::Result<()> {
             ),
         }
     }
-    let server = Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context);
     let server = match profile.as_str() {
-        "plain" => server,
-        "options" => server
-            .allow_method_override(true)
-            .max_batch_size(2)
-            .dev_mode(true)
-            .max_body_size(64 * 1024),
+        "plain" => Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context),
+        "options" => Server::with_context(
+            oxrpc_tests::router().unknown_fields(UnknownFields::Reject),
+            oxrpc_tests::create_context,
+        )
+        .allow_method_override(true)
+        .max_batch_size(2)
+        .dev_mode(true)
+        .max_body_size(64 * 1024),
         other => bail!("unknown profile {other:?}; expected plain or options"),
     };
     let listening = server.bind(("127.0.0.1", port)).await.context("binding")?;
