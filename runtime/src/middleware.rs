@@ -148,6 +148,11 @@ impl<Ctx> fmt::Debug for Next<Ctx> {
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a middleware",
+    label = "`use =` takes a type that implements `oxrpc::Middleware` (and `Default`), or a tuple of them",
+    note = "implement `oxrpc::Middleware` for `{Self}`: `type In`, `type Out` and `async fn call(&self, ctx, call, next)`"
+)]
 pub trait Middleware: Send + Sync + 'static {
     /// The context this middleware receives.
     type In: Send + 'static;
