@@ -74,11 +74,11 @@ impl Middleware for RequireRole {
     type Out = Authed;
 
     async fn call(&self, ctx: Authed, call: &Call, next: Next<Authed>) -> Result<Reply, Error> {
-        if let Some(RequiresRole(role)) = call.meta().get::<RequiresRole>() {
-            if ctx.role != *role {
-                return Err(Error::forbidden()
-                    .with_message(format!("`{}` requires the {role:?} role", call.path())));
-            }
+        if let Some(RequiresRole(role)) = call.meta().get::<RequiresRole>()
+            && ctx.role != *role
+        {
+            return Err(Error::forbidden()
+                .with_message(format!("`{}` requires the {role:?} role", call.path())));
         }
         next.run(ctx).await
     }
