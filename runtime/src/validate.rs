@@ -86,6 +86,7 @@ impl Issue {
                 | "invalid_enum_value"
                 | "invalid_literal"
                 | "invalid_union"
+                | "invalid_union_discriminator"
                 | "unrecognized_keys"
         )
     }
@@ -719,7 +720,75 @@ impl Run<'_> {
         evaluated
     }
 
+    /// The constant a branch requires at `key` (a serde tag), following references.
+    fn tag_of(&self, id: NodeId, key: &str) -> Option<&Value> {
+        let node = &self.nodes[id];
+        if let Some(target) = node.reference {
+            return self.tag_of(target, key);
+        }
+        let (_, prop) = node.properties.iter().find(|(k, _)| k == key)?;
+        let prop = &self.nodes[*prop];
+        prop.const_value
+            .as_ref()
+            .or(match prop.enum_values.as_deref() {
+                Some([only]) => Some(only),
+                _ => None,
+            })
+    }
+
+    /// A key every branch pins to a distinct constant: the union is discriminated by it.
+    fn discriminator(&self, branches: &[NodeId]) -> Option<(String, Vec<Value>)> {
+        let first = branches.first()?;
+        let mut node = &self.nodes[*first];
+        while let Some(target) = node.reference {
+            node = &self.nodes[target];
+        }
+        node.properties.iter().find_map(|(key, _)| {
+            let tags: Option<Vec<Value>> = branches
+                .iter()
+                .map(|&b| self.tag_of(b, key).cloned())
+                .collect();
+            let tags = tags?;
+            let distinct = tags.iter().enumerate().all(|(i, t)| !tags[..i].contains(t));
+            distinct.then(|| (key.clone(), tags))
+        })
+    }
+
     fn check_union(&mut self, branches: &[NodeId], value: &Value, exactly_one: bool) -> Evaluated {
+        // A discriminated union (serde's tagged enums): pick the branch by its tag, as zod's
+        // `discriminatedUnion` does, and report that branch's issues, or a bad tag once.
+        if let (Some((key, tags)), Value::Object(map)) = (self.discriminator(branches), value) {
+            let expected = tags
+                .iter()
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join(" | ");
+            self.path.push(PathSegment::Key(key.clone()));
+            let chosen = match map.get(&key) {
+                None => {
+                    self.issue("invalid_type", format!("Required: expected {expected}"));
+                    None
+                }
+                Some(tag) => match tags.iter().position(|t| t == tag) {
+                    Some(i) => Some(branches[i]),
+                    None => {
+                        self.issue(
+                            "invalid_union_discriminator",
+                            format!("Expected {expected}, received {tag}"),
+                        );
+                        None
+                    }
+                },
+            };
+            self.path.pop();
+            return match chosen {
+                Some(branch) => self.check(branch, value),
+                None => Evaluated {
+                    all_keys: true,
+                    ..Evaluated::default()
+                },
+            };
+        }
         let trials: Vec<(Vec<Issue>, Evaluated)> =
             branches.iter().map(|&b| self.trial(b, value)).collect();
         let matching = trials
@@ -808,21 +877,27 @@ impl Run<'_> {
 
     fn check_number(&mut self, node: &Node, n: &serde_json::Number) {
         let Some(f) = n.as_f64() else { return };
+        // The type's own bounds (u8: 0..=255) only speak when the declared range says nothing.
+        let explicit_low =
+            node.minimum.is_some_and(|m| f < m) || node.exclusive_minimum.is_some_and(|m| f <= m);
+        let explicit_high =
+            node.maximum.is_some_and(|m| f > m) || node.exclusive_maximum.is_some_and(|m| f >= m);
         if let Some(Format::Int { min, max }) = node.format {
             let as_int = n
                 .as_i64()
                 .map(i128::from)
                 .or_else(|| n.as_u64().map(i128::from));
             match as_int {
-                Some(i) if i < min => self.issue(
+                Some(i) if i < min && !explicit_low => self.issue(
                     "too_small",
                     format!("Expected an integer ≥ {min}, received {n}"),
                 ),
-                Some(i) if i > max => self.issue(
+                Some(i) if i > max && !explicit_high => self.issue(
                     "too_big",
                     format!("Expected an integer ≤ {max}, received {n}"),
                 ),
                 Some(_) => {}
+                None if explicit_low || explicit_high => {}
                 None if f.fract() != 0.0 => {
                     self.issue("invalid_type", format!("Expected an integer, received {n}"))
                 }
@@ -1043,6 +1118,20 @@ impl Run<'_> {
         if let Some(target) = node.reference {
             return self.describe_expected(target);
         }
+        if node.types.is_none() && !(node.one_of.is_empty() && node.any_of.is_empty()) {
+            let parts: Vec<String> = node
+                .one_of
+                .iter()
+                .chain(&node.any_of)
+                .filter_map(|&b| self.describe_expected(b))
+                .fold(Vec::new(), |mut acc, d| {
+                    if !acc.contains(&d) {
+                        acc.push(d);
+                    }
+                    acc
+                });
+            return (!parts.is_empty()).then(|| parts.join(" or "));
+        }
         node.types.map(Types::describe)
     }
 }
@@ -1232,6 +1321,54 @@ mod tests {
             v.validate(&json!("1"), UnknownFields::Ignore)[0].message,
             "Expected an integer, received a string"
         );
+    }
+
+    #[derive(schemars::JsonSchema)]
+    #[serde(tag = "kind")]
+    #[allow(dead_code)]
+    enum Contact {
+        Email { address: String },
+        Phone { number: String },
+    }
+
+    #[derive(schemars::JsonSchema)]
+    #[allow(dead_code)]
+    struct Person {
+        #[schemars(range(min = 13, max = 130))]
+        age: u8,
+        contact: Contact,
+    }
+
+    #[test]
+    fn tagged_unions_report_by_tag_and_bounds_report_once() {
+        let v = Validator::of::<Person>().expect("compile");
+        let issues = v.validate(
+            &json!({"age": 300, "contact": {"kind": "fax"}}),
+            UnknownFields::Ignore,
+        );
+        assert_eq!(
+            codes(&issues),
+            vec![
+                ("age".to_owned(), "too_big"),
+                ("contact.kind".to_owned(), "invalid_union_discriminator")
+            ],
+            "{issues:#?}"
+        );
+        assert_eq!(issues[0].message, "Expected a number ≤ 130, received 300");
+        assert_eq!(
+            issues[1].message,
+            r#"Expected "Email" | "Phone", received "fax""#
+        );
+        let issues = v.validate(
+            &json!({"age": 20, "contact": {"kind": "Phone"}}),
+            UnknownFields::Ignore,
+        );
+        assert_eq!(
+            codes(&issues),
+            vec![("contact.number".to_owned(), "invalid_type")]
+        );
+        let issues = v.validate(&json!({"age": 20}), UnknownFields::Ignore);
+        assert_eq!(issues[0].message, "Required: expected an object");
     }
 
     #[test]

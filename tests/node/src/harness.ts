@@ -144,6 +144,7 @@ export const JSONRPC = {
   METHOD_NOT_SUPPORTED: -32005,
   PAYLOAD_TOO_LARGE: -32013,
   UNSUPPORTED_MEDIA_TYPE: -32015,
+  TOO_MANY_REQUESTS: -32029,
   INTERNAL_SERVER_ERROR: -32603,
 } as const;
 
@@ -200,4 +201,25 @@ export function assertClientError(
   if (typeof expected.message === 'string') assert.equal(err.message, expected.message);
   else if (expected.message) assert.match(err.message, expected.message);
   assert.equal(responseStatus(err), expected.responseStatus ?? expected.httpStatus, 'meta.response.status');
+}
+
+/** Settles all promises with one shared deadline (for calls that one batching link sends together). */
+export function settleAll<T extends readonly unknown[]>(
+  promises: { [K in keyof T]: Promise<T[K]> },
+): Promise<{ [K in keyof T]: PromiseSettledResult<T[K]> }> {
+  return withTimeout(Promise.allSettled(promises) as Promise<{ [K in keyof T]: PromiseSettledResult<T[K]> }>);
+}
+
+/** The value of a fulfilled result (fails the test on a rejection). */
+export function fulfilled<T>(result: PromiseSettledResult<T>, label = 'call'): T {
+  if (result.status === 'rejected') assert.fail(`${label}: expected success, got ${String(result.reason)}`);
+  return result.value;
+}
+
+/** The `TRPCClientError` of a rejected result (fails the test on a success or another error). */
+export function rejection(result: PromiseSettledResult<unknown>, label = 'call'): Promise<AppClientError> {
+  return rejectsWithClientError(
+    result.status === 'rejected' ? Promise.reject(result.reason) : Promise.resolve(result.value),
+    label,
+  );
 }

@@ -12,16 +12,25 @@ import { createTRPCClient, httpLink, type TRPCClientError } from '@trpc/client';
 import type { inferRouterInputs, inferRouterOutputs, TRPC_ERROR_CODE_KEY, TRPC_ERROR_CODE_NUMBER } from '@trpc/server';
 import type {
   AppRouter,
+  AuditEntry,
   CtxInfo,
+  ErrorData,
+  ErrorExtra,
+  ErrorShape,
   Echoed,
   Everything,
   GreetInput,
   Greeting,
   JsonValue,
   Post,
+  Me,
   RouterInputs,
   RouterOutputs,
   Shape,
+  Signup,
+  ValidationIssue,
+  Welcome,
+  WhoAmI,
 } from '../generated/AppRouter.js';
 
 /** `true` iff `A` and `B` are identical types (not merely mutually assignable). */
@@ -115,6 +124,47 @@ export async function positives(): Promise<void> {
     const status: number = err.data.httpStatus;
     void status;
   }
+
+  // oxrpc's error data: validation issues, the zod flatten() view, and the formatter's field.
+  assertType<Equal<typeof err.data, ErrorData & ErrorExtra | null | undefined>>();
+  assertType<Equal<NonNullable<typeof err.shape>, ErrorShape>>();
+  assertType<Equal<ErrData['issues'], ValidationIssue[] | undefined>>();
+  assertType<Equal<ErrData['zodError'], { formErrors: string[]; fieldErrors: { [key: string]: string[] | undefined } } | undefined>>();
+  assertType<Equal<ErrData['retryable'], boolean>>();
+  assertType<Equal<ErrData['stack'], string | undefined>>();
+  // `issues` and `zodError` are optional keys; `retryable` is required.
+  assertType<Equal<{} extends Pick<ErrData, 'issues'> ? true : false, true>>();
+  assertType<Equal<{} extends Pick<ErrData, 'zodError'> ? true : false, true>>();
+  assertType<Equal<{} extends Pick<ErrData, 'retryable'> ? true : false, false>>();
+  assertType<Equal<ValidationIssue, { path: Array<string | number>; code: string; message: string }>>();
+  if (err.data) {
+    const retryable: boolean = err.data.retryable;
+    const firstSegment: string | number | undefined = err.data.issues?.[0]?.path[0];
+    const emailErrors: string[] | undefined = err.data.zodError?.fieldErrors['email'];
+    void [retryable, firstSegment, emailErrors];
+  }
+
+  // The middleware and validation procedures.
+  const who = await client.whoami.query();
+  assertType<Equal<typeof who, WhoAmI>>();
+  assertType<Equal<typeof who.user, string | null>>();
+  const secret = await client.secret.mutate();
+  assertType<Equal<typeof secret, string>>();
+  const banned = await client.admin.ban.mutate({ userId: 'u' });
+  assertType<Equal<typeof banned, string>>();
+  const me = await client.private.me.query();
+  assertType<Equal<typeof me, Me>>();
+  assertType<Equal<typeof me.role, 'member' | 'admin'>>();
+  const limited = await client.limited.query({ key: 'k' });
+  assertType<Equal<typeof limited, string>>();
+  const log = await client.audit.log.query({ path: 'greet' });
+  assertType<Equal<typeof log, AuditEntry[]>>();
+  assertType<Equal<AuditEntry['errorCode'], string | null>>();
+  const welcome = await client.validated.signup.mutate(null as unknown as Signup);
+  assertType<Equal<typeof welcome, Welcome>>();
+  assertType<Equal<RouterInputs['validated']['signup']['contact'], { kind: 'email'; address: string } | { kind: 'phone'; number: string }>>();
+  const bounded = await client.validated.badOutput.query();
+  assertType<Equal<typeof bounded, { n: number }>>();
 }
 
 /** Wrong calls: every one of them must be a type error. */
@@ -192,6 +242,48 @@ export async function negatives(): Promise<void> {
 
   // @ts-expect-error `types.optional` output may be null
   (await client.types.optional.query(1)).toFixed();
+
+  const err = null as unknown as TRPCClientError<AppRouter>;
+
+  // @ts-expect-error no such field in the error data
+  err.data?.nope;
+
+  // @ts-expect-error `retryable` is a boolean
+  const retryableText: string = err.data!.retryable;
+  void retryableText;
+
+  // @ts-expect-error `issues` may be absent
+  err.data!.issues.length;
+
+  // @ts-expect-error `zodError.fieldErrors` entries may be undefined
+  err.data!.zodError!.fieldErrors['email'].length;
+
+  // @ts-expect-error a validation issue has no `expected` field
+  err.data!.issues![0]!.expected;
+
+  // @ts-expect-error missing `userId`
+  await client.admin.ban.mutate({});
+
+  // @ts-expect-error `userId` is a string
+  await client.admin.ban.mutate({ userId: 1 });
+
+  // @ts-expect-error `whoami` is a query
+  await client.whoami.mutate();
+
+  // @ts-expect-error `secret` is a mutation
+  await client.secret.query();
+
+  // @ts-expect-error `secret` takes no input
+  await client.secret.mutate({ user: 'abc' });
+
+  // @ts-expect-error `limited` needs its `key`
+  await client.limited.query();
+
+  // @ts-expect-error an unknown `contact` variant
+  await client.validated.signup.mutate({ ...(null as unknown as Signup), contact: { kind: 'fax', number: '1' } });
+
+  // @ts-expect-error `age` is a number
+  await client.validated.signup.mutate({ ...(null as unknown as Signup), age: '30' });
 
   // @ts-expect-error a transformer is rejected on a `transformer: false` router
   httpLink<AppRouter>({ url: 'http://127.0.0.1:1/trpc', transformer: { serialize: (v: unknown) => v, deserialize: (v: unknown) => v } });
