@@ -34,6 +34,7 @@ use oxrpc::{ProcedureKind, Router, TsDeclaration, TypeInfo};
 use sha2::{Digest, Sha256};
 
 pub mod build;
+mod consistency;
 
 /// Names the generated file itself declares or imports; model types may not use them.
 const TAKEN: &[&str] = &[
@@ -79,6 +80,12 @@ pub enum CodegenError {
         ident: String,
         /// The Rust type.
         rust_name: String,
+    },
+    /// The TypeScript type and the JSON Schema of a type disagree: emitting it would lie.
+    #[error("the TypeScript types would not match the wire:\n- {}", problems.join("\n- "))]
+    Disagreement {
+        /// Each problem, naming the Rust type and what to change.
+        problems: Vec<String>,
     },
     /// A committed file differs from what the router renders.
     #[error("{path} is stale: it does not match the router; run `cargo build` to regenerate it")]
@@ -227,6 +234,35 @@ pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
             }
             declarations.push(decl);
         }
+    }
+    let mut problems = Vec::new();
+    let roles = router
+        .procedures()
+        .flat_map(|(_, p)| {
+            [
+                (p.input(), consistency::Role::Input),
+                (p.output(), consistency::Role::Output),
+            ]
+        })
+        .chain(error_data.map(|info| (info, consistency::Role::Output)));
+    for (info, role) in roles {
+        if info.is_unit() {
+            continue;
+        }
+        let schema = info.json_schema().to_value();
+        for problem in consistency::check(
+            &schema,
+            &info.ts_name(&cfg),
+            &info.ts_declarations(&cfg),
+            role,
+        ) {
+            if !problems.contains(&problem) {
+                problems.push(problem);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(CodegenError::Disagreement { problems });
     }
     for (path, procedure) in router.procedures() {
         let mut segments: Vec<&str> = path.split('.').collect();
@@ -447,6 +483,55 @@ mod tests {
         assert_eq!(greet["input"]["properties"]["name"]["maxLength"], 64);
         assert_eq!(greet["output"]["maximum"], 255);
         assert_eq!(render_json_schema(&r), render_json_schema(&r));
+    }
+
+    mod lies {
+        #[derive(serde::Serialize, serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+        #[serde(transparent)]
+        pub(crate) struct Wrapped {
+            pub(crate) inner: u32,
+        }
+
+        #[derive(serde::Serialize, serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+        pub(crate) struct Skipped {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub(crate) x: Option<u8>,
+        }
+
+        #[derive(serde::Serialize, serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+        pub(crate) struct Honest {
+            #[serde(skip_serializing_if = "Option::is_none", default)]
+            #[ts(optional)]
+            pub(crate) x: Option<u8>,
+        }
+    }
+
+    #[test]
+    fn shapes_ts_rs_cannot_express_are_refused() {
+        let r = Router::<()>::new().add(Procedure::query("w", |_: (), (): ()| async {
+            Ok::<_, Error>(lies::Wrapped { inner: 1 })
+        }));
+        let text = render(&r).expect_err("transparent").to_string();
+        assert!(
+            text.contains("Wrapped") && text.contains("transparent"),
+            "{text}"
+        );
+
+        let r = Router::<()>::new().add(Procedure::query("s", |_: (), (): ()| async {
+            Ok::<_, Error>(lies::Skipped { x: None })
+        }));
+        let text = render(&r).expect_err("skip_serializing_if").to_string();
+        assert!(text.contains("#[ts(optional)]"), "{text}");
+        // As an input, the same type is fine: TypeScript is stricter than the server there.
+        let r = Router::<()>::new().add(Procedure::query("s", |_: (), _: lies::Skipped| async {
+            Ok::<_, Error>(())
+        }));
+        render(&r).expect("input role");
+
+        let r = Router::<()>::new().add(Procedure::query("h", |_: (), h: lies::Honest| async {
+            Ok::<_, Error>(h)
+        }));
+        render(&r).expect("honest");
     }
 
     fn scratch(name: &str) -> PathBuf {
