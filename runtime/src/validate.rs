@@ -8,6 +8,7 @@
 //! `additionalProperties`/`unevaluatedProperties`, `items`/`prefixItems`, string, number and
 //! array bounds, `pattern`, `format`, `allOf`/`anyOf`/`oneOf`/`not`, and local `$ref`s.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
@@ -403,6 +404,7 @@ struct Node {
 pub struct Validator {
     nodes: Vec<Node>,
     root: NodeId,
+    has_unevaluated: bool,
 }
 
 /// Why a schema could not be compiled (a bug in a hand-written `JsonSchema` impl, usually).
@@ -562,40 +564,60 @@ impl Compiler<'_> {
 }
 
 /// What one check learned about an object instance: which keys some schema described.
+/// Keys are only tracked when something needs them (strict mode, `unevaluatedProperties`).
 #[derive(Default)]
-struct Evaluated {
-    keys: BTreeSet<String>,
+struct Evaluated<'v> {
+    keys: BTreeSet<&'v str>,
     all_keys: bool,
     /// Some schema described the object's shape (so strict mode applies to it).
     shaped: bool,
 }
 
-impl Evaluated {
-    fn merge(&mut self, other: Evaluated) {
+impl<'v> Evaluated<'v> {
+    fn merge(&mut self, other: Evaluated<'v>) {
         self.keys.extend(other.keys);
         self.all_keys |= other.all_keys;
         self.shaped |= other.shaped;
     }
 }
 
-struct Run<'a> {
-    nodes: &'a [Node],
-    unknown: UnknownFields,
-    issues: Vec<Issue>,
-    path: Vec<PathSegment>,
+/// A path segment borrowed from the value being checked (owned only for keys the value lacks),
+/// so walking a valid value allocates nothing for paths.
+#[derive(Debug, Clone)]
+enum Seg<'v> {
+    Key(Cow<'v, str>),
+    Index(usize),
 }
 
-impl Run<'_> {
+impl Seg<'_> {
+    fn to_segment(&self) -> PathSegment {
+        match self {
+            Seg::Key(k) => PathSegment::Key(k.clone().into_owned()),
+            Seg::Index(i) => PathSegment::Index(*i),
+        }
+    }
+}
+
+struct Run<'n, 'v> {
+    nodes: &'n [Node],
+    unknown: UnknownFields,
+    issues: Vec<Issue>,
+    path: Vec<Seg<'v>>,
+    /// Whether object keys must be tracked (strict mode or `unevaluatedProperties`).
+    track: bool,
+}
+
+impl<'v> Run<'_, 'v> {
     fn issue(&mut self, code: &'static str, message: String) {
         self.issues.push(Issue {
-            path: self.path.clone(),
+            path: self.path.iter().map(Seg::to_segment).collect(),
             code,
             message,
         });
     }
 
     /// Checks `value` against `id`, then applies strict mode at this instance location.
-    fn check_location(&mut self, id: NodeId, value: &Value) {
+    fn check_location(&mut self, id: NodeId, value: &'v Value) {
         let evaluated = self.check(id, value);
         if let (UnknownFields::Reject, Value::Object(map)) = (self.unknown, value)
             && evaluated.shaped
@@ -605,10 +627,10 @@ impl Run<'_> {
         }
     }
 
-    fn report_unknown(&mut self, map: &Map<String, Value>, evaluated: &Evaluated) {
+    fn report_unknown(&mut self, map: &'v Map<String, Value>, evaluated: &Evaluated<'v>) {
         let unknown: Vec<&str> = map
             .keys()
-            .filter(|k| !evaluated.keys.contains(*k))
+            .filter(|k| !evaluated.keys.contains(k.as_str()))
             .map(String::as_str)
             .collect();
         if !unknown.is_empty() {
@@ -638,19 +660,20 @@ impl Run<'_> {
     }
 
     /// A sub-run on the same location (for unions): its own issues, same path.
-    fn trial(&self, id: NodeId, value: &Value) -> (Vec<Issue>, Evaluated) {
+    fn trial(&self, id: NodeId, value: &'v Value) -> (Vec<Issue>, Evaluated<'v>) {
         let mut run = Run {
             nodes: self.nodes,
             unknown: UnknownFields::Ignore,
             issues: Vec::new(),
             path: self.path.clone(),
+            track: self.track,
         };
         let evaluated = run.check(id, value);
         (run.issues, evaluated)
     }
 
     #[allow(clippy::too_many_lines)] // one arm per JSON Schema keyword family reads best flat
-    fn check(&mut self, id: NodeId, value: &Value) -> Evaluated {
+    fn check(&mut self, id: NodeId, value: &'v Value) -> Evaluated<'v> {
         let node = &self.nodes[id];
         let mut evaluated = Evaluated::default();
         if node.never {
@@ -700,7 +723,7 @@ impl Run<'_> {
             Value::String(s) => self.check_string(node, s),
             Value::Number(n) => self.check_number(node, n),
             Value::Array(items) => self.check_array(node, items),
-            Value::Object(map) => evaluated.merge(self.check_object(node, map)),
+            Value::Object(map) => evaluated.merge(self.check_object(node, value, map)),
             _ => {}
         }
         for &sub in &node.all_of {
@@ -754,7 +777,12 @@ impl Run<'_> {
         })
     }
 
-    fn check_union(&mut self, branches: &[NodeId], value: &Value, exactly_one: bool) -> Evaluated {
+    fn check_union(
+        &mut self,
+        branches: &[NodeId],
+        value: &'v Value,
+        exactly_one: bool,
+    ) -> Evaluated<'v> {
         // A discriminated union (serde's tagged enums): pick the branch by its tag, as zod's
         // `discriminatedUnion` does, and report that branch's issues, or a bad tag once.
         if let (Some((key, tags)), Value::Object(map)) = (self.discriminator(branches), value) {
@@ -763,7 +791,7 @@ impl Run<'_> {
                 .map(Value::to_string)
                 .collect::<Vec<_>>()
                 .join(" | ");
-            self.path.push(PathSegment::Key(key.clone()));
+            self.path.push(Seg::Key(Cow::Owned(key.clone())));
             let chosen = match map.get(&key) {
                 None => {
                     self.issue("invalid_type", format!("Required: expected {expected}"));
@@ -789,7 +817,7 @@ impl Run<'_> {
                 },
             };
         }
-        let trials: Vec<(Vec<Issue>, Evaluated)> =
+        let trials: Vec<(Vec<Issue>, Evaluated<'_>)> =
             branches.iter().map(|&b| self.trial(b, value)).collect();
         let matching = trials
             .iter()
@@ -950,7 +978,7 @@ impl Run<'_> {
         }
     }
 
-    fn check_array(&mut self, node: &Node, items: &[Value]) {
+    fn check_array(&mut self, node: &Node, items: &'v [Value]) {
         let len = items.len() as u64;
         if let Some(min) = node.min_items
             && len < min
@@ -982,7 +1010,7 @@ impl Run<'_> {
         for (i, item) in items.iter().enumerate() {
             let schema = node.prefix_items.get(i).copied().or(node.items);
             if let Some(schema) = schema {
-                self.path.push(PathSegment::Index(i));
+                self.path.push(Seg::Index(i));
                 self.check_location(schema, item);
                 self.path.pop();
             }
@@ -999,7 +1027,12 @@ impl Run<'_> {
         }
     }
 
-    fn check_object(&mut self, node: &Node, map: &Map<String, Value>) -> Evaluated {
+    fn check_object(
+        &mut self,
+        node: &Node,
+        value: &'v Value,
+        map: &'v Map<String, Value>,
+    ) -> Evaluated<'v> {
         let mut evaluated = Evaluated {
             shaped: !node.properties.is_empty()
                 || node.additional.is_some()
@@ -1025,7 +1058,7 @@ impl Run<'_> {
         }
         for key in &node.required {
             if !map.contains_key(key) {
-                self.path.push(PathSegment::Key(key.clone()));
+                self.path.push(Seg::Key(Cow::Owned(key.clone())));
                 let expected = node
                     .properties
                     .iter()
@@ -1038,29 +1071,41 @@ impl Run<'_> {
         }
         for (key, value) in map {
             if let Some(names) = node.property_names {
-                self.path.push(PathSegment::Key(key.clone()));
-                let (issues, _) = self.trial(names, &Value::String(key.clone()));
-                for issue in issues {
+                let name = Value::String(key.clone());
+                let mut run = Run {
+                    nodes: self.nodes,
+                    unknown: UnknownFields::Ignore,
+                    issues: Vec::new(),
+                    path: Vec::new(),
+                    track: false,
+                };
+                run.check(names, &name);
+                self.path.push(Seg::Key(Cow::Borrowed(key.as_str())));
+                for issue in run.issues {
                     self.issue(issue.code, format!("Invalid key: {}", issue.message));
                 }
                 self.path.pop();
             }
             if let Some((_, id)) = node.properties.iter().find(|(k, _)| k == key) {
-                evaluated.keys.insert(key.clone());
-                self.path.push(PathSegment::Key(key.clone()));
+                if self.track {
+                    evaluated.keys.insert(key.as_str());
+                }
+                self.path.push(Seg::Key(Cow::Borrowed(key.as_str())));
                 self.check_location(*id, value);
                 self.path.pop();
                 continue;
             }
             match &node.additional {
                 Some(Additional::Schema(id)) => {
-                    evaluated.keys.insert(key.clone());
-                    self.path.push(PathSegment::Key(key.clone()));
+                    if self.track {
+                        evaluated.keys.insert(key.as_str());
+                    }
+                    self.path.push(Seg::Key(Cow::Borrowed(key.as_str())));
                     self.check_location(*id, value);
                     self.path.pop();
                 }
                 Some(Additional::Forbidden) => {
-                    self.path.push(PathSegment::Key(key.clone()));
+                    self.path.push(Seg::Key(Cow::Borrowed(key.as_str())));
                     let known = node
                         .properties
                         .iter()
@@ -1074,7 +1119,9 @@ impl Run<'_> {
                     self.path.pop();
                 }
                 Some(Additional::Allowed) => {
-                    evaluated.keys.insert(key.clone());
+                    if self.track {
+                        evaluated.keys.insert(key.as_str());
+                    }
                 }
                 None => {}
             }
@@ -1099,7 +1146,7 @@ impl Run<'_> {
                 .chain(&node.one_of)
                 .chain(node.reference.iter())
             {
-                let (issues, e) = self.trial(sub, &Value::Object(map.clone()));
+                let (issues, e) = self.trial(sub, value);
                 if issues.is_empty() {
                     all.merge(e);
                 }
@@ -1161,9 +1208,11 @@ impl Validator {
             refs: HashMap::new(),
         };
         let root = compiler.compile(schema)?;
+        let has_unevaluated = compiler.nodes.iter().any(|n| n.unevaluated_forbidden);
         Ok(Validator {
             nodes: compiler.nodes,
             root,
+            has_unevaluated,
         })
     }
 
@@ -1180,6 +1229,7 @@ impl Validator {
             unknown,
             issues: Vec::new(),
             path: Vec::new(),
+            track: unknown == UnknownFields::Reject || self.has_unevaluated,
         };
         run.check_location(self.root, value);
         run.issues
