@@ -1118,12 +1118,10 @@ impl<'v> Run<'_, 'v> {
                     );
                     self.path.pop();
                 }
-                Some(Additional::Allowed) => {
-                    if self.track {
-                        evaluated.keys.insert(key.as_str());
-                    }
+                Some(Additional::Allowed) if self.track => {
+                    evaluated.keys.insert(key.as_str());
                 }
-                None => {}
+                Some(Additional::Allowed) | None => {}
             }
         }
         if matches!(
