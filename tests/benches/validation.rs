@@ -66,7 +66,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let input: Value = parsed.clone();
+    let input: Value = parsed;
     let call = measure(budget, || {
         let out: Value = runtime
             .block_on(router.call(
