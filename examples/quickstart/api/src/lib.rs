@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 
-use oxrpc::{Error, RequestInfo, Router, procedure};
+use oxrpc::{Call, Error, Middleware, Next, Reply, RequestInfo, Router, procedure};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -21,6 +21,8 @@ pub struct User {
     pub name: String,
     /// Email address, if known.
     pub email: Option<String>,
+    /// Who created this user.
+    pub created_by: String,
 }
 
 /// The in-memory user store (a real app would hold a database pool here).
@@ -113,26 +115,47 @@ pub async fn list(ctx: &AppCtx) -> Result<Vec<User>, Error> {
     Ok(users.values().cloned().collect())
 }
 
-/// Input of `user.create`.
+/// Input of `user.create`: the constraints are checked before the procedure runs.
 #[derive(Debug, Deserialize, TS, JsonSchema)]
 pub struct NewUser {
-    /// Display name.
+    /// Display name, 1 to 64 characters.
+    #[schemars(length(min = 1, max = 64))]
     pub name: String,
     /// Email address, optional.
     #[serde(default)]
     #[ts(optional)]
+    #[schemars(email)]
     pub email: Option<String>,
 }
 
-/// Creates a user. Only signed-in callers may (UNAUTHORIZED otherwise).
-#[procedure(mutation)]
-pub async fn create(ctx: &AppCtx, input: NewUser) -> Result<User, Error> {
-    if ctx.caller.is_none() {
-        return Err(Error::unauthorized().with_message("sign in to create users"));
+/// The context of signed-in callers: only [`RequireUser`] provides it.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    /// The store.
+    pub db: Db,
+    /// Who is calling.
+    pub user: String,
+}
+
+/// Lets signed-in callers through (UNAUTHORIZED otherwise) and tells procedures who they are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequireUser;
+
+impl Middleware for RequireUser {
+    type In = AppCtx;
+    type Out = Authed;
+
+    async fn call(&self, ctx: AppCtx, _call: &Call, next: Next<Authed>) -> Result<Reply, Error> {
+        let user = ctx
+            .caller
+            .ok_or_else(|| Error::unauthorized().with_message("sign in to do this"))?;
+        next.run(Authed { db: ctx.db, user }).await
     }
-    if input.name.trim().is_empty() {
-        return Err(Error::bad_request("name must not be empty"));
-    }
+}
+
+/// Creates a user. Only signed-in callers may: the compiler makes sure `RequireUser` runs.
+#[procedure(mutation, use = RequireUser)]
+pub async fn create(ctx: &Authed, input: NewUser) -> Result<User, Error> {
     let mut users = ctx
         .db
         .users
@@ -143,6 +166,7 @@ pub async fn create(ctx: &AppCtx, input: NewUser) -> Result<User, Error> {
         id,
         name: input.name,
         email: input.email,
+        created_by: ctx.user.clone(),
     };
     users.insert(id, user.clone());
     Ok(user)

@@ -38,7 +38,19 @@ try {
 const created: RouterOutputs['user']['create'] = await ada.user.create.mutate({ name: 'grace', email: 'g@example.com' });
 console.log('created', created);
 const again = await anonymous.user.byId.query({ id: created.id });
-check(again.name === 'grace' && again.email === 'g@example.com', 'byId');
+check(again.name === 'grace' && again.email === 'g@example.com' && again.created_by === 'ada', 'byId');
+
+// Inputs are validated against the constraints declared on the Rust type; every problem comes
+// back at once, also in the zod-compatible shape tRPC+zod frontends read.
+try {
+  await ada.user.create.mutate({ name: '', email: 'not-an-email' });
+  check(false, 'invalid input must fail');
+} catch (e) {
+  check(e instanceof TRPCClientError && e.data?.code === 'BAD_REQUEST', 'BAD_REQUEST');
+  const fieldErrors = (e as TRPCClientError<AppRouter>).data?.zodError?.fieldErrors ?? {};
+  check(Object.keys(fieldErrors).sort().join(',') === 'email,name', 'fieldErrors for name and email');
+  console.log('validation:', (e as TRPCClientError<AppRouter>).data?.issues);
+}
 const all = await anonymous.user.list.query();
 check(all.some((u) => u.id === created.id), 'list');
 console.log('quickstart client: all calls worked');
