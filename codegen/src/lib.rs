@@ -44,6 +44,7 @@ const TAKEN: &[&str] = &[
     "TRPCBuiltRouter",
     "TRPCQueryProcedure",
     "TRPCMutationProcedure",
+    "TRPCSubscriptionProcedure",
     "TRPC_ERROR_CODE_KEY",
     "TRPC_ERROR_CODE_NUMBER",
     "ValidationIssue",
@@ -190,6 +191,7 @@ fn render_level(out: &mut String, level: &Level<'_>, depth: usize) {
             }
             let alias = match kind {
                 ProcedureKind::Mutation => "TRPCMutationProcedure",
+                ProcedureKind::Subscription => "TRPCSubscriptionProcedure",
                 _ => "TRPCQueryProcedure",
             };
             let _ = writeln!(
@@ -276,7 +278,20 @@ pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
                 procedure.kind(),
                 procedure.docs(),
                 input_type(procedure.input(), &cfg),
-                output_type(procedure.output(), &cfg),
+                match procedure.kind() {
+                    // Tracked events reach the client as `{ id, data }` (trpc-types §3.4).
+                    ProcedureKind::Subscription if procedure.is_tracked() => format!(
+                        "AsyncIterable<{{ id: string; data: {} }}, void, any>",
+                        output_type(procedure.output(), &cfg)
+                    ),
+                    ProcedureKind::Subscription => {
+                        format!(
+                            "AsyncIterable<{}, void, any>",
+                            output_type(procedure.output(), &cfg)
+                        )
+                    }
+                    _ => output_type(procedure.output(), &cfg),
+                },
             ),
         );
     }
@@ -285,7 +300,7 @@ pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
     let mut body = String::new();
     body.push_str(
         "import type {\n  TRPCBuiltRouter,\n  TRPCQueryProcedure,\n  TRPCMutationProcedure,\n  \
-         TRPC_ERROR_CODE_KEY,\n  TRPC_ERROR_CODE_NUMBER,\n  inferRouterInputs,\n  inferRouterOutputs,\n\
+         TRPCSubscriptionProcedure,\n  TRPC_ERROR_CODE_KEY,\n  TRPC_ERROR_CODE_NUMBER,\n  inferRouterInputs,\n  inferRouterOutputs,\n\
          } from '@trpc/server';\n\n",
     );
     for decl in &declarations {

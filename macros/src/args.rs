@@ -10,6 +10,7 @@ use syn::{Expr, Ident, LitStr, Token, Type};
 pub(crate) enum Kind {
     Query,
     Mutation,
+    Subscription,
 }
 
 /// What `#[procedure(...)]` said.
@@ -20,7 +21,8 @@ pub(crate) struct Args {
     pub(crate) meta: Vec<Expr>,
 }
 
-const EXPECTED: &str = "expected one of: `query`, `mutation`, `name`, `use`, `meta`";
+const EXPECTED: &str =
+    "expected one of: `query`, `mutation`, `subscription`, `name`, `use`, `meta`";
 
 /// Parses the arguments, collecting every problem instead of stopping at the first.
 pub(crate) fn parse(attr: TokenStream, errors: &mut Vec<syn::Error>) -> Args {
@@ -40,22 +42,22 @@ pub(crate) fn parse(attr: TokenStream, errors: &mut Vec<syn::Error>) -> Args {
                 input.parse::<Token![=]>()?;
             }
             match (name.as_str(), has_value) {
-                ("query" | "mutation", false) => {
-                    let kind = if name == "query" {
-                        Kind::Query
-                    } else {
-                        Kind::Mutation
+                ("query" | "mutation" | "subscription", false) => {
+                    let kind = match name.as_str() {
+                        "query" => Kind::Query,
+                        "mutation" => Kind::Mutation,
+                        _ => Kind::Subscription,
                     };
                     if args.kind.is_some() {
                         errors.push(syn::Error::new(
                             key.span(),
-                            format!("duplicate procedure kind `{name}`: a procedure is either a `query` or a `mutation`"),
+                            format!("duplicate procedure kind `{name}`: a procedure is one of `query`, `mutation` or `subscription`"),
                         ));
                     } else {
                         args.kind = Some((kind, key.span()));
                     }
                 }
-                ("query" | "mutation", true) => {
+                ("query" | "mutation" | "subscription", true) => {
                     let value: Expr = input.parse()?;
                     errors.push(syn::Error::new_spanned(
                         value,
@@ -100,15 +102,6 @@ pub(crate) fn parse(attr: TokenStream, errors: &mut Vec<syn::Error>) -> Args {
                         key.span(),
                         format!("`{name}` needs a value: `{example}`"),
                     ));
-                }
-                ("subscription", _) => {
-                    errors.push(syn::Error::new(
-                        key.span(),
-                        "`subscription` procedures are not supported yet; use `query` or `mutation`",
-                    ));
-                    if has_value {
-                        input.parse::<Expr>()?;
-                    }
                 }
                 _ => {
                     errors.push(syn::Error::new(

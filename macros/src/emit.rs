@@ -59,6 +59,7 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
     let constructor = match model.kind {
         Kind::Query => quote!(query),
         Kind::Mutation => quote!(mutation),
+        Kind::Subscription => quote!(subscription),
     };
     // Types keep the user's spans, so a missing trait points at the user's type.
     let input_ty = match &model.input {
@@ -66,7 +67,14 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
         None => quote!(()),
     };
     let output_ty = &model.output.ty;
-    let output_ty = quote_spanned!(output_ty.span()=> #output_ty);
+    // Queries and mutations name their output type; a subscription's stream type is inferred
+    // (it is usually `impl Stream`), and its events are checked through `oxrpc::Event`.
+    let type_args = if model.kind == Kind::Subscription {
+        quote!(#input_ty, _, _, _, _)
+    } else {
+        let output_ty = quote_spanned!(output_ty.span()=> #output_ty);
+        quote!(#input_ty, #output_ty, _, _)
+    };
     let input_arg = model.input.as_ref().map(|_| quote!(__input));
     // The context the function itself receives: its `&Ctx` parameter's type, or, without
     // one, whatever the middleware stack hands on (or any context at all).
@@ -81,6 +89,13 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
         quote!(::oxrpc::__private::into_result(#call))
     } else {
         quote!(::core::result::Result::<_, ::oxrpc::Error>::Ok(#call))
+    };
+    // Subscriptions hand the runtime a stream of `Result`s; plain event streams are wrapped.
+    let result = if model.kind == Kind::Subscription && !model.output.items_are_results {
+        let ty = &model.output.ty;
+        quote_spanned!(ty.span()=> #result.map(::oxrpc::__private::ok_stream))
+    } else {
+        result
     };
     let generics = if model.ctx.is_none() && model.layer.is_none() {
         quote!(<__Ctx: ::core::marker::Send + 'static>)
@@ -112,7 +127,7 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
         .as_ref()
         .map_or_else(proc_macro2::Span::call_site, syn::spanned::Spanned::span);
     let body = quote_spanned! {span=>
-        ::oxrpc::Procedure::#constructor::<#input_ty, #output_ty, _, _>(
+        ::oxrpc::Procedure::#constructor::<#type_args>(
             #name,
             |__ctx: #ctx_ty, #input_param| async move { #result },
         )

@@ -10,6 +10,32 @@ use crate::args::{Args, Kind};
 pub(crate) struct OutputModel {
     pub(crate) ty: Type,
     pub(crate) is_result: bool,
+    /// For subscriptions: whether the stream already yields `Result`s.
+    pub(crate) items_are_results: bool,
+}
+
+/// `impl Stream<Item = X>` → `X`; `SomeStream<'a, X>` → `X` (its last type argument).
+fn stream_item(ty: &Type) -> Option<&Type> {
+    let args = match ty {
+        Type::ImplTrait(t) => t.bounds.iter().find_map(|b| match b {
+            syn::TypeParamBound::Trait(t) => t.path.segments.last().map(|s| &s.arguments),
+            _ => None,
+        })?,
+        Type::Path(p) => &p.path.segments.last()?.arguments,
+        _ => return None,
+    };
+    let PathArguments::AngleBracketed(args) = args else {
+        return None;
+    };
+    args.args.iter().rev().find_map(|a| match a {
+        GenericArgument::AssocType(assoc) if assoc.ident == "Item" => Some(&assoc.ty),
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    })
+}
+
+fn is_result_type(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Result"))
 }
 
 /// Everything `emit` needs to know about one procedure.
@@ -162,21 +188,27 @@ pub(crate) fn build(args: Args, func: &ItemFn, errors: &mut Vec<syn::Error>) -> 
 
     let output = match &sig.output {
         ReturnType::Default => OutputModel {
+            items_are_results: false,
             ty: syn::parse_quote_spanned!(sig.ident.span()=> ()),
             is_result: false,
         },
         ReturnType::Type(_, ty) => match result_ok_type(ty) {
             Some(ok) => OutputModel {
+                items_are_results: stream_item(&ok).is_some_and(is_result_type),
                 ty: ok,
                 is_result: true,
             },
             None => OutputModel {
+                items_are_results: stream_item(ty).is_some_and(is_result_type),
                 ty: (**ty).clone(),
                 is_result: false,
             },
         },
     };
-    if let Type::ImplTrait(t) = &output.ty {
+    let is_subscription = matches!(args.kind, Some((Kind::Subscription, _)));
+    if let Type::ImplTrait(t) = &output.ty
+        && !is_subscription
+    {
         errors.push(syn::Error::new(
             t.span(),
             "a procedure's output must be a named type (it appears in the generated TypeScript), not `impl Trait`",
@@ -190,7 +222,7 @@ pub(crate) fn build(args: Args, func: &ItemFn, errors: &mut Vec<syn::Error>) -> 
         }
         errors.push(syn::Error::new(
             Span::call_site(),
-            "missing procedure kind: write `#[procedure(query)]` or `#[procedure(mutation)]`",
+            "missing procedure kind: write `#[procedure(query)]`, `#[procedure(mutation)]` or `#[procedure(subscription)]`",
         ));
         return None;
     };

@@ -15,6 +15,8 @@ use crate::procedure::BoxFuture;
 pub enum TransportKind {
     /// A plain HTTP request (query, mutation or batch).
     Http,
+    /// A WebSocket connection (the context is created once per connection).
+    WebSocket,
 }
 
 /// The request a context is created for: method, URI, headers, peer address.
@@ -46,13 +48,19 @@ impl RequestInfo {
         }
     }
 
+    pub(crate) fn with_transport(mut self, transport: TransportKind) -> Self {
+        self.transport = transport;
+        self
+    }
+
     /// Sets the client's `connectionParams`.
     pub fn with_connection_params(mut self, params: Option<BTreeMap<String, String>>) -> Self {
         self.connection_params = params;
         self
     }
 
-    /// The client's `connectionParams` (a `?connectionParams=` query parameter on HTTP), if any.
+    /// The client's `connectionParams`, if any: a `?connectionParams=` query parameter on
+    /// HTTP, the first frame of a WebSocket connection opened with `?connectionParams=1`.
     pub fn connection_params(&self) -> Option<&BTreeMap<String, String>> {
         self.connection_params.as_ref()
     }

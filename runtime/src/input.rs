@@ -78,6 +78,39 @@ pub(crate) fn parse_batch(text: &str, calls: usize) -> Result<Vec<RawInput>, Err
         .collect())
 }
 
+/// Merges the client's last seen event id into a subscription input (spec §6.3): an object
+/// gains `lastEventId`, no input (or `null`) becomes `{ "lastEventId": … }`, anything else is
+/// left alone.
+pub(crate) fn merge_last_event_id(
+    input: RawInput,
+    last_event_id: Option<&str>,
+) -> Result<RawInput, Error> {
+    let Some(id) = last_event_id else {
+        return Ok(input);
+    };
+    let id = serde_json::Value::String(id.to_owned());
+    let merged = match input
+        .as_deref()
+        .map(|raw| serde_json::from_str::<serde_json::Value>(raw.get()))
+    {
+        None | Some(Ok(serde_json::Value::Null)) => serde_json::json!({ "lastEventId": id }),
+        Some(Ok(serde_json::Value::Object(mut map))) => {
+            map.insert("lastEventId".to_owned(), id);
+            serde_json::Value::Object(map)
+        }
+        Some(Ok(_)) => return Ok(input),
+        Some(Err(e)) => {
+            return Err(Error::new(
+                ErrorCode::ParseError,
+                format!("Input is not valid JSON: {e}"),
+            ));
+        }
+    };
+    serde_json::value::to_raw_value(&merged)
+        .map(Some)
+        .map_err(Error::internal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +133,24 @@ mod tests {
             parse(&deep).expect_err("deep").code(),
             ErrorCode::BadRequest
         );
+    }
+
+    #[test]
+    fn last_event_id_is_merged_into_objects_and_nothing_else() {
+        let merged =
+            merge_last_event_id(parse(r#"{"from":1}"#).expect("json"), Some("7")).expect("merge");
+        assert_eq!(
+            merged.as_deref().map(RawValue::get),
+            Some(r#"{"from":1,"lastEventId":"7"}"#)
+        );
+        let merged = merge_last_event_id(None, Some("7")).expect("merge");
+        assert_eq!(
+            merged.as_deref().map(RawValue::get),
+            Some(r#"{"lastEventId":"7"}"#)
+        );
+        let merged = merge_last_event_id(parse("5").expect("json"), Some("7")).expect("merge");
+        assert_eq!(merged.as_deref().map(RawValue::get), Some("5"));
+        assert!(merge_last_event_id(None, None).expect("none").is_none());
     }
 
     #[test]

@@ -65,6 +65,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as oxrpc;
 
+mod bus;
 mod context;
 mod envelope;
 mod error;
@@ -73,9 +74,11 @@ mod middleware;
 mod procedure;
 mod router;
 mod server;
+mod subscription;
 mod transport;
 mod validate;
 
+pub use bus::EventBus;
 pub use context::{RequestInfo, TransportKind};
 pub use envelope::ErrorInfo;
 pub use error::{Error, ErrorCode};
@@ -83,7 +86,8 @@ pub use middleware::{Call, Layer, Meta, Middleware, Next, Reply};
 pub use oxrpc_macros::procedure;
 pub use procedure::{Input, Output, Procedure, ProcedureKind, TsDeclaration, TypeInfo};
 pub use router::{IntoProcedure, Router, RouterError};
-pub use server::{Listening, Server};
+pub use server::{Listening, Server, ServerHandle};
+pub use subscription::{Event, Tracked};
 pub use transport::http::{Body, HttpService};
 pub use validate::{Issue, PathSegment, SchemaError, UnknownFields, Validator};
 
@@ -93,6 +97,22 @@ pub mod __private {
     /// Turns a handler's `Result<T, E>` into `Result<T, oxrpc::Error>`.
     pub fn into_result<T, E: Into<crate::Error>>(result: Result<T, E>) -> Result<T, crate::Error> {
         result.map_err(Into::into)
+    }
+
+    /// What a subscription function returns.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not a stream of events",
+        label = "a subscription returns `impl Stream<Item = T>` (or `Tracked<T>`, or `Result`s of them)",
+        note = "build one with `futures_util::stream::iter`, `async_stream::stream!`, or `oxrpc::EventBus::subscribe`"
+    )]
+    pub trait SubscriptionStream: futures_util::Stream {}
+    impl<S: futures_util::Stream> SubscriptionStream for S {}
+
+    /// Wraps every item of a plain event stream in `Ok`.
+    pub fn ok_stream<S: SubscriptionStream>(
+        stream: S,
+    ) -> impl futures_util::Stream<Item = Result<S::Item, crate::Error>> {
+        futures_util::StreamExt::map(stream, Ok)
     }
 
     /// Stands in for a procedure the macro could not build (its errors are reported instead).

@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 
 use crate::error::Error;
 use crate::procedure::{BoxFuture, Handler, Procedure, ProcedureKind, RawInput, RawOutput};
+use crate::subscription::EventStream;
 use crate::validate::UnknownFields;
 
 /// Per-procedure values for middleware to read (tRPC's `meta`), keyed by type.
@@ -90,14 +91,58 @@ impl Call {
     }
 }
 
-/// What a procedure answered: JSON text, or nothing (`undefined`).
-#[derive(Debug, Clone)]
-pub struct Reply(pub(crate) RawOutput);
+/// What a procedure answered: JSON text, nothing (`undefined`), or, for a subscription, a
+/// stream of events.
+pub struct Reply(pub(crate) ReplyKind);
+
+pub(crate) enum ReplyKind {
+    Value(RawOutput),
+    Stream(EventStream),
+}
 
 impl Reply {
-    /// The output as JSON text; `None` for `undefined` (a `()` output).
+    pub(crate) fn value(output: RawOutput) -> Self {
+        Reply(ReplyKind::Value(output))
+    }
+
+    pub(crate) fn stream(events: EventStream) -> Self {
+        Reply(ReplyKind::Stream(events))
+    }
+
+    /// The output as JSON text; `None` for `undefined` (a `()` output) and for streams.
     pub fn json(&self) -> Option<&str> {
-        self.0.as_deref().map(RawValue::get)
+        match &self.0 {
+            ReplyKind::Value(v) => v.as_deref().map(RawValue::get),
+            ReplyKind::Stream(_) => None,
+        }
+    }
+
+    /// Whether this is a subscription's event stream.
+    pub fn is_stream(&self) -> bool {
+        matches!(self.0, ReplyKind::Stream(_))
+    }
+
+    pub(crate) fn json_ref(&self) -> Option<&RawValue> {
+        match &self.0 {
+            ReplyKind::Value(v) => v.as_deref(),
+            ReplyKind::Stream(_) => None,
+        }
+    }
+
+    pub(crate) fn json_raw(self) -> Option<Box<RawValue>> {
+        match self.0 {
+            ReplyKind::Value(v) => v,
+            ReplyKind::Stream(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            ReplyKind::Value(v) => f.debug_tuple("Reply").field(v).finish(),
+            ReplyKind::Stream(_) => f.write_str("Reply(<stream>)"),
+        }
     }
 }
 

@@ -13,7 +13,9 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, ErrorCode};
 use crate::middleware::{Call, Layer, Meta, Reply};
+use crate::subscription::{EncodedEvent, Event};
 use crate::validate::{Issue, PathSegment, SchemaError, Validator};
+use futures_util::{Stream, StreamExt};
 
 /// A boxed, sendable future.
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -40,14 +42,17 @@ pub enum ProcedureKind {
     Query,
     /// Side effects, sent as `POST`.
     Mutation,
+    /// A stream of events, over WebSocket.
+    Subscription,
 }
 
 impl ProcedureKind {
-    /// `"query"` or `"mutation"`, as tRPC names them.
+    /// `"query"`, `"mutation"` or `"subscription"`, as tRPC names them.
     pub const fn as_str(self) -> &'static str {
         match self {
             ProcedureKind::Query => "query",
             ProcedureKind::Mutation => "mutation",
+            ProcedureKind::Subscription => "subscription",
         }
     }
 }
@@ -240,6 +245,7 @@ pub struct Procedure<Ctx> {
     meta: Meta,
     input: TypeInfo,
     output: TypeInfo,
+    tracked: bool,
     handler: Handler<Ctx>,
     location: &'static Location<'static>,
 }
@@ -253,6 +259,7 @@ impl<Ctx> Clone for Procedure<Ctx> {
             meta: self.meta.clone(),
             input: self.input,
             output: self.output,
+            tracked: self.tracked,
             handler: Arc::clone(&self.handler),
             location: self.location,
         }
@@ -333,8 +340,64 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
             meta: Meta::default(),
             input,
             output,
+            tracked: false,
             handler: Arc::new(erased),
             location,
+        }
+    }
+
+    /// A subscription: `handler(ctx, input)` sets up a stream of `Result`s of events (values or
+    /// [`crate::Tracked`] values); an `Err` item ends the subscription with that error, and an
+    /// `Err` from the setup fails it before it starts. (`#[procedure(subscription)]` also
+    /// accepts streams of plain events.) Dropping the stream is the cancellation signal: client
+    /// stop, disconnect and shutdown all drop it.
+    ///
+    /// A resumable subscription declares an optional `lastEventId` field in its input: the
+    /// client's last seen id is merged into the input when it reconnects.
+    #[track_caller]
+    pub fn subscription<I, E, S, F, Fut>(name: impl Into<String>, handler: F) -> Self
+    where
+        I: Input,
+        E: Event,
+        S: Stream<Item = Result<E, Error>> + Send + 'static,
+        F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, Error>> + Send + 'static,
+    {
+        let input = TypeInfo::of_input::<I>();
+        let output = TypeInfo::of_output::<E::Data>();
+        let input_validator: LazyValidator = Arc::default();
+        let output_validator: LazyValidator = Arc::default();
+        let erased = move |ctx: Ctx, call: Arc<Call>| -> BoxFuture<Result<Reply, Error>> {
+            match decode_input::<I>(&input, &input_validator, &call) {
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+                Ok(value) => {
+                    let fut = handler(ctx, value);
+                    let output_validator = Arc::clone(&output_validator);
+                    Box::pin(async move {
+                        let stream = fut.await?;
+                        let events = stream.map(move |event| {
+                            let (id, data) = event?.into_parts()?;
+                            let encoded = encode_output(&output, &output_validator, &call, &data)?;
+                            let data = encoded.json_raw().ok_or_else(|| {
+                                Error::internal("a subscription event had no data")
+                            })?;
+                            Ok(EncodedEvent { id, data })
+                        });
+                        Ok(Reply::stream(Box::pin(events)))
+                    })
+                }
+            }
+        };
+        Procedure {
+            name: name.into(),
+            kind: ProcedureKind::Subscription,
+            docs: None,
+            meta: Meta::default(),
+            input,
+            output,
+            tracked: E::TRACKED,
+            handler: Arc::new(erased),
+            location: Location::caller(),
         }
     }
 }
@@ -376,6 +439,7 @@ impl<Ctx> Procedure<Ctx> {
             meta: self.meta,
             input: self.input,
             output: self.output,
+            tracked: self.tracked,
             handler: f(self.handler),
             location: self.location,
         }
@@ -410,6 +474,11 @@ impl<Ctx> Procedure<Ctx> {
     /// Its output type.
     pub fn output(&self) -> &TypeInfo {
         &self.output
+    }
+
+    /// For subscriptions: whether events carry ids (`{ id, data }` on the client).
+    pub fn is_tracked(&self) -> bool {
+        self.tracked
     }
 
     /// Where in the source it was defined.
@@ -501,7 +570,7 @@ fn encode_output<O: Output>(
     value: &O,
 ) -> Result<Reply, Error> {
     if info.is_unit {
-        return Ok(Reply(None));
+        return Ok(Reply::value(None));
     }
     let raw = serde_json::value::to_raw_value(value).map_err(|e| {
         Error::internal(e).with_message("Internal server error: the output could not be serialized")
@@ -523,7 +592,7 @@ fn encode_output<O: Output>(
             .with_message("Internal server error: output validation failed"));
         }
     }
-    Ok(Reply(Some(raw)))
+    Ok(Reply::value(Some(raw)))
 }
 
 /// `alloc::vec::Vec<my_api::User>` → `Vec<User>`.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::envelope::{ErrorFormatter, ErrorInfo};
 use crate::error::{Error, ErrorCode};
-use crate::middleware::{Call, CallOptions, Layer, Reply};
+use crate::middleware::{Call, CallOptions, Layer, Reply, ReplyKind};
 use crate::procedure::TypeInfo;
 use crate::procedure::{BoxFuture, Procedure, ProcedureKind, RawInput};
 use crate::validate::UnknownFields;
@@ -391,10 +391,54 @@ impl<Ctx: Send + 'static> Router<Ctx> {
     {
         let raw = serde_json::value::to_raw_value(input).map_err(Error::internal)?;
         let procedure = self.get(path).ok_or_else(|| no_procedure(path))?;
+        if procedure.kind() == ProcedureKind::Subscription {
+            return Err(Error::bad_request(format!(
+                "`{path}` is a subscription: use `Router::subscribe`"
+            )));
+        }
         let out = self
             .call_raw(path, procedure, ctx, Some(raw), self.options)
             .await?;
         serde_json::from_str(out.json().unwrap_or("null")).map_err(Error::internal)
+    }
+
+    /// Subscribes from Rust with a given context, exactly as a WebSocket client would (same
+    /// middleware, validation and panic handling): a stream of `(id, data)` for tracked
+    /// events, `(None, data)` for plain ones. Pass `last_event_id` to resume.
+    pub async fn subscribe<I, T>(
+        &self,
+        ctx: Ctx,
+        path: &str,
+        input: &I,
+        last_event_id: Option<&str>,
+    ) -> Result<
+        impl futures_util::Stream<Item = Result<(Option<String>, T), Error>> + Send + 'static,
+        Error,
+    >
+    where
+        I: Serialize + ?Sized,
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        use futures_util::StreamExt;
+        let raw = serde_json::value::to_raw_value(input).map_err(Error::internal)?;
+        let raw = crate::input::merge_last_event_id(Some(raw), last_event_id)?;
+        let procedure = self
+            .get(path)
+            .filter(|p| p.kind() == ProcedureKind::Subscription)
+            .ok_or_else(|| {
+                Error::not_found(format!("No \"subscription\"-procedure on path \"{path}\""))
+            })?;
+        let reply = self
+            .call_raw(path, procedure, ctx, raw, self.options)
+            .await?;
+        let ReplyKind::Stream(events) = reply.0 else {
+            return Err(Error::internal("a subscription did not produce a stream"));
+        };
+        Ok(events.map(|event| {
+            let event = event?;
+            let data = serde_json::from_str(event.data.get()).map_err(Error::internal)?;
+            Ok((event.id, data))
+        }))
     }
 
     /// The call options of this (root) router.
@@ -458,6 +502,8 @@ pub(crate) fn kind_accepts(
     match kind {
         ProcedureKind::Query => !is_post || allow_method_override,
         ProcedureKind::Mutation => is_post,
+        // Served over WebSocket only (no SSE yet).
+        ProcedureKind::Subscription => false,
     }
 }
 

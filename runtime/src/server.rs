@@ -18,6 +18,7 @@ use crate::envelope::{ErrorInfo, ErrorPolicy};
 use crate::error::Error;
 use crate::router::Router;
 use crate::transport::http::{HttpService, PeerAddr};
+use crate::transport::ws::{Connections, Control, WsConfig};
 
 /// Limits and switches of the HTTP transport.
 #[derive(Debug, Clone)]
@@ -28,6 +29,7 @@ pub(crate) struct HttpConfig {
     pub(crate) allow_batching: bool,
     pub(crate) allow_method_override: bool,
     pub(crate) policy: ErrorPolicy,
+    pub(crate) ws: WsConfig,
 }
 
 impl Default for HttpConfig {
@@ -39,6 +41,7 @@ impl Default for HttpConfig {
             allow_batching: true,
             allow_method_override: false,
             policy: ErrorPolicy::default(),
+            ws: WsConfig::default(),
         }
     }
 }
@@ -48,6 +51,7 @@ pub(crate) struct Shared<Ctx> {
     pub(crate) router: Router<Ctx>,
     pub(crate) create_context: ContextFn<Ctx>,
     pub(crate) config: HttpConfig,
+    pub(crate) connections: Arc<Connections>,
 }
 
 /// A tRPC server: a [`Router`], a create-context function and transport options.
@@ -67,6 +71,31 @@ pub struct Server<Ctx> {
     router: Router<Ctx>,
     create_context: ContextFn<Ctx>,
     config: HttpConfig,
+    connections: Arc<Connections>,
+}
+
+/// Controls a running server's WebSocket connections (for deploys, and tests).
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    connections: Arc<Connections>,
+}
+
+impl ServerHandle {
+    /// Sends `{"id":null,"method":"reconnect"}` to every WebSocket client: they reconnect and
+    /// resubscribe with their last event ids. Serving continues.
+    pub fn reconnect_all(&self) {
+        self.connections.broadcast(Control::Reconnect);
+    }
+
+    /// Closes every WebSocket connection at once.
+    pub fn drop_all(&self) {
+        self.connections.broadcast(Control::Drop);
+    }
+
+    /// How many WebSocket connections are open.
+    pub fn websocket_connections(&self) -> usize {
+        self.connections.count()
+    }
 }
 
 impl<Ctx: Default + Send + 'static> Server<Ctx> {
@@ -91,6 +120,7 @@ impl<Ctx: Send + 'static> Server<Ctx> {
             router,
             create_context: Arc::new(move |info| Box::pin(create_context(info))),
             config,
+            connections: Arc::default(),
         }
     }
 
@@ -144,12 +174,79 @@ impl<Ctx: Send + 'static> Server<Ctx> {
         self
     }
 
+    /// The largest WebSocket message accepted, in bytes (default 1 MiB); a larger one closes
+    /// the connection (close code 1009).
+    pub fn ws_max_message_size(mut self, bytes: usize) -> Self {
+        self.config.ws.max_message_size = bytes;
+        self
+    }
+
+    /// The most live subscriptions one WebSocket connection may hold (default 256); more get
+    /// `TOO_MANY_REQUESTS`.
+    pub fn ws_max_subscriptions(mut self, count: usize) -> Self {
+        self.config.ws.max_subscriptions = count;
+        self
+    }
+
+    /// The most WebSocket connections at once (default 25,000); more get `503` before the
+    /// upgrade.
+    pub fn ws_max_connections(mut self, count: usize) -> Self {
+        self.config.ws.max_connections = count;
+        self
+    }
+
+    /// The slow-consumer policy: each connection queues at most `messages` outgoing messages
+    /// (default 256); when the queue stays full for `timeout` (default 10 s) because the client
+    /// stopped reading, the connection is closed. Producers wait meanwhile, so a stalled client
+    /// cannot grow server memory; subscriptions fed by an [`crate::EventBus`] that fall too far
+    /// behind end with `PRECONDITION_FAILED` and resume from their last id.
+    pub fn ws_send_queue(mut self, messages: usize, timeout: Duration) -> Self {
+        self.config.ws.send_queue = messages.max(1);
+        self.config.ws.slow_consumer_timeout = timeout;
+        self
+    }
+
+    /// Server keep-alive: send the text frame `PING` after `ping_every` without any incoming
+    /// frame, and terminate the connection if nothing arrives within `pong_wait` after it
+    /// (default: off; clients' own `PING`s are always answered with `PONG`).
+    pub fn ws_keep_alive(mut self, ping_every: Duration, pong_wait: Duration) -> Self {
+        self.config.ws.keep_alive = Some((ping_every, pong_wait));
+        self
+    }
+
+    /// Accept WebSocket upgrades only from these `Origin`s (against cross-site WebSocket
+    /// hijacking; requests without an `Origin`, i.e. not from a browser, are accepted).
+    /// Default: any origin.
+    pub fn ws_allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.ws.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How long graceful shutdown waits for WebSocket clients to leave after being told to
+    /// reconnect (default 5 s); the rest are then closed.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.ws.shutdown_grace = grace;
+        self
+    }
+
+    /// A handle to broadcast `reconnect` to, or close, the server's WebSocket connections.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            connections: Arc::clone(&self.connections),
+        }
+    }
+
     /// The server as a `tower::Service`, to mount under axum or serve with hyper yourself.
     pub fn into_service(self) -> HttpService<Ctx> {
         HttpService::new(Arc::new(Shared {
             router: self.router,
             create_context: self.create_context,
             config: self.config,
+            connections: self.connections,
         }))
     }
 
@@ -225,6 +322,20 @@ impl<Ctx: Clone + Send + Sync + 'static> Listening<Ctx> {
             });
         }
         drop(listener);
+        // WebSocket clients are told to reconnect (to another instance, after a deploy);
+        // those still here after the grace period are closed.
+        let shared = service.shared();
+        if shared.connections.count() > 0 {
+            shared.connections.broadcast(Control::Reconnect);
+            if !shared
+                .connections
+                .drained(shared.config.ws.shutdown_grace)
+                .await
+            {
+                shared.connections.broadcast(Control::Drop);
+                shared.connections.drained(Duration::from_secs(1)).await;
+            }
+        }
         if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
             .await
             .is_err()

@@ -42,7 +42,14 @@ impl Middleware for RequireUser {
     type Out = Authed;
 
     async fn call(&self, ctx: Ctx, _call: &Call, next: Next<Authed>) -> Result<Reply, Error> {
-        let authed = match ctx.authorization.as_deref() {
+        // The upgrade request's (or HTTP request's) header, else the `token` connection param.
+        let token = ctx.authorization.as_deref().or_else(|| {
+            ctx.connection_params
+                .as_ref()
+                .and_then(|p| p.get("token"))
+                .map(String::as_str)
+        });
+        let authed = match token {
             Some("ABC") => Authed {
                 user: "abc".into(),
                 role: UserRole::Member,

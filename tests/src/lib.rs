@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 pub mod auth;
+pub mod live;
 pub mod validated;
 pub mod wire;
 
@@ -234,6 +235,7 @@ pub fn router() -> Router<Ctx> {
         .nest("types", wire::router())
         .nest("validated", validated::router())
         .merge(auth::router())
+        .merge(live::router())
         .with(auth::Audit)
         .error_formatter(|error: &Error, _: &ErrorInfo<'_>| ErrorExtra {
             retryable: error.code().http_status() >= 500,

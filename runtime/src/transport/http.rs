@@ -8,11 +8,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Buf;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, VARY};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 
 use crate::context::RequestInfo;
 use crate::error::{Error, ErrorCode};
@@ -40,7 +41,7 @@ impl Body {
         )
     }
 
-    fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Body::full(Bytes::new())
     }
 }
@@ -123,6 +124,10 @@ impl<Ctx> HttpService<Ctx> {
     pub(crate) fn new(shared: Arc<Shared<Ctx>>) -> Self {
         HttpService { shared }
     }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared<Ctx>> {
+        &self.shared
+    }
 }
 
 impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
@@ -135,6 +140,14 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
     {
         let shared = &*self.shared;
         let config = &shared.config;
+        if crate::transport::ws::is_upgrade(&req) {
+            let in_endpoint = strip_endpoint(req.uri().path(), &config.endpoint).is_some()
+                || req.uri().path() == config.endpoint
+                || (config.endpoint.is_empty() && req.uri().path() == "/");
+            if in_endpoint {
+                return self.upgrade(req);
+            }
+        }
         let method = req.method().clone();
         if method == Method::HEAD {
             return Response::builder()
@@ -268,6 +281,19 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
             let call_index = calls.len();
             let outcome = match router.get(path) {
                 None => Some(Err(no_procedure(path))),
+                Some(procedure) if procedure.kind() == ProcedureKind::Subscription => {
+                    Some(Err(if batch {
+                        Error::bad_request("Cannot batch subscription calls")
+                    } else {
+                        Error::new(
+                            ErrorCode::MethodNotSupported,
+                            format!(
+                                "`{path}` is a subscription: subscribe over WebSocket (wsLink); \
+                                 SSE (httpSubscriptionLink) is not supported yet"
+                            ),
+                        )
+                    }))
+                }
                 Some(procedure) => {
                     let kind = procedure.kind();
                     if !kinds.contains(&kind) {
@@ -334,7 +360,7 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
             match call.outcome.as_ref() {
                 Some(Ok(out)) => json_response(
                     StatusCode::OK,
-                    crate::envelope::result_envelope(out.0.as_deref()),
+                    crate::envelope::result_envelope(out.json_ref()),
                 ),
                 Some(Err(e)) => self.error_response(e, Some(&call.path)),
                 None => {
@@ -348,7 +374,7 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
     fn envelopes<'c>(&'c self, calls: &'c [Call<'_>]) -> impl Iterator<Item = (u16, String)> + 'c {
         let policy = &self.shared.config.policy;
         calls.iter().map(move |call| match call.outcome.as_ref() {
-            Some(Ok(out)) => (200, crate::envelope::result_envelope(out.0.as_deref())),
+            Some(Ok(out)) => (200, crate::envelope::result_envelope(out.json_ref())),
             Some(Err(e)) => (
                 e.code().http_status(),
                 policy.error_envelope(e, Some(&call.path)),
@@ -394,7 +420,7 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
         json_response(StatusCode::OK, body)
     }
 
-    fn error_response(&self, error: &Error, path: Option<&str>) -> Response<Body> {
+    pub(crate) fn error_response(&self, error: &Error, path: Option<&str>) -> Response<Body> {
         let status = StatusCode::from_u16(error.code().http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         json_response(
@@ -468,6 +494,11 @@ fn check_content_type(headers: &http::HeaderMap) -> Result<(), Error> {
     }
 }
 
+/// How much of an oversized body is read and thrown away before answering 413, so clients
+/// that are still sending get the answer instead of a broken pipe; beyond this the connection
+/// is simply closed.
+const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
+
 async fn read_body<B>(body: B, headers: &http::HeaderMap, limit: usize) -> Result<Bytes, Error>
 where
     B: http_body::Body,
@@ -484,13 +515,58 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
+        drain(body).await;
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(Error::bad_request("The request body could not be read").with_cause(e)),
+    let mut body = std::pin::pin!(body);
+    let mut collected = bytes::BytesMut::new();
+    loop {
+        // Errors are converted at once: a body's own error type need not be `Send`.
+        let frame = match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => {
+                return Err(
+                    Error::bad_request("The request body could not be read").with_cause(e.into())
+                );
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            let mut data = data;
+            if collected.len() + data.remaining() > limit {
+                drain(body).await;
+                return Err(too_large());
+            }
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                collected.extend_from_slice(chunk);
+                let n = chunk.len();
+                data.advance(n);
+            }
+        }
     }
+    Ok(collected.freeze())
+}
+
+/// Reads and discards what is left of a body, up to [`DRAIN_LIMIT`] bytes and 2 seconds.
+async fn drain<B: http_body::Body>(body: B) {
+    let drain = async {
+        let mut body = std::pin::pin!(body);
+        let mut seen = 0u64;
+        loop {
+            let frame = match body.frame().await {
+                Some(Ok(frame)) => frame,
+                _ => return,
+            };
+            if let Ok(data) = frame.into_data() {
+                seen += data.remaining() as u64;
+                if seen > DRAIN_LIMIT {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
 }
 
 #[cfg(test)]

@@ -1,16 +1,26 @@
-//! The conformance server: the contract router on `127.0.0.1:PORT`, HTTP at `/trpc/<path>`.
+//! The conformance server: the contract router on `127.0.0.1:PORT`, HTTP at `/trpc/<path>` and
+//! WebSocket at `/trpc`, nested under axum beside the test-control endpoints.
 //!
 //! Run with: `cargo run -p oxrpc-tests --bin conformance-server -- --port 0 [--profile options]`
 //!
-//! Prints `listening on http://127.0.0.1:PORT` once ready; stops gracefully on SIGINT/SIGTERM.
+//! Prints `listening on http://127.0.0.1:PORT` once ready; stops gracefully on SIGINT/SIGTERM
+//! (WebSocket clients are told to reconnect first).
 //!
 //! Profiles: `plain` (default: batching on, no method override, dev mode off, unknown input
 //! fields ignored) and `options` (method override on, max batch size 2, dev mode on, so outputs
-//! are validated too, max body 64 KiB, unknown input fields rejected).
+//! are validated too, max body 64 KiB, unknown input fields rejected, WebSocket keep-alive ping
+//! every 1 s with a 1 s pong wait, at most 4 subscriptions per connection, 16 KiB messages).
+//!
+//! Test control (conformance-ideas §3.3), not part of tRPC:
+//! - `POST /__test/broadcast-reconnect`: `{"id":null,"method":"reconnect"}` to every WS client;
+//! - `POST /__test/drop-connections`: close every WS connection at once;
+//! - `GET /__test/ws-connections`: how many WS connections are open.
 
 use std::io::Write as _;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use axum::routing::{get, post};
 use oxrpc::{Server, UnknownFields};
 
 #[tokio::main]
@@ -42,14 +52,54 @@ async fn main() -> anyhow::Result<()> {
         .allow_method_override(true)
         .max_batch_size(2)
         .dev_mode(true)
-        .max_body_size(64 * 1024),
+        .max_body_size(64 * 1024)
+        .ws_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
+        .ws_max_subscriptions(4)
+        .ws_max_message_size(16 * 1024),
         other => bail!("unknown profile {other:?}; expected plain or options"),
     };
-    let listening = server.bind(("127.0.0.1", port)).await.context("binding")?;
+    let server = server.endpoint("/").shutdown_grace(Duration::from_secs(2));
+    let handle = server.handle();
+    let (reconnect, drop_all, count) = (handle.clone(), handle.clone(), handle.clone());
+    let app = axum::Router::new()
+        .route(
+            "/__test/broadcast-reconnect",
+            post(move || async move {
+                reconnect.reconnect_all();
+                "ok"
+            }),
+        )
+        .route(
+            "/__test/drop-connections",
+            post(move || async move {
+                drop_all.drop_all();
+                "ok"
+            }),
+        )
+        .route(
+            "/__test/ws-connections",
+            get(move || async move { count.websocket_connections().to_string() }),
+        )
+        .nest_service("/trpc", server.into_service());
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .context("binding")?;
     let mut stdout = std::io::stdout();
-    writeln!(stdout, "listening on http://{}", listening.local_addr())?;
+    writeln!(stdout, "listening on http://{}", listener.local_addr()?)?;
     stdout.flush()?;
-    listening.run_until(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Tell WebSocket clients to reconnect, give them a moment, then stop.
+            handle.reconnect_all();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while handle.websocket_connections() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            handle.drop_all();
+        })
+        .await?;
     Ok(())
 }
 

@@ -1,0 +1,495 @@
+//! The WebSocket transport with raw frames (spec §7, captures of §11.8), over real sockets on
+//! the standalone server. Every await has a deadline.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use oxrpc::Server;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn deadline<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(DEADLINE, f).await.expect("timed out")
+}
+
+struct Running {
+    addr: std::net::SocketAddr,
+    handle: oxrpc::ServerHandle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    async fn start(
+        configure: impl FnOnce(Server<oxrpc_tests::Ctx>) -> Server<oxrpc_tests::Ctx>,
+    ) -> Running {
+        let server = configure(
+            Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context)
+                .shutdown_grace(Duration::from_millis(200)),
+        );
+        let handle = server.handle();
+        let listening = deadline(server.bind("127.0.0.1:0")).await.expect("bind");
+        let addr = listening.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(listening.run_until(async {
+            let _ = rx.await;
+        }));
+        Running {
+            addr,
+            handle,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn connect(&self, query: &str, headers: &[(&str, &str)]) -> Socket {
+        let mut req = format!("ws://{}/trpc{query}", self.addr)
+            .into_client_request()
+            .expect("request");
+        for (k, v) in headers {
+            let name = http::HeaderName::from_bytes(k.as_bytes()).expect("header name");
+            req.headers_mut().insert(name, v.parse().expect("header"));
+        }
+        deadline(tokio_tungstenite::connect_async(req))
+            .await
+            .expect("connect")
+            .0
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            deadline(task).await.expect("join").expect("server");
+        }
+    }
+}
+
+async fn send(socket: &mut Socket, text: &str) {
+    deadline(socket.send(Message::Text(text.into())))
+        .await
+        .expect("send");
+}
+
+/// The next text frame, as JSON (or the raw text when it is not JSON).
+async fn recv(socket: &mut Socket) -> Value {
+    loop {
+        match deadline(socket.next()).await {
+            Some(Ok(Message::Text(t))) => {
+                return serde_json::from_str(&t).unwrap_or(Value::String(t.to_string()));
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// Frames until one matches `done`, all of them returned.
+async fn recv_until(socket: &mut Socket, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let frame = recv(socket).await;
+        let stop = done(&frame);
+        frames.push(frame);
+        if stop {
+            return frames;
+        }
+    }
+}
+
+fn stopped(id: Value) -> impl Fn(&Value) -> bool {
+    move |f| f["id"] == id && (f["result"]["type"] == "stopped")
+}
+
+#[tokio::test]
+async fn queries_mutations_batches_and_jsonrpc_echo() {
+    let server = Running::start(|s| s).await;
+    let mut ws = server.connect("", &[]).await;
+    send(&mut ws, r#"{"jsonrpc":"2.0","id":"abc","method":"query","params":{"path":"greet","input":{"name":"x"}}}"#).await;
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"id":"abc","jsonrpc":"2.0","result":{"type":"data","data":{"text":"hi x","times":1}}})
+    );
+
+    send(&mut ws, r#"[{"id":1,"method":"query","params":{"path":"hello"}},{"id":2,"method":"mutation","params":{"path":"addPost","input":{"title":"z"}}}]"#).await;
+    let mut frames = [recv(&mut ws).await, recv(&mut ws).await];
+    frames.sort_by_key(|f| f["id"].as_u64());
+    assert_eq!(
+        frames[0],
+        json!({"id":1,"result":{"type":"data","data":"hello world"}})
+    );
+    assert_eq!(
+        frames[1],
+        json!({"id":2,"result":{"type":"data","data":{"id":1,"title":"z"}}})
+    );
+
+    send(
+        &mut ws,
+        r#"{"id":3,"method":"mutation","params":{"path":"types.nothing","input":"x"}}"#,
+    )
+    .await;
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"id":3,"result":{"type":"data"}})
+    );
+
+    send(
+        &mut ws,
+        r#"{"id":4,"method":"query","params":{"path":"notFound"}}"#,
+    )
+    .await;
+    let frame = recv(&mut ws).await;
+    assert_eq!(frame["error"]["data"]["code"], "NOT_FOUND");
+    assert_eq!(frame["error"]["data"]["path"], "notFound");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tracked_subscription_resumes_after_last_event_id() {
+    let server = Running::start(|s| s).await;
+    let mut ws = server.connect("", &[]).await;
+    send(&mut ws, r#"{"id":1,"method":"subscription","params":{"path":"onCount","input":{"from":0},"lastEventId":"4"}}"#).await;
+    let frames = recv_until(&mut ws, stopped(json!(1))).await;
+    assert_eq!(
+        frames,
+        vec![
+            json!({"id":1,"result":{"type":"started"}}),
+            json!({"id":1,"result":{"type":"data","data":{"id":"5","data":{"n":5}},"id":"5"}}),
+            json!({"id":1,"result":{"type":"data","data":{"id":"6","data":{"n":6}},"id":"6"}}),
+            json!({"id":1,"result":{"type":"data","data":{"id":"7","data":{"n":7}},"id":"7"}}),
+            json!({"id":1,"result":{"type":"stopped"}}),
+        ]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn errors_end_subscriptions_and_stop_drops_the_stream() {
+    let server = Running::start(|s| s).await;
+    let mut ws = server.connect("", &[]).await;
+    send(
+        &mut ws,
+        r#"{"id":1,"method":"subscription","params":{"path":"onErr"}}"#,
+    )
+    .await;
+    let frames = recv_until(&mut ws, stopped(json!(1))).await;
+    assert_eq!(
+        frames[1],
+        json!({"id":1,"result":{"type":"data","data":"before-error"}})
+    );
+    assert_eq!(frames[2]["error"]["data"]["code"], "FORBIDDEN");
+    assert_eq!(frames[2]["error"]["message"], "sub forbidden");
+
+    send(
+        &mut ws,
+        r#"{"id":2,"method":"subscription","params":{"path":"onForever"}}"#,
+    )
+    .await;
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"id":2,"result":{"type":"started"}})
+    );
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"id":2,"result":{"type":"data","data":0}})
+    );
+    // A duplicate id is refused; the first subscription keeps running.
+    send(
+        &mut ws,
+        r#"{"id":2,"method":"subscription","params":{"path":"onForever"}}"#,
+    )
+    .await;
+    let dup = recv_until(&mut ws, |f| f.get("error").is_some()).await;
+    assert_eq!(
+        dup.last().expect("frame")["error"]["message"],
+        "Duplicate id 2"
+    );
+    send(&mut ws, r#"{"id":2,"method":"subscription.stop"}"#).await;
+    recv_until(&mut ws, stopped(json!(2))).await;
+    // Unknown and repeated stops are ignored.
+    send(&mut ws, r#"{"id":2,"method":"subscription.stop"}"#).await;
+    send(&mut ws, r#"{"id":99,"method":"subscription.stop"}"#).await;
+    send(
+        &mut ws,
+        r#"{"id":3,"method":"query","params":{"path":"streams.live"}}"#,
+    )
+    .await;
+    let live = recv_until(&mut ws, |f| f["id"] == 3).await;
+    assert_eq!(
+        live.last().expect("frame")["result"]["data"]["onForever"],
+        0,
+        "the stream was dropped"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_frames_get_parse_errors_and_ping_gets_pong() {
+    let server = Running::start(|s| s).await;
+    let mut ws = server.connect("", &[]).await;
+    send(
+        &mut ws,
+        r#"{"id":null,"method":"query","params":{"path":"hello"}}"#,
+    )
+    .await;
+    let frame = recv(&mut ws).await;
+    assert_eq!(
+        (frame["id"].clone(), frame["error"]["message"].clone()),
+        (Value::Null, json!("`id` is required"))
+    );
+    send(&mut ws, "not json").await;
+    assert_eq!(recv(&mut ws).await["error"]["data"]["code"], "PARSE_ERROR");
+    send(
+        &mut ws,
+        r#"{"id":3,"method":"frobnicate","params":{"path":"hello"}}"#,
+    )
+    .await;
+    assert_eq!(
+        recv(&mut ws).await["error"]["message"],
+        "Invalid procedure type"
+    );
+    deadline(ws.send(Message::Binary(vec![1, 2, 3].into())))
+        .await
+        .expect("send");
+    assert_eq!(recv(&mut ws).await["error"]["data"]["code"], "PARSE_ERROR");
+    send(&mut ws, "PING").await;
+    assert_eq!(recv(&mut ws).await, Value::String("PONG".into()));
+    send(
+        &mut ws,
+        r#"{"id":1,"method":"subscription","params":{"path":"hello"}}"#,
+    )
+    .await;
+    assert_eq!(
+        recv(&mut ws).await["error"]["message"],
+        r#"No "subscription"-procedure on path "hello""#
+    );
+    send(
+        &mut ws,
+        r#"{"id":2,"method":"query","params":{"path":"onPlain"}}"#,
+    )
+    .await;
+    assert_eq!(
+        recv(&mut ws).await["error"]["message"],
+        r#"No "query"-procedure on path "onPlain""#
+    );
+    // Still serving.
+    send(
+        &mut ws,
+        r#"{"id":4,"method":"query","params":{"path":"hello"}}"#,
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["result"]["data"], "hello world");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_params_reach_the_context_and_bad_ones_close() {
+    let server = Running::start(|s| s).await;
+    let mut ws = server.connect("?connectionParams=1", &[]).await;
+    send(
+        &mut ws,
+        r#"{"method":"connectionParams","data":{"token":"t"}}"#,
+    )
+    .await;
+    send(
+        &mut ws,
+        r#"{"id":1,"method":"query","params":{"path":"ctx"}}"#,
+    )
+    .await;
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"id":1,"result":{"type":"data","data":{"connectionParams":{"token":"t"},"hasAuth":null}}})
+    );
+
+    let mut bad = server.connect("?connectionParams=1", &[]).await;
+    send(
+        &mut bad,
+        r#"{"method":"connectionParams","data":{"token":1}}"#,
+    )
+    .await;
+    let frame = recv(&mut bad).await;
+    assert_eq!(
+        (frame["id"].clone(), frame["error"]["message"].clone()),
+        (Value::Null, json!("Invalid connection params shape"))
+    );
+    // Then the server closes the socket.
+    let end = deadline(bad.next()).await;
+    assert!(
+        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+        "{end:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn three_ways_to_authenticate() {
+    let server = Running::start(|s| s).await;
+    let frames_of = |frames: Vec<Value>| {
+        frames
+            .iter()
+            .filter(|f| f["result"]["type"] == "data")
+            .map(|f| f["result"]["data"]["data"]["user"].clone())
+            .collect::<Vec<_>>()
+    };
+    // 1. A header on the upgrade request.
+    let mut ws = server.connect("", &[("authorization", "ABC")]).await;
+    send(
+        &mut ws,
+        r#"{"id":1,"method":"subscription","params":{"path":"secretTicks"}}"#,
+    )
+    .await;
+    assert_eq!(
+        frames_of(recv_until(&mut ws, stopped(json!(1))).await),
+        vec![json!("abc"); 3]
+    );
+    // 2. A token in connectionParams.
+    let mut ws = server.connect("?connectionParams=1", &[]).await;
+    send(
+        &mut ws,
+        r#"{"method":"connectionParams","data":{"token":"ADMIN"}}"#,
+    )
+    .await;
+    send(
+        &mut ws,
+        r#"{"id":1,"method":"subscription","params":{"path":"secretTicks"}}"#,
+    )
+    .await;
+    assert_eq!(
+        frames_of(recv_until(&mut ws, stopped(json!(1))).await),
+        vec![json!("root"); 3]
+    );
+    // 3. A token in the subscription input.
+    let mut ws = server.connect("", &[]).await;
+    send(&mut ws, r#"{"id":1,"method":"subscription","params":{"path":"tokenTicks","input":{"token":"ABC"}}}"#).await;
+    assert_eq!(recv_until(&mut ws, stopped(json!(1))).await.len(), 5);
+    send(&mut ws, r#"{"id":2,"method":"subscription","params":{"path":"tokenTicks","input":{"token":"nope"}}}"#).await;
+    assert_eq!(recv(&mut ws).await["error"]["data"]["code"], "UNAUTHORIZED");
+    // And without credentials the protected subscription is refused.
+    send(
+        &mut ws,
+        r#"{"id":3,"method":"subscription","params":{"path":"secretTicks"}}"#,
+    )
+    .await;
+    let refused = recv_until(&mut ws, |f| f["id"] == 3 && f.get("error").is_some()).await;
+    assert_eq!(
+        refused.last().expect("frame")["error"]["data"]["code"],
+        "UNAUTHORIZED"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn limits_origin_and_subscription_count() {
+    let server = Running::start(|s| {
+        s.ws_allowed_origins(["https://app.example"])
+            .ws_max_subscriptions(2)
+            .ws_max_message_size(1024)
+    })
+    .await;
+    let refused = tokio_tungstenite::connect_async({
+        let mut req = format!("ws://{}/trpc", server.addr)
+            .into_client_request()
+            .expect("req");
+        req.headers_mut()
+            .insert("origin", "https://evil.example".parse().expect("hdr"));
+        req
+    });
+    assert!(
+        deadline(refused).await.is_err(),
+        "a foreign origin must be refused"
+    );
+    let mut ws = server
+        .connect("", &[("origin", "https://app.example")])
+        .await;
+    for id in 1..=3 {
+        send(
+            &mut ws,
+            &format!(r#"{{"id":{id},"method":"subscription","params":{{"path":"onForever"}}}}"#),
+        )
+        .await;
+    }
+    let frames = recv_until(&mut ws, |f| f.get("error").is_some()).await;
+    let error = frames.last().expect("frame");
+    assert_eq!(
+        (error["id"].clone(), error["error"]["data"]["code"].clone()),
+        (json!(3), json!("TOO_MANY_REQUESTS"))
+    );
+    // An oversized frame closes the connection; others are unaffected.
+    let mut other = server.connect("", &[]).await;
+    send(
+        &mut ws,
+        &format!(
+            r#"{{"id":9,"method":"query","params":{{"path":"echo","input":"{}"}}}}"#,
+            "x".repeat(4096)
+        ),
+    )
+    .await;
+    loop {
+        match deadline(ws.next()).await {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(_)) => continue,
+        }
+    }
+    send(
+        &mut other,
+        r#"{"id":1,"method":"query","params":{"path":"hello"}}"#,
+    )
+    .await;
+    assert_eq!(recv(&mut other).await["result"]["data"], "hello world");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn reconnect_broadcast_and_graceful_shutdown() {
+    let server = Running::start(|s| s.shutdown_grace(Duration::from_millis(300))).await;
+    let mut ws = server.connect("", &[]).await;
+    send(
+        &mut ws,
+        r#"{"id":1,"method":"query","params":{"path":"hello"}}"#,
+    )
+    .await;
+    recv(&mut ws).await;
+    server.handle.reconnect_all();
+    assert_eq!(recv(&mut ws).await, json!({"id":null,"method":"reconnect"}));
+    assert_eq!(server.handle.websocket_connections(), 1);
+    // Shutdown: told to reconnect again, then closed after the grace period.
+    let handle = server.handle.clone();
+    let shutdown = tokio::spawn(server.shutdown());
+    assert_eq!(recv(&mut ws).await, json!({"id":null,"method":"reconnect"}));
+    deadline(shutdown).await.expect("shutdown");
+    assert_eq!(handle.websocket_connections(), 0);
+}
+
+#[tokio::test]
+async fn nests_under_axum_with_upgrades() {
+    let trpc = Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context)
+        .endpoint("/")
+        .into_service();
+    let app = axum::Router::new().nest_service("/trpc", trpc);
+    let listener = deadline(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (mut ws, _) = deadline(tokio_tungstenite::connect_async(format!(
+        "ws://{addr}/trpc"
+    )))
+    .await
+    .expect("connect");
+    send(
+        &mut ws,
+        r#"{"id":1,"method":"subscription","params":{"path":"onPlain"}}"#,
+    )
+    .await;
+    let frames = recv_until(&mut ws, stopped(json!(1))).await;
+    assert_eq!(frames.len(), 4);
+    task.abort();
+}
