@@ -493,3 +493,32 @@ async fn nests_under_axum_with_upgrades() {
     assert_eq!(frames.len(), 4);
     task.abort();
 }
+
+#[tokio::test]
+async fn a_refused_context_is_reported_and_the_socket_closed() {
+    let server = Running::start(|s| s).await;
+    let mut ws = server.connect("", &[("x-fail-context", "1")]).await;
+    send(
+        &mut ws,
+        r#"{"id":1,"method":"query","params":{"path":"hello"}}"#,
+    )
+    .await;
+    let frame = recv(&mut ws).await;
+    assert_eq!(
+        (frame["id"].clone(), frame["error"]["data"]["code"].clone()),
+        (Value::Null, json!("FORBIDDEN"))
+    );
+    let end = deadline(ws.next()).await;
+    assert!(
+        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+        "{end:?}"
+    );
+    for _ in 0..100 {
+        if server.handle.websocket_connections() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.handle.websocket_connections(), 0);
+    server.shutdown().await;
+}

@@ -196,7 +196,7 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
                 }
             };
             let ws_config = WebSocketConfig::default()
-                .read_buffer_size(4 * 1024)
+                .read_buffer_size(1024)
                 .write_buffer_size(0)
                 .max_message_size(Some(shared.config.ws.max_message_size))
                 .max_frame_size(Some(shared.config.ws.max_message_size));
@@ -353,14 +353,14 @@ async fn serve_connection<Ctx: Clone + Send + Sync + 'static, S>(
 
     let mut info = Some(info);
     let mut ctx: Option<Ctx> = None;
+    // A context refused at connection time: say why, then close (spec §7.1).
+    let mut open = true;
     if !wants_params && let Some(info) = info.take() {
         match (shared.create_context)(info).await {
             Ok(c) => ctx = Some(c),
             Err(e) => {
-                let _ = outbox.send(null_error(&shared, &e)).await;
-                drop(outbox);
-                let _ = writer.await;
-                return;
+                outbox.send(null_error(&shared, &e)).await;
+                open = false;
             }
         }
     }
@@ -368,6 +368,9 @@ async fn serve_connection<Ctx: Clone + Send + Sync + 'static, S>(
     let mut last_seen = tokio::time::Instant::now();
     let mut pinged = false;
     loop {
+        if !open {
+            break;
+        }
         // Keep-alive: ping after `ping_every` of silence, give up `pong_wait` after that.
         let deadline = match config.keep_alive {
             Some((ping_every, pong_wait)) if pinged => last_seen + ping_every + pong_wait,
@@ -482,7 +485,8 @@ async fn serve_connection<Ctx: Clone + Send + Sync + 'static, S>(
             single => vec![single],
         };
         for message in batch {
-            conn.handle(ctx, message).await;
+            // Boxed: the connection task stays small while it waits (memory per idle socket).
+            Box::pin(conn.handle(ctx, message)).await;
         }
     }
 

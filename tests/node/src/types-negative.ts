@@ -13,6 +13,7 @@ import type { inferRouterInputs, inferRouterOutputs, TRPC_ERROR_CODE_KEY, TRPC_E
 import type {
   AppRouter,
   AuditEntry,
+  Count,
   CtxInfo,
   ErrorData,
   ErrorExtra,
@@ -165,6 +166,30 @@ export async function positives(): Promise<void> {
   assertType<Equal<RouterInputs['validated']['signup']['contact'], { kind: 'email'; address: string } | { kind: 'phone'; number: string }>>();
   const bounded = await client.validated.badOutput.query();
   assertType<Equal<typeof bounded, { n: number }>>();
+
+  // Subscriptions: a tracked event reaches `onData` as the `{ id, data }` pair; untracked ones as is.
+  const subscription = client.onCount.subscribe(
+    { from: 10 },
+    {
+      onData(value) {
+        assertType<Equal<typeof value, { id: string; data: Count }>>();
+        const n: number = value.data.n;
+        void n;
+      },
+    },
+  );
+  subscription.unsubscribe();
+  client.onCount.subscribe(undefined, { onStopped() {} });
+  client.onForever.subscribe(undefined, {
+    onData(value) {
+      assertType<Equal<typeof value, number>>();
+    },
+  });
+  client.tokenTicks.subscribe({ token: 'ABC' }, {
+    onData(value) {
+      assertType<Equal<typeof value, number>>();
+    },
+  });
 }
 
 /** Wrong calls: every one of them must be a type error. */
@@ -284,6 +309,31 @@ export async function negatives(): Promise<void> {
 
   // @ts-expect-error `age` is a number
   await client.validated.signup.mutate({ ...(null as unknown as Signup), age: '30' });
+
+  // @ts-expect-error `.query` on a subscription
+  await client.onCount.query({ from: 1 });
+
+  // @ts-expect-error `.mutate` on a subscription
+  await client.onTicks.mutate();
+
+  // @ts-expect-error `.subscribe` on a mutation
+  client.addPost.subscribe({ title: 't' }, {});
+
+  client.onCount.subscribe(
+    { from: 1 },
+    {
+      onData(value) {
+        // @ts-expect-error a tracked event wraps its value: `n` is under `.data`
+        value.n;
+      },
+    },
+  );
+
+  // @ts-expect-error `tokenTicks` needs its `token`
+  client.tokenTicks.subscribe({}, { onData() {} });
+
+  // @ts-expect-error `from` is a number
+  client.onCount.subscribe({ from: '1' }, { onData() {} });
 
   // @ts-expect-error a transformer is rejected on a `transformer: false` router
   httpLink<AppRouter>({ url: 'http://127.0.0.1:1/trpc', transformer: { serialize: (v: unknown) => v, deserialize: (v: unknown) => v } });

@@ -1,0 +1,79 @@
+//! The server the WebSocket benchmark drives: `ping` echoes a number, `ticks` delivers a
+//! 10 Hz tick (carrying its send time) from an [`oxrpc::EventBus`] to every subscriber.
+//!
+//! Run with: `cargo run --release -p oxrpc-tests --bin bench-server -- --port 0`
+//! (prints `listening on http://127.0.0.1:PORT`; stops on SIGINT/SIGTERM).
+
+use std::io::Write as _;
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use futures_util::Stream;
+use oxrpc::{Error, EventBus, Router, Server, Tracked, procedure};
+use schemars::JsonSchema;
+use serde::Serialize;
+use ts_rs::TS;
+
+/// One tick.
+#[derive(Debug, Clone, Serialize, TS, JsonSchema)]
+struct Tick {
+    /// Microseconds since the Unix epoch when the tick was published.
+    sent_us: u64,
+}
+
+static TICKS: LazyLock<EventBus<Tick>> = LazyLock::new(|| EventBus::new(64));
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Echoes its input.
+#[procedure(query)]
+async fn ping(n: u64) -> u64 {
+    n
+}
+
+/// The 10 Hz tick, live.
+#[procedure(subscription)]
+async fn ticks() -> impl Stream<Item = Result<Tracked<Tick>, Error>> {
+    TICKS.subscribe(None)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut port = 0u16;
+    while let Some(arg) = args.next() {
+        if arg == "--port" {
+            port = args
+                .next()
+                .context("--port needs a value")?
+                .parse()
+                .context("--port must be a number")?;
+        }
+    }
+    tokio::spawn(async {
+        let mut interval = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            interval.tick().await;
+            TICKS.publish(Tick { sent_us: now_us() });
+        }
+    });
+    let router: Router<()> = Router::new().add(ping::procedure()).add(ticks::procedure());
+    let listening = Server::new(router)
+        .ws_max_connections(50_000)
+        .bind(("127.0.0.1", port))
+        .await?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "listening on http://{}", listening.local_addr())?;
+    stdout.flush()?;
+    listening
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
