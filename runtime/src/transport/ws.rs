@@ -19,8 +19,8 @@ use serde_json::value::RawValue;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::context::{RequestInfo, TransportKind};
 use crate::error::{Error, ErrorCode};
@@ -206,7 +206,7 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
                 Some(ws_config),
             )
             .await;
-            serve_connection(shared, socket, info, wants_params).await;
+            serve_connection(shared, Box::new(socket), info, wants_params).await;
             drop(slot);
         });
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
@@ -227,15 +227,26 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
 /// connection, so a stalled peer cannot grow server memory.
 #[derive(Clone)]
 struct Outbox {
-    sender: mpsc::Sender<Message>,
+    sender: mpsc::Sender<Utf8Bytes>,
     timeout: Duration,
     closing: watch::Sender<bool>,
 }
 
 impl Outbox {
     async fn send(&self, text: String) -> bool {
-        match tokio::time::timeout(self.timeout, self.sender.send(Message::Text(text.into()))).await
-        {
+        // Fast path without a timer: the queue has room.
+        match self.sender.try_send(text.into()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            // Boxed: the rare slow path does not inflate every caller's future.
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                Box::pin(self.send_slow(message)).await
+            }
+        }
+    }
+
+    async fn send_slow(&self, message: Utf8Bytes) -> bool {
+        match tokio::time::timeout(self.timeout, self.sender.send(message)).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
@@ -320,19 +331,19 @@ fn connection_params(text: &str) -> Option<Option<std::collections::BTreeMap<Str
 
 async fn serve_connection<Ctx: Clone + Send + Sync + 'static, S>(
     shared: Arc<Shared<Ctx>>,
-    socket: WebSocketStream<S>,
+    socket: Box<WebSocketStream<S>>,
     info: RequestInfo,
     wants_params: bool,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let config = shared.config.ws.clone();
-    let (mut sink, mut stream) = socket.split();
-    let (sender, mut receiver) = mpsc::channel::<Message>(config.send_queue);
+    let config = &shared.config.ws;
+    let (mut sink, mut stream) = (*socket).split();
+    let (sender, mut receiver) = mpsc::channel::<Utf8Bytes>(config.send_queue);
     let (closing, mut closing_rx) = watch::channel(false);
     let mut writer = tokio::spawn(async move {
-        while let Some(message) = receiver.recv().await {
-            if sink.send(message).await.is_err() {
+        while let Some(text) = receiver.recv().await {
+            if sink.send(Message::Text(text)).await.is_err() {
                 break;
             }
         }
@@ -351,12 +362,13 @@ async fn serve_connection<Ctx: Clone + Send + Sync + 'static, S>(
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
     };
 
-    let mut info = Some(info);
+    // Boxed: only needed until the context exists.
+    let mut info = Some(Box::new(info));
     let mut ctx: Option<Ctx> = None;
     // A context refused at connection time: say why, then close (spec §7.1).
     let mut open = true;
     if !wants_params && let Some(info) = info.take() {
-        match (shared.create_context)(info).await {
+        match (shared.create_context)(*info).await {
             Ok(c) => ctx = Some(c),
             Err(e) => {
                 outbox.send(null_error(&shared, &e)).await;
@@ -396,7 +408,7 @@ async fn serve_connection<Ctx: Clone + Send + Sync + 'static, S>(
                     break;
                 }
                 pinged = true;
-                let _ = outbox.sender.try_send(Message::Text("PING".into()));
+                let _ = outbox.sender.try_send(Utf8Bytes::from_static("PING"));
                 continue;
             }
         };
@@ -427,7 +439,9 @@ async fn serve_connection<Ctx: Clone + Send + Sync + 'static, S>(
         }
         if ctx.is_none() {
             // `?connectionParams=1`: the first frame must be the connection params.
-            let Some(info) = info.take() else { break };
+            let Some(info) = info.take().map(|b| *b) else {
+                break;
+            };
             match connection_params(text.as_str()) {
                 Some(params) => {
                     match (shared.create_context)(info.with_connection_params(params)).await {
@@ -778,4 +792,31 @@ async fn run_subscription<Ctx: Clone + Send + Sync + 'static>(
         }
     }
     outbox.send(stopped).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_connection_task_is_small() {
+        let router = crate::Router::<()>::new();
+        let server = crate::Server::new(router).into_service();
+        let shared = Arc::clone(server.shared());
+        let (a, _b) = tokio::io::duplex(64);
+        let socket = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+        let info = RequestInfo::new(
+            http::Method::GET,
+            http::Uri::from_static("/"),
+            http::HeaderMap::new(),
+            None,
+        );
+        let future = serve_connection(shared, Box::new(socket), info, false);
+        let size = std::mem::size_of_val(&future);
+        eprintln!("serve_connection future: {size} bytes");
+        assert!(
+            size < 2048,
+            "the per-connection future grew to {size} bytes"
+        );
+    }
 }
