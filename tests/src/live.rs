@@ -240,6 +240,18 @@ pub async fn token_ticks(input: TokenInput) -> Result<impl Stream<Item = u32>, E
     Ok(futures_util::stream::iter([1, 2, 3]))
 }
 
+/// 4 KiB events as fast as the connection takes them, forever (for slow-consumer tests).
+#[procedure(subscription)]
+pub async fn firehose() -> impl Stream<Item = String> {
+    let chunk = "x".repeat(4096);
+    async_stream::stream! {
+        loop {
+            yield chunk.clone();
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 /// What `streams.live` reports.
 #[derive(Debug, Serialize, TS, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -272,6 +284,7 @@ pub fn router() -> Router<Ctx> {
         .add(idle::procedure())
         .add(secret_ticks::procedure())
         .add(token_ticks::procedure())
+        .add(firehose::procedure())
         .nest(
             "posts",
             Router::new()

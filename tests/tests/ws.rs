@@ -522,3 +522,35 @@ async fn a_refused_context_is_reported_and_the_socket_closed() {
     assert_eq!(server.handle.websocket_connections(), 0);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let server = Running::start(|s| s.ws_send_queue(16, Duration::from_millis(300))).await;
+    let mut reader = server.connect("", &[]).await;
+    let mut stalled = server.connect("", &[]).await;
+    send(
+        &mut stalled,
+        r#"{"id":1,"method":"subscription","params":{"path":"firehose"}}"#,
+    )
+    .await;
+    // `stalled` never reads again: socket buffers fill, its queue fills, and after the
+    // slow-consumer timeout the server closes it. Memory stays bounded meanwhile.
+    let mut gone = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if server.handle.websocket_connections() == 1 {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the stalled connection is still open");
+    // The other connection is unaffected.
+    send(
+        &mut reader,
+        r#"{"id":1,"method":"query","params":{"path":"hello"}}"#,
+    )
+    .await;
+    assert_eq!(recv(&mut reader).await["result"]["data"], "hello world");
+    drop(stalled);
+    server.shutdown().await;
+}
