@@ -1,8 +1,10 @@
 //! The HTTP transport over real sockets: limits, bad input, shutdown, axum nesting.
 //! Every await has a deadline.
 
-use std::future::Future;
-use std::net::SocketAddr;
+mod support;
+
+use support::{Running, deadline};
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,12 +14,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use oxrpc::Server;
 use serde_json::Value;
-
-const DEADLINE: Duration = Duration::from_secs(10);
-
-async fn deadline<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, f).await.expect("timed out")
-}
 
 struct Reply {
     status: StatusCode,
@@ -75,57 +71,17 @@ async fn post_json(url: &str, body: impl Into<Bytes>) -> Reply {
     .await
 }
 
-/// A running conformance server; stopped (and awaited) on drop of the returned guard.
-struct Running {
-    base: String,
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Running {
-    async fn start(
-        configure: impl FnOnce(Server<oxrpc_tests::Ctx>) -> Server<oxrpc_tests::Ctx>,
-    ) -> Running {
-        let server = configure(Server::with_context(
-            oxrpc_tests::router(),
-            oxrpc_tests::create_context,
-        ));
-        let listening = deadline(server.bind("127.0.0.1:0")).await.expect("bind");
-        let addr = listening.local_addr();
-        assert_ne!(addr.port(), 0, "port 0 must be replaced by the real port");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(listening.run_until(async {
-            let _ = rx.await;
-        }));
-        Running {
-            base: format!("http://{addr}/trpc"),
-            addr,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            deadline(task).await.expect("join").expect("server result");
-        }
-    }
-
-    async fn assert_still_serving(&self) {
-        let reply = get(&format!("{}/hello", self.base)).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        assert_eq!(reply.json()["result"]["data"], "hello world");
-    }
+/// The server still answers.
+async fn assert_still_serving(server: &Running) {
+    let reply = get(&format!("{}/hello", server.base)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.json()["result"]["data"], "hello world");
 }
 
 #[tokio::test]
 async fn port_zero_reports_the_real_port_and_serves() {
     let server = Running::start(|s| s).await;
-    server.assert_still_serving().await;
+    assert_still_serving(&server).await;
     let reply = get(&format!("{}/hello", server.base)).await;
     assert_eq!(reply.headers["content-type"], "application/json");
     assert_eq!(reply.headers["vary"], "trpc-accept, accept");
@@ -163,7 +119,7 @@ async fn oversized_bodies_get_payload_too_large() {
         .expect("request");
     let res = deadline(client.request(req)).await.expect("send");
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    server.assert_still_serving().await;
+    assert_still_serving(&server).await;
     server.shutdown().await;
 }
 
@@ -310,7 +266,7 @@ async fn bad_inputs_get_clear_errors_and_the_server_keeps_serving() {
         reply.body
     );
 
-    server.assert_still_serving().await;
+    assert_still_serving(&server).await;
     server.shutdown().await;
 }
 

@@ -1,6 +1,10 @@
 //! The WebSocket transport with raw frames (spec §7, captures of §11.8), over real sockets on
 //! the standalone server. Every await has a deadline.
 
+mod support;
+
+use support::{Running, deadline};
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -11,66 +15,21 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const DEADLINE: Duration = Duration::from_secs(10);
-
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-async fn deadline<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, f).await.expect("timed out")
-}
-
-struct Running {
-    addr: std::net::SocketAddr,
-    handle: oxrpc::ServerHandle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Running {
-    async fn start(
-        configure: impl FnOnce(Server<oxrpc_tests::Ctx>) -> Server<oxrpc_tests::Ctx>,
-    ) -> Running {
-        let server = configure(
-            Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context)
-                .shutdown_grace(Duration::from_millis(200)),
-        );
-        let handle = server.handle();
-        let listening = deadline(server.bind("127.0.0.1:0")).await.expect("bind");
-        let addr = listening.local_addr();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(listening.run_until(async {
-            let _ = rx.await;
-        }));
-        Running {
-            addr,
-            handle,
-            stop: Some(tx),
-            task: Some(task),
-        }
+/// A WebSocket connection to `server`, with extra upgrade-request headers.
+async fn connect(server: &Running, query: &str, headers: &[(&str, &str)]) -> Socket {
+    let mut req = format!("ws://{}/trpc{query}", server.addr)
+        .into_client_request()
+        .expect("request");
+    for (k, v) in headers {
+        let name = http::HeaderName::from_bytes(k.as_bytes()).expect("header name");
+        req.headers_mut().insert(name, v.parse().expect("header"));
     }
-
-    async fn connect(&self, query: &str, headers: &[(&str, &str)]) -> Socket {
-        let mut req = format!("ws://{}/trpc{query}", self.addr)
-            .into_client_request()
-            .expect("request");
-        for (k, v) in headers {
-            let name = http::HeaderName::from_bytes(k.as_bytes()).expect("header name");
-            req.headers_mut().insert(name, v.parse().expect("header"));
-        }
-        deadline(tokio_tungstenite::connect_async(req))
-            .await
-            .expect("connect")
-            .0
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            deadline(task).await.expect("join").expect("server");
-        }
-    }
+    deadline(tokio_tungstenite::connect_async(req))
+        .await
+        .expect("connect")
+        .0
 }
 
 async fn send(socket: &mut Socket, text: &str) {
@@ -112,7 +71,7 @@ fn stopped(id: Value) -> impl Fn(&Value) -> bool {
 #[tokio::test]
 async fn queries_mutations_batches_and_jsonrpc_echo() {
     let server = Running::start(|s| s).await;
-    let mut ws = server.connect("", &[]).await;
+    let mut ws = connect(&server, "", &[]).await;
     send(&mut ws, r#"{"jsonrpc":"2.0","id":"abc","method":"query","params":{"path":"greet","input":{"name":"x"}}}"#).await;
     assert_eq!(
         recv(&mut ws).await,
@@ -155,7 +114,7 @@ async fn queries_mutations_batches_and_jsonrpc_echo() {
 #[tokio::test]
 async fn tracked_subscription_resumes_after_last_event_id() {
     let server = Running::start(|s| s).await;
-    let mut ws = server.connect("", &[]).await;
+    let mut ws = connect(&server, "", &[]).await;
     send(&mut ws, r#"{"id":1,"method":"subscription","params":{"path":"onCount","input":{"from":0},"lastEventId":"4"}}"#).await;
     let frames = recv_until(&mut ws, stopped(json!(1))).await;
     assert_eq!(
@@ -174,7 +133,7 @@ async fn tracked_subscription_resumes_after_last_event_id() {
 #[tokio::test]
 async fn errors_end_subscriptions_and_stop_drops_the_stream() {
     let server = Running::start(|s| s).await;
-    let mut ws = server.connect("", &[]).await;
+    let mut ws = connect(&server, "", &[]).await;
     send(
         &mut ws,
         r#"{"id":1,"method":"subscription","params":{"path":"onErr"}}"#,
@@ -234,7 +193,7 @@ async fn errors_end_subscriptions_and_stop_drops_the_stream() {
 #[tokio::test]
 async fn malformed_frames_get_parse_errors_and_ping_gets_pong() {
     let server = Running::start(|s| s).await;
-    let mut ws = server.connect("", &[]).await;
+    let mut ws = connect(&server, "", &[]).await;
     send(
         &mut ws,
         r#"{"id":null,"method":"query","params":{"path":"hello"}}"#,
@@ -293,7 +252,7 @@ async fn malformed_frames_get_parse_errors_and_ping_gets_pong() {
 #[tokio::test]
 async fn connection_params_reach_the_context_and_bad_ones_close() {
     let server = Running::start(|s| s).await;
-    let mut ws = server.connect("?connectionParams=1", &[]).await;
+    let mut ws = connect(&server, "?connectionParams=1", &[]).await;
     send(
         &mut ws,
         r#"{"method":"connectionParams","data":{"token":"t"}}"#,
@@ -309,7 +268,7 @@ async fn connection_params_reach_the_context_and_bad_ones_close() {
         json!({"id":1,"result":{"type":"data","data":{"connectionParams":{"token":"t"},"hasAuth":null}}})
     );
 
-    let mut bad = server.connect("?connectionParams=1", &[]).await;
+    let mut bad = connect(&server, "?connectionParams=1", &[]).await;
     send(
         &mut bad,
         r#"{"method":"connectionParams","data":{"token":1}}"#,
@@ -340,7 +299,7 @@ async fn three_ways_to_authenticate() {
             .collect::<Vec<_>>()
     };
     // 1. A header on the upgrade request.
-    let mut ws = server.connect("", &[("authorization", "ABC")]).await;
+    let mut ws = connect(&server, "", &[("authorization", "ABC")]).await;
     send(
         &mut ws,
         r#"{"id":1,"method":"subscription","params":{"path":"secretTicks"}}"#,
@@ -351,7 +310,7 @@ async fn three_ways_to_authenticate() {
         vec![json!("abc"); 3]
     );
     // 2. A token in connectionParams.
-    let mut ws = server.connect("?connectionParams=1", &[]).await;
+    let mut ws = connect(&server, "?connectionParams=1", &[]).await;
     send(
         &mut ws,
         r#"{"method":"connectionParams","data":{"token":"ADMIN"}}"#,
@@ -367,7 +326,7 @@ async fn three_ways_to_authenticate() {
         vec![json!("root"); 3]
     );
     // 3. A token in the subscription input.
-    let mut ws = server.connect("", &[]).await;
+    let mut ws = connect(&server, "", &[]).await;
     send(&mut ws, r#"{"id":1,"method":"subscription","params":{"path":"tokenTicks","input":{"token":"ABC"}}}"#).await;
     assert_eq!(recv_until(&mut ws, stopped(json!(1))).await.len(), 5);
     send(&mut ws, r#"{"id":2,"method":"subscription","params":{"path":"tokenTicks","input":{"token":"nope"}}}"#).await;
@@ -406,9 +365,7 @@ async fn limits_origin_and_subscription_count() {
         deadline(refused).await.is_err(),
         "a foreign origin must be refused"
     );
-    let mut ws = server
-        .connect("", &[("origin", "https://app.example")])
-        .await;
+    let mut ws = connect(&server, "", &[("origin", "https://app.example")]).await;
     for id in 1..=3 {
         send(
             &mut ws,
@@ -423,7 +380,7 @@ async fn limits_origin_and_subscription_count() {
         (json!(3), json!("TOO_MANY_REQUESTS"))
     );
     // An oversized frame closes the connection; others are unaffected.
-    let mut other = server.connect("", &[]).await;
+    let mut other = connect(&server, "", &[]).await;
     send(
         &mut ws,
         &format!(
@@ -450,7 +407,7 @@ async fn limits_origin_and_subscription_count() {
 #[tokio::test]
 async fn reconnect_broadcast_and_graceful_shutdown() {
     let server = Running::start(|s| s.shutdown_grace(Duration::from_millis(300))).await;
-    let mut ws = server.connect("", &[]).await;
+    let mut ws = connect(&server, "", &[]).await;
     send(
         &mut ws,
         r#"{"id":1,"method":"query","params":{"path":"hello"}}"#,
@@ -497,7 +454,7 @@ async fn nests_under_axum_with_upgrades() {
 #[tokio::test]
 async fn a_refused_context_is_reported_and_the_socket_closed() {
     let server = Running::start(|s| s).await;
-    let mut ws = server.connect("", &[("x-fail-context", "1")]).await;
+    let mut ws = connect(&server, "", &[("x-fail-context", "1")]).await;
     send(
         &mut ws,
         r#"{"id":1,"method":"query","params":{"path":"hello"}}"#,
@@ -526,8 +483,8 @@ async fn a_refused_context_is_reported_and_the_socket_closed() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_disconnected() {
     let server = Running::start(|s| s.ws_send_queue(16, Duration::from_millis(300))).await;
-    let mut reader = server.connect("", &[]).await;
-    let mut stalled = server.connect("", &[]).await;
+    let mut reader = connect(&server, "", &[]).await;
+    let mut stalled = connect(&server, "", &[]).await;
     send(
         &mut stalled,
         r#"{"id":1,"method":"subscription","params":{"path":"firehose"}}"#,
@@ -552,5 +509,46 @@ async fn a_client_that_stops_reading_is_disconnected() {
     .await;
     assert_eq!(recv(&mut reader).await["result"]["data"], "hello world");
     drop(stalled);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused_before_the_upgrade() {
+    let server = Running::start(|s| s.ws_max_connections(2)).await;
+    let first = connect(&server, "", &[]).await;
+    let _second = connect(&server, "", &[]).await;
+    let third = deadline(tokio_tungstenite::connect_async(format!(
+        "ws://{}/trpc",
+        server.addr
+    )))
+    .await;
+    match third {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!("expected a 503, got {:?}", other.map(|_| ())),
+    }
+    // A slot frees up when a connection closes.
+    drop(first);
+    let mut again = None;
+    for _ in 0..100 {
+        if let Ok(Ok((socket, _))) = tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio_tungstenite::connect_async(format!("ws://{}/trpc", server.addr)),
+        )
+        .await
+        {
+            again = Some(socket);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut again = again.expect("a freed slot");
+    send(
+        &mut again,
+        r#"{"id":1,"method":"query","params":{"path":"hello"}}"#,
+    )
+    .await;
+    assert_eq!(recv(&mut again).await["result"]["data"], "hello world");
     server.shutdown().await;
 }
