@@ -17,7 +17,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
-use tokio::task::AbortHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -28,6 +27,7 @@ use crate::input;
 use crate::middleware::ReplyKind;
 use crate::procedure::ProcedureKind;
 use crate::server::Shared;
+use crate::subscription::{EncodedEvent, EventStream};
 use crate::transport::http::{Body, HttpService, PeerAddr};
 
 /// WebSocket limits and switches.
@@ -227,7 +227,7 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
 /// connection, so a stalled peer cannot grow server memory.
 #[derive(Clone)]
 struct Outbox {
-    sender: mpsc::Sender<Utf8Bytes>,
+    sender: mpsc::Sender<Out>,
     timeout: Duration,
     closing: watch::Sender<bool>,
 }
@@ -235,7 +235,11 @@ struct Outbox {
 impl Outbox {
     async fn send(&self, text: String) -> bool {
         // Fast path without a timer: the queue has room.
-        match self.sender.try_send(text.into()) {
+        self.push(Out::Text(text.into())).await
+    }
+
+    async fn push(&self, out: Out) -> bool {
+        match self.sender.try_send(out) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => false,
             // Boxed: the rare slow path does not inflate every caller's future.
@@ -245,7 +249,7 @@ impl Outbox {
         }
     }
 
-    async fn send_slow(&self, message: Utf8Bytes) -> bool {
+    async fn send_slow(&self, message: Out) -> bool {
         match tokio::time::timeout(self.timeout, self.sender.send(message)).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
@@ -256,6 +260,165 @@ impl Outbox {
                 let _ = self.closing.send(true);
                 false
             }
+        }
+    }
+}
+
+/// What the connection's writer (the pump) is asked to do.
+enum Out {
+    /// Send a text frame.
+    Text(Utf8Bytes),
+    /// Start streaming a subscription's events (if it was not stopped meanwhile). Boxed: the
+    /// queue's slots are sized for the largest variant, and text frames are the common case.
+    Start(Box<Start>),
+    /// Drop a subscription's stream.
+    Stop { key: String },
+}
+
+/// A subscription whose setup succeeded.
+struct Start {
+    key: String,
+    generation: u64,
+    reply: ReplyTo,
+    path: Arc<str>,
+    events: EventStream,
+}
+
+/// Live subscriptions of a connection: client id → generation (ids may be reused).
+type Registry = Arc<Mutex<HashMap<String, u64>>>;
+
+fn unregister(registry: &Registry, key: &str, generation: u64) {
+    if let Ok(mut live) = registry.lock()
+        && live.get(key) == Some(&generation)
+    {
+        live.remove(key);
+    }
+}
+
+/// One subscription's events, tagged for the pump; `None` marks the natural end.
+type Tagged = (
+    Arc<(String, u64, ReplyTo, Arc<str>)>,
+    Option<Result<EncodedEvent, Error>>,
+);
+
+/// The writer task: one per connection. It sends queued frames and polls every live
+/// subscription stream itself, so an event costs one task wake-up and one write. A write that
+/// does not complete within the slow-consumer timeout closes the connection.
+async fn pump<Ctx, S>(
+    shared: Arc<Shared<Ctx>>,
+    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    mut queue: mpsc::Receiver<Out>,
+    registry: Registry,
+    closing: watch::Sender<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = shared.config.ws.slow_consumer_timeout;
+    let policy = &shared.config.policy;
+    // Created on the first subscription: an idle connection should not pay for it.
+    let mut streams: Option<
+        futures_util::stream::SelectAll<futures_util::stream::BoxStream<'static, Tagged>>,
+    > = None;
+    let mut aborts: HashMap<String, futures_util::stream::AbortHandle> = HashMap::new();
+    let write = |text: String| Message::Text(text.into());
+    loop {
+        let frame = tokio::select! {
+            biased;
+            out = queue.recv() => match out {
+                None => break,
+                Some(Out::Text(text)) => Message::Text(text),
+                Some(Out::Stop { key }) => {
+                    if let Some(handle) = aborts.remove(&key) {
+                        handle.abort();
+                    }
+                    continue;
+                }
+                Some(Out::Start(start)) => {
+                    let Start { key, generation, reply, path, events } = *start;
+                    let live = registry.lock().map(|l| l.get(&key) == Some(&generation)).unwrap_or(false);
+                    if !live {
+                        continue;
+                    }
+                    let tag = Arc::new((key.clone(), generation, reply.clone(), path));
+                    let tagged = events.map(Some).chain(futures_util::stream::once(async { None }));
+                    let (tagged, handle) = futures_util::stream::abortable(tagged);
+                    if let Some(old) = aborts.insert(key, handle) {
+                        old.abort();
+                    }
+                    streams
+                        .get_or_insert_with(futures_util::stream::SelectAll::new)
+                        .push(Box::pin(tagged.map(move |item| (Arc::clone(&tag), item))));
+                    write(reply.frame(r#""result":{"type":"started"}"#))
+                }
+            },
+            Some((tag, item)) = async { streams.as_mut()?.next().await }, if streams.as_ref().is_some_and(|s| !s.is_empty()) => {
+                let (key, generation, reply, path) = &*tag;
+                match item {
+                    Some(Ok(event)) => write(match &event.id {
+                        Some(id) => {
+                            let id = serde_json::to_string(id).unwrap_or_default();
+                            reply.frame(&format!(
+                                r#""result":{{"type":"data","data":{{"id":{id},"data":{}}},"id":{id}}}"#,
+                                event.data.get()
+                            ))
+                        }
+                        None => reply.frame(&format!(r#""result":{{"type":"data","data":{}}}"#, event.data.get())),
+                    }),
+                    Some(Err(e)) => {
+                        if let Some(handle) = aborts.remove(key) {
+                            handle.abort();
+                        }
+                        unregister(&registry, key, *generation);
+                        let error = reply.frame(&format!(r#""error":{}"#, policy.error_shape(&e, Some(path))));
+                        if !send_within(&mut sink, write(error), timeout, &closing).await {
+                            break;
+                        }
+                        write(reply.frame(r#""result":{"type":"stopped"}"#))
+                    }
+                    None => {
+                        aborts.remove(key);
+                        unregister(&registry, key, *generation);
+                        write(reply.frame(r#""result":{"type":"stopped"}"#))
+                    }
+                }
+            }
+        };
+        if !send_within(&mut sink, frame, timeout, &closing).await {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Sends a frame; if the socket is not ready at once, waits at most `timeout` (the slow
+/// consumer policy) before asking the connection to close.
+async fn send_within<S>(
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    frame: Message,
+    timeout: Duration,
+    closing: &watch::Sender<bool>,
+) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut send = std::pin::pin!(sink.send(frame));
+    // The common case completes on the first poll, without arming a timer.
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(send.as_mut(), cx))
+    })
+    .await;
+    if let std::task::Poll::Ready(result) = first {
+        return result.is_ok();
+    }
+    // Boxed: the timer lives only while a write is stuck.
+    match Box::pin(tokio::time::timeout(timeout, send)).await {
+        Ok(result) => result.is_ok(),
+        Err(_) => {
+            tracing::warn!(
+                "closing a WebSocket connection whose client stopped reading (slow consumer)"
+            );
+            let _ = closing.send(true);
+            false
         }
     }
 }
@@ -271,8 +434,6 @@ struct Incoming {
     method: Option<String>,
     #[serde(default)]
     params: Option<Params>,
-    #[serde(default)]
-    data: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -302,12 +463,11 @@ impl ReplyTo {
     }
 }
 
-type Subscriptions = Arc<Mutex<HashMap<String, AbortHandle>>>;
-
 struct Conn<Ctx> {
     shared: Arc<Shared<Ctx>>,
     outbox: Outbox,
-    subscriptions: Subscriptions,
+    subscriptions: Registry,
+    generations: std::sync::atomic::AtomicU64,
     in_flight: Arc<Semaphore>,
 }
 
@@ -338,17 +498,17 @@ async fn serve_connection<Ctx: Clone + Send + Sync + 'static, S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config.ws;
-    let (mut sink, mut stream) = (*socket).split();
-    let (sender, mut receiver) = mpsc::channel::<Utf8Bytes>(config.send_queue);
+    let (sink, mut stream) = (*socket).split();
+    let (sender, receiver) = mpsc::channel::<Out>(config.send_queue);
     let (closing, mut closing_rx) = watch::channel(false);
-    let mut writer = tokio::spawn(async move {
-        while let Some(text) = receiver.recv().await {
-            if sink.send(Message::Text(text)).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let registry: Registry = Arc::default();
+    let mut writer = tokio::spawn(pump(
+        Arc::clone(&shared),
+        sink,
+        receiver,
+        Arc::clone(&registry),
+        closing.clone(),
+    ));
     let outbox = Outbox {
         sender,
         timeout: config.slow_consumer_timeout,
@@ -358,7 +518,8 @@ async fn serve_connection<Ctx: Clone + Send + Sync + 'static, S>(
     let conn = Conn {
         shared: Arc::clone(&shared),
         outbox: outbox.clone(),
-        subscriptions: Arc::default(),
+        subscriptions: registry,
+        generations: std::sync::atomic::AtomicU64::new(0),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
     };
 
@@ -408,7 +569,7 @@ async fn serve_connection<Ctx: Clone + Send + Sync + 'static, S>(
                     break;
                 }
                 pinged = true;
-                let _ = outbox.sender.try_send(Utf8Bytes::from_static("PING"));
+                let _ = outbox.sender.try_send(Out::Text(Utf8Bytes::from_static("PING")));
                 continue;
             }
         };
@@ -504,15 +665,7 @@ async fn serve_connection<Ctx: Clone + Send + Sync + 'static, S>(
         }
     }
 
-    // Closing: every subscription's stream is dropped.
-    let handles: Vec<AbortHandle> = conn
-        .subscriptions
-        .lock()
-        .map(|mut s| s.drain().map(|(_, h)| h).collect())
-        .unwrap_or_default();
-    for handle in handles {
-        handle.abort();
-    }
+    // Closing: the pump drops every subscription's stream when it ends.
     let dropped = *closing_rx.borrow() || matches!(control.try_recv(), Ok(Control::Drop));
     drop(conn);
     drop(outbox);
@@ -549,7 +702,6 @@ impl<Ctx: Clone + Send + Sync + 'static> Conn<Ctx> {
         };
         if incoming.method.as_deref() == Some("connectionParams") && incoming.id.is_none() {
             // A repeated handshake frame: the context is already set.
-            let _ = incoming.data;
             return;
         }
         let id = match incoming.id {
@@ -577,13 +729,19 @@ impl<Ctx: Clone + Send + Sync + 'static> Conn<Ctx> {
             Some("mutation") => ProcedureKind::Mutation,
             Some("subscription") => ProcedureKind::Subscription,
             Some("subscription.stop") => {
-                let handle = self
+                let was_live = self
                     .subscriptions
                     .lock()
                     .ok()
-                    .and_then(|mut s| s.remove(&reply.id));
-                if let Some(handle) = handle {
-                    handle.abort();
+                    .and_then(|mut s| s.remove(&reply.id))
+                    .is_some();
+                if was_live {
+                    // The pump drops the stream (or never starts it, if setup is still running).
+                    self.outbox
+                        .push(Out::Stop {
+                            key: reply.id.clone(),
+                        })
+                        .await;
                     self.outbox
                         .send(reply.frame(r#""result":{"type":"stopped"}"#))
                         .await;
@@ -669,31 +827,50 @@ impl<Ctx: Clone + Send + Sync + 'static> Conn<Ctx> {
             } else if subscriptions.len() >= shared.config.ws.max_subscriptions {
                 Verdict::TooMany
             } else {
+                let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+                subscriptions.insert(reply.id.clone(), generation);
                 let task_shared = Arc::clone(shared);
                 let outbox = self.outbox.clone();
                 let registry = Arc::clone(&self.subscriptions);
                 let ctx = ctx.clone();
-                let key = reply.id.clone();
                 let reply = reply.clone();
-                let path = path.clone();
-                // The task's own cleanup waits for this lock, so its entry exists by then.
-                let task = tokio::spawn(async move {
-                    run_subscription(
-                        &task_shared,
-                        &outbox,
-                        &reply,
-                        &path,
-                        &procedure,
-                        ctx,
-                        input,
-                        options,
-                    )
-                    .await;
-                    if let Ok(mut s) = registry.lock() {
-                        s.remove(&reply.id);
+                let path: Arc<str> = Arc::from(path.as_str());
+                // Setup (middleware, validation, the handler's own setup) runs on its own; the
+                // stream then goes to the pump.
+                tokio::spawn(async move {
+                    let setup = task_shared
+                        .router
+                        .call_raw(&path, &procedure, ctx, input, options)
+                        .await;
+                    match setup {
+                        Ok(crate::middleware::Reply(ReplyKind::Stream(events))) => {
+                            let key = reply.id.clone();
+                            outbox
+                                .push(Out::Start(Box::new(Start {
+                                    key,
+                                    generation,
+                                    reply,
+                                    path,
+                                    events,
+                                })))
+                                .await;
+                        }
+                        other => {
+                            unregister(&registry, &reply.id, generation);
+                            let e = match other {
+                                Err(e) => e,
+                                Ok(_) => Error::internal("a subscription did not produce a stream"),
+                            };
+                            let shape = task_shared.config.policy.error_shape(&e, Some(&path));
+                            outbox
+                                .send(reply.frame(&format!(r#""error":{shape}"#)))
+                                .await;
+                            outbox
+                                .send(reply.frame(r#""result":{"type":"stopped"}"#))
+                                .await;
+                        }
                     }
                 });
-                subscriptions.insert(key, task.abort_handle());
                 Verdict::Started
             }
         };
@@ -724,76 +901,6 @@ impl<Ctx: Clone + Send + Sync + 'static> Conn<Ctx> {
     }
 }
 
-#[allow(clippy::too_many_arguments)] // the pieces of one call, passed once
-async fn run_subscription<Ctx: Clone + Send + Sync + 'static>(
-    shared: &Shared<Ctx>,
-    outbox: &Outbox,
-    reply: &ReplyTo,
-    path: &str,
-    procedure: &crate::procedure::Procedure<Ctx>,
-    ctx: Ctx,
-    input: crate::procedure::RawInput,
-    options: crate::middleware::CallOptions,
-) {
-    let error_frame = |e: &Error| {
-        reply.frame(&format!(
-            r#""error":{}"#,
-            shared.config.policy.error_shape(e, Some(path))
-        ))
-    };
-    let stopped = reply.frame(r#""result":{"type":"stopped"}"#);
-    let events = match shared
-        .router
-        .call_raw(path, procedure, ctx, input, options)
-        .await
-    {
-        Ok(crate::middleware::Reply(ReplyKind::Stream(events))) => events,
-        Ok(_) => {
-            let e = Error::internal("a subscription did not produce a stream");
-            outbox.send(error_frame(&e)).await;
-            return;
-        }
-        Err(e) => {
-            outbox.send(error_frame(&e)).await;
-            outbox.send(stopped).await;
-            return;
-        }
-    };
-    if !outbox
-        .send(reply.frame(r#""result":{"type":"started"}"#))
-        .await
-    {
-        return;
-    }
-    let mut events = events;
-    while let Some(event) = events.next().await {
-        let frame = match event {
-            Ok(event) => match &event.id {
-                Some(id) => {
-                    let id = serde_json::to_string(id).unwrap_or_default();
-                    reply.frame(&format!(
-                        r#""result":{{"type":"data","data":{{"id":{id},"data":{}}},"id":{id}}}"#,
-                        event.data.get()
-                    ))
-                }
-                None => reply.frame(&format!(
-                    r#""result":{{"type":"data","data":{}}}"#,
-                    event.data.get()
-                )),
-            },
-            Err(e) => {
-                outbox.send(error_frame(&e)).await;
-                outbox.send(stopped).await;
-                return;
-            }
-        };
-        if !outbox.send(frame).await {
-            return;
-        }
-    }
-    outbox.send(stopped).await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -811,12 +918,33 @@ mod tests {
             http::HeaderMap::new(),
             None,
         );
-        let future = serve_connection(shared, Box::new(socket), info, false);
+        let future = serve_connection(Arc::clone(&shared), Box::new(socket), info, false);
         let size = std::mem::size_of_val(&future);
         eprintln!("serve_connection future: {size} bytes");
         assert!(
             size < 2048,
             "the per-connection future grew to {size} bytes"
+        );
+
+        let (a, _b) = tokio::io::duplex(64);
+        let socket = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+        let (sink, _stream) = socket.split();
+        let (_sender, receiver) = mpsc::channel(1);
+        let pump = pump(
+            shared,
+            sink,
+            receiver,
+            Arc::default(),
+            watch::channel(false).0,
+        );
+        let size = std::mem::size_of_val(&pump);
+        eprintln!("pump future: {size} bytes");
+        assert!(size < 1024, "the per-connection pump grew to {size} bytes");
+        // The send queue allocates its slots eagerly: keep them small.
+        assert!(
+            std::mem::size_of::<Out>() <= 40,
+            "Out grew to {} bytes",
+            std::mem::size_of::<Out>()
         );
     }
 }

@@ -255,7 +255,9 @@ describe('wsLink, a failing createContext (plain profile, own server)', () => {
         (value) => assert.fail(`resolved with ${JSON.stringify(value)}`),
         (error: unknown) => error,
       ),
-      3_000,
+      // The client fails pending queries when a connection closes; with the retry delay of
+      // 1 s that can take one reconnect cycle. Generous for loaded CI machines.
+      8_000,
       'hello on a connection whose context failed',
     );
     assert.ok(err instanceof TRPCClientError, `a TRPCClientError: ${String(err)}`);
