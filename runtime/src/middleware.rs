@@ -111,10 +111,7 @@ impl Reply {
 
     /// The output as JSON text; `None` for `undefined` (a `()` output) and for streams.
     pub fn json(&self) -> Option<&str> {
-        match &self.0 {
-            ReplyKind::Value(v) => v.as_deref().map(RawValue::get),
-            ReplyKind::Stream(_) => None,
-        }
+        self.json_ref().map(RawValue::get)
     }
 
     /// Whether this is a subscription's event stream.
@@ -125,13 +122,6 @@ impl Reply {
     pub(crate) fn json_ref(&self) -> Option<&RawValue> {
         match &self.0 {
             ReplyKind::Value(v) => v.as_deref(),
-            ReplyKind::Stream(_) => None,
-        }
-    }
-
-    pub(crate) fn json_raw(self) -> Option<Box<RawValue>> {
-        match self.0 {
-            ReplyKind::Value(v) => v,
             ReplyKind::Stream(_) => None,
         }
     }

@@ -328,7 +328,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
                     let output_validator = Arc::clone(&output_validator);
                     Box::pin(async move {
                         let value = fut.await?;
-                        encode_output(&output, &output_validator, &call, &value)
+                        encode_output(&output, &output_validator, &call, &value).map(Reply::value)
                     })
                 }
             }
@@ -377,8 +377,8 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
                         let stream = fut.await?;
                         let events = stream.map(move |event| {
                             let (id, data) = event?.into_parts()?;
-                            let encoded = encode_output(&output, &output_validator, &call, &data)?;
-                            let data = encoded.json_raw().ok_or_else(|| {
+                            let data = encode_output(&output, &output_validator, &call, &data)?;
+                            let data = data.ok_or_else(|| {
                                 Error::internal("a subscription event had no data")
                             })?;
                             Ok(EncodedEvent { id, data })
@@ -568,9 +568,9 @@ fn encode_output<O: Output>(
     validator: &LazyValidator,
     call: &Call,
     value: &O,
-) -> Result<Reply, Error> {
+) -> Result<RawOutput, Error> {
     if info.is_unit {
-        return Ok(Reply::value(None));
+        return Ok(None);
     }
     let raw = serde_json::value::to_raw_value(value).map_err(|e| {
         Error::internal(e).with_message("Internal server error: the output could not be serialized")
@@ -592,7 +592,7 @@ fn encode_output<O: Output>(
             .with_message("Internal server error: output validation failed"));
         }
     }
-    Ok(Reply::value(Some(raw)))
+    Ok(Some(raw))
 }
 
 /// `alloc::vec::Vec<my_api::User>` → `Vec<User>`.

@@ -54,6 +54,15 @@ pub(crate) struct Shared<Ctx> {
     pub(crate) connections: Arc<Connections>,
 }
 
+impl<Ctx: Send + 'static> Shared<Ctx> {
+    /// The options of a network call: the router's, plus output validation in dev mode.
+    pub(crate) fn call_options(&self) -> crate::middleware::CallOptions {
+        let mut options = self.router.options();
+        options.validate_output |= self.config.policy.dev_mode;
+        options
+    }
+}
+
 /// A tRPC server: a [`Router`], a create-context function and transport options.
 ///
 /// ```no_run

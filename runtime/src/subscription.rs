@@ -1,6 +1,5 @@
 //! Subscriptions: streams of events, plain or tracked (`{ id, data }`, resumable).
 
-use std::fmt;
 use std::pin::Pin;
 
 use futures_util::Stream;
@@ -97,11 +96,5 @@ impl<T: Output> Event for Tracked<T> {
             );
         }
         Ok((Some(self.id), self.data))
-    }
-}
-
-impl fmt::Display for EncodedEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.data.get())
     }
 }

@@ -338,8 +338,7 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
                     }
                 }
                 Ok(ctx) => {
-                    let mut options = router.options();
-                    options.validate_output |= config.policy.dev_mode;
+                    let options = shared.call_options();
                     let futures = runnable.iter_mut().map(|(i, procedure, input)| {
                         router.call_raw(paths[*i], procedure, ctx.clone(), input.take(), options)
                     });

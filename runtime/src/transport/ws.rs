@@ -770,8 +770,7 @@ impl<Ctx: Clone + Send + Sync + 'static> Conn<Ctx> {
             self.send_error(&reply, &e, Some(&path)).await;
             return;
         };
-        let mut options = shared.router.options();
-        options.validate_output |= shared.config.policy.dev_mode;
+        let options = shared.call_options();
 
         if kind != ProcedureKind::Subscription {
             // Bounded concurrency per connection: a flood waits here, applying backpressure.
