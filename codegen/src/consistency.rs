@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use oxrpc::TsDeclaration;
+use oxrpc::types::TsDeclaration;
 
 /// Which way a type crosses the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

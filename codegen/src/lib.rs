@@ -30,7 +30,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use oxrpc::{ProcedureKind, Router, TsDeclaration, TypeInfo};
+use oxrpc::types::{TsDeclaration, TypeInfo};
+use oxrpc::{ProcedureKind, Router};
 use sha2::{Digest, Sha256};
 
 pub mod build;
@@ -110,25 +111,6 @@ fn ts_config() -> ts_rs::Config {
 }
 
 /// What oxrpc puts into every `error.data`, and the validation issues of `BAD_REQUEST` errors.
-const ERROR_TYPES: &str = "/** One problem with an input: where, what kind (zod's issue codes) and what was expected. */
-export interface ValidationIssue {
-  path: Array<string | number>;
-  code: string;
-  message: string;
-}
-
-/** `error.data` as oxrpc sends it; `issues` and `zodError` come with input validation failures. */
-export interface ErrorData {
-  code: TRPC_ERROR_CODE_KEY;
-  httpStatus: number;
-  path?: string;
-  stack?: string;
-  issues?: Array<ValidationIssue>;
-  zodError?: { formErrors: Array<string>; fieldErrors: { [key: string]: Array<string> | undefined } };
-}
-
-";
-
 /// The TypeScript type of what the client passes.
 fn input_type(info: &TypeInfo, cfg: &ts_rs::Config) -> String {
     if info.is_unit() {
@@ -209,7 +191,9 @@ fn render_level(out: &mut String, level: &Level<'_>, depth: usize) {
 /// Renders the router as `AppRouter.d.ts`. The same router always gives the same bytes.
 pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
     let cfg = ts_config();
-    let mut declarations: Vec<TsDeclaration> = Vec::new();
+    // `error.data` as the server sends it, declared from the runtime's own wire types.
+    let wire_error_data = TypeInfo::error_data();
+    let mut declarations: Vec<TsDeclaration> = wire_error_data.ts_declarations(&cfg);
     let mut root = Level::default();
     let error_data = router.error_data_type();
     let infos = router
@@ -246,7 +230,8 @@ pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
                 (p.output(), consistency::Role::Output),
             ]
         })
-        .chain(error_data.map(|info| (info, consistency::Role::Output)));
+        .chain(error_data.map(|info| (info, consistency::Role::Output)))
+        .chain([(&wire_error_data, consistency::Role::Output)]);
     for (info, role) in roles {
         if info.is_unit() {
             continue;
@@ -307,7 +292,6 @@ pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
         body.push_str(&decl.code);
         body.push_str("\n\n");
     }
-    body.push_str(ERROR_TYPES);
     let extra = error_data
         .map(|info| format!(" & {}", info.ts_name(&cfg)))
         .unwrap_or_default();

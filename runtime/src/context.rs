@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, Uri};
 
+use crate::call::BoxFuture;
 use crate::error::Error;
-use crate::procedure::BoxFuture;
 
 /// The transport a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,3 +99,7 @@ impl RequestInfo {
 /// A type-erased create-context function.
 pub(crate) type ContextFn<Ctx> =
     Arc<dyn Fn(RequestInfo) -> BoxFuture<Result<Ctx, Error>> + Send + Sync>;
+
+/// The peer address, put into request extensions by the standalone server.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub(crate) SocketAddr);

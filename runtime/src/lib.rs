@@ -65,31 +65,36 @@
 #[allow(unused_extern_crates)]
 extern crate self as oxrpc;
 
+mod body;
 mod bus;
+mod call;
 mod context;
-mod envelope;
+mod dispatch;
 mod error;
-mod input;
 mod middleware;
 mod procedure;
+mod protocol;
 mod router;
 mod server;
+pub mod service;
 mod subscription;
 mod transport;
-mod validate;
+pub mod types;
+pub mod validate;
 
 pub use bus::EventBus;
+pub use call::{Call, Meta, ProcedureKind, Reply};
 pub use context::{RequestInfo, TransportKind};
-pub use envelope::ErrorInfo;
 pub use error::{Error, ErrorCode};
-pub use middleware::{Call, Layer, Meta, Middleware, Next, Reply};
+pub use middleware::{Layer, Middleware, Next};
 pub use oxrpc_macros::procedure;
-pub use procedure::{Input, Output, Procedure, ProcedureKind, TsDeclaration, TypeInfo};
+pub use procedure::Procedure;
+pub use protocol::error::ErrorInfo;
 pub use router::{IntoProcedure, Router, RouterError};
 pub use server::{Listening, Server, ServerHandle};
 pub use subscription::{Event, Tracked};
-pub use transport::http::{Body, HttpService};
-pub use validate::{Issue, PathSegment, SchemaError, UnknownFields, Validator};
+pub use types::{Input, Output};
+pub use validate::{Issue, PathSegment, UnknownFields};
 
 /// Re-exports for the code `#[procedure]` generates. Not public API.
 #[doc(hidden)]

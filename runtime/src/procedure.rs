@@ -1,228 +1,21 @@
 //! One procedure: its kind, its types and its type-erased handler.
 
-use std::any::TypeId;
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
-
-use crate::error::{Error, ErrorCode};
-use crate::middleware::{Call, Layer, Meta, Reply};
-use crate::subscription::{EncodedEvent, Event};
-use crate::validate::{Issue, PathSegment, SchemaError, Validator};
 use futures_util::{Stream, StreamExt};
 
-/// A boxed, sendable future.
-pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// What a procedure produced: `None` is `undefined` (nothing on the wire), else JSON text.
-pub(crate) type RawOutput = Option<Box<RawValue>>;
-
-/// A raw JSON input: `None` when the client sent none (`undefined`).
-pub(crate) type RawInput = Option<Box<RawValue>>;
-
-/// A type-erased procedure (or middleware chain ending in one).
-pub(crate) type Handler<Ctx> =
-    Arc<dyn Fn(Ctx, Arc<Call>) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
+use crate::call::{BoxFuture, Call, EncodedEvent, Handler, Meta, ProcedureKind, RawOutput, Reply};
+use crate::error::{Error, ErrorCode};
+use crate::middleware::Layer;
+use crate::subscription::Event;
+use crate::types::{Input, Output, TypeInfo, short_type_name};
+use crate::validate::{Issue, PathSegment, SchemaError, Validator};
 
 /// A schema compiled on first use (so building a router, e.g. in a build script, stays cheap).
 type LazyValidator = Arc<OnceLock<Result<Validator, SchemaError>>>;
-
-/// The kind of a procedure, which decides its HTTP method and its client call (`.query()`,
-/// `.mutate()`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum ProcedureKind {
-    /// Read-only, sent as `GET`.
-    Query,
-    /// Side effects, sent as `POST`.
-    Mutation,
-    /// A stream of events, over WebSocket.
-    Subscription,
-}
-
-impl ProcedureKind {
-    /// `"query"`, `"mutation"` or `"subscription"`, as tRPC names them.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ProcedureKind::Query => "query",
-            ProcedureKind::Mutation => "mutation",
-            ProcedureKind::Subscription => "subscription",
-        }
-    }
-}
-
-impl fmt::Display for ProcedureKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A type that can be a procedure's input.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be used as a procedure input",
-    label = "this input type must implement `serde::Deserialize`, `ts_rs::TS` and `schemars::JsonSchema`",
-    note = "add `#[derive(serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]` to the type"
-)]
-pub trait Input: DeserializeOwned + ts_rs::TS + schemars::JsonSchema + Send + 'static {}
-impl<T: DeserializeOwned + ts_rs::TS + schemars::JsonSchema + Send + 'static> Input for T {}
-
-/// A type that can be a procedure's output.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be used as a procedure output",
-    label = "this output type must implement `serde::Serialize`, `ts_rs::TS` and `schemars::JsonSchema`",
-    note = "add `#[derive(serde::Serialize, ts_rs::TS, schemars::JsonSchema)]` to the type"
-)]
-pub trait Output: Serialize + ts_rs::TS + schemars::JsonSchema + Send + 'static {}
-impl<T: Serialize + ts_rs::TS + schemars::JsonSchema + Send + 'static> Output for T {}
-
-/// One TypeScript declaration a procedure's types depend on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TsDeclaration {
-    /// The TypeScript identifier, e.g. `User` (without generic parameters).
-    pub ident: String,
-    /// The Rust type behind it, for error messages.
-    pub rust_name: &'static str,
-    /// Identifies the Rust type (generic types: with placeholders for their parameters).
-    pub type_id: TypeId,
-    /// `export type User = { … };`, preceded by its JSDoc if the type has docs.
-    pub code: String,
-}
-
-/// Type information about an input or an output, for code generation and validation.
-#[derive(Clone, Copy)]
-pub struct TypeInfo {
-    rust_name: &'static str,
-    is_unit: bool,
-    accepts_undefined: fn() -> bool,
-    ts_name: fn(&ts_rs::Config) -> String,
-    ts_declarations: fn(&ts_rs::Config, &mut Vec<TsDeclaration>),
-    json_schema: fn() -> schemars::Schema,
-}
-
-impl TypeInfo {
-    /// An input: its schema describes what deserializes (schemars' deserialize contract).
-    fn of_input<T: Input>() -> Self {
-        TypeInfo {
-            accepts_undefined: || T::deserialize(serde_json::Value::Null).is_ok(),
-            json_schema: || {
-                schemars::generate::SchemaSettings::default()
-                    .for_deserialize()
-                    .into_generator()
-                    .into_root_schema_for::<T>()
-            },
-            ..Self::of_type::<T>()
-        }
-    }
-
-    /// An output: its schema describes what serializes (schemars' serialize contract).
-    pub(crate) fn of_output<T: ts_rs::TS + schemars::JsonSchema + 'static>() -> Self {
-        TypeInfo {
-            json_schema: || {
-                schemars::generate::SchemaSettings::default()
-                    .for_serialize()
-                    .into_generator()
-                    .into_root_schema_for::<T>()
-            },
-            ..Self::of_type::<T>()
-        }
-    }
-
-    fn of_type<T: ts_rs::TS + schemars::JsonSchema + 'static>() -> Self {
-        TypeInfo {
-            rust_name: std::any::type_name::<T>(),
-            is_unit: TypeId::of::<T>() == TypeId::of::<()>(),
-            accepts_undefined: || false,
-            ts_name: T::name,
-            ts_declarations: collect_declarations::<T>,
-            json_schema: || schemars::SchemaGenerator::default().into_root_schema_for::<T>(),
-        }
-    }
-
-    /// The Rust type's name, e.g. `my_api::User`.
-    pub fn rust_name(&self) -> &'static str {
-        self.rust_name
-    }
-
-    /// Whether the type is `()`: no input (`void`), or no output (`undefined`).
-    pub fn is_unit(&self) -> bool {
-        self.is_unit
-    }
-
-    /// Whether an input of this type may be left out by the client (`()`, `Option<T>`, …).
-    pub fn accepts_undefined(&self) -> bool {
-        self.is_unit || (self.accepts_undefined)()
-    }
-
-    /// The TypeScript type expression, e.g. `Array<User>`.
-    pub fn ts_name(&self, config: &ts_rs::Config) -> String {
-        (self.ts_name)(config)
-    }
-
-    /// Every named type this type depends on, itself included, each once.
-    pub fn ts_declarations(&self, config: &ts_rs::Config) -> Vec<TsDeclaration> {
-        let mut out = Vec::new();
-        (self.ts_declarations)(config, &mut out);
-        out
-    }
-
-    /// The JSON Schema of the type (a root schema with its `$defs`), validation constraints
-    /// included: what deserializes for inputs, what serializes for outputs.
-    pub fn json_schema(&self) -> schemars::Schema {
-        (self.json_schema)()
-    }
-
-    /// The type's schema, compiled for validation.
-    pub fn validator(&self) -> Result<Validator, SchemaError> {
-        Validator::new(self.json_schema().as_value())
-    }
-}
-
-impl fmt::Debug for TypeInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("TypeInfo").field(&self.rust_name).finish()
-    }
-}
-
-/// Walks `T` and everything it refers to, collecting each declarable type once.
-fn collect_declarations<T: ts_rs::TS + 'static>(cfg: &ts_rs::Config, out: &mut Vec<TsDeclaration>) {
-    struct Visit<'a> {
-        cfg: &'a ts_rs::Config,
-        out: &'a mut Vec<TsDeclaration>,
-    }
-    impl ts_rs::TypeVisitor for Visit<'_> {
-        fn visit<U: ts_rs::TS + 'static + ?Sized>(&mut self) {
-            if U::output_path().is_none() {
-                // Not declarable itself (a primitive or a wrapper such as `Vec<T>`); its type
-                // parameters may be. (Its `visit_dependencies` would bypass the dedup below
-                // and loop forever on recursive types.)
-                U::visit_generics(self);
-                return;
-            }
-            let type_id = TypeId::of::<U::WithoutGenerics>();
-            if self.out.iter().any(|d| d.type_id == type_id) {
-                return;
-            }
-            let mut code = U::docs().unwrap_or_default();
-            code.push_str("export ");
-            code.push_str(&U::decl(self.cfg));
-            self.out.push(TsDeclaration {
-                ident: U::ident(self.cfg),
-                rust_name: std::any::type_name::<U>(),
-                type_id,
-                code,
-            });
-            U::visit_generics(self);
-            U::visit_dependencies(self);
-        }
-    }
-    ts_rs::TypeVisitor::visit::<T>(&mut Visit { cfg, out });
-}
 
 /// A procedure: a handler plus what clients and code generators need to know about it.
 ///
@@ -508,7 +301,7 @@ fn compiled<'a>(lazy: &'a LazyValidator, info: &TypeInfo) -> Result<&'a Validato
     lazy.get_or_init(|| info.validator()).as_ref().map_err(|e| {
         Error::internal(e.clone()).with_message(format!(
             "Internal server error: the JSON Schema of `{}` cannot be used for validation",
-            short_type_name(info.rust_name)
+            short_type_name(info.rust_name())
         ))
     })
 }
@@ -518,7 +311,7 @@ fn decode_input<I: Input>(
     validator: &LazyValidator,
     call: &Call,
 ) -> Result<I, Error> {
-    if info.is_unit {
+    if info.is_unit() {
         // A procedure without input ignores whatever was sent, as tRPC does.
         return I::deserialize(serde_json::Value::Null).map_err(Error::internal);
     }
@@ -526,7 +319,7 @@ fn decode_input<I: Input>(
         None if !info.accepts_undefined() => {
             return Err(Error::bad_request(format!(
                 "Missing input: this procedure expects `{}`, but the request carried no input",
-                short_type_name(info.rust_name)
+                short_type_name(info.rust_name())
             )));
         }
         None => serde_json::Value::Null,
@@ -569,7 +362,7 @@ fn encode_output<O: Output>(
     call: &Call,
     value: &O,
 ) -> Result<RawOutput, Error> {
-    if info.is_unit {
+    if info.is_unit() {
         return Ok(None);
     }
     let raw = serde_json::value::to_raw_value(value).map_err(|e| {
@@ -595,37 +388,10 @@ fn encode_output<O: Output>(
     Ok(Some(raw))
 }
 
-/// `alloc::vec::Vec<my_api::User>` → `Vec<User>`.
-pub(crate) fn short_type_name(full: &str) -> String {
-    let mut out = String::with_capacity(full.len());
-    let mut segment_start = 0;
-    for (i, c) in full.char_indices() {
-        if c == ':' {
-            segment_start = i + 1;
-        } else if matches!(c, '<' | '>' | ',' | ' ' | '(' | ')' | '[' | ']' | ';' | '&') {
-            out.push_str(&full[segment_start..i]);
-            out.push(c);
-            segment_start = i + 1;
-        }
-    }
-    out.push_str(&full[segment_start..]);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
-
-    #[test]
-    fn short_type_names() {
-        assert_eq!(
-            short_type_name("alloc::vec::Vec<my_api::User>"),
-            "Vec<User>"
-        );
-        assert_eq!(short_type_name("u32"), "u32");
-        assert_eq!(short_type_name("(a::B, c::D)"), "(B, D)");
-    }
 
     fn block_on<F: Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
@@ -635,16 +401,18 @@ mod tests {
     }
 
     fn raw(s: &str) -> Arc<Call> {
-        call(Some(RawValue::from_string(s.to_owned()).expect("json")))
+        call(Some(
+            serde_json::value::RawValue::from_string(s.to_owned()).expect("json"),
+        ))
     }
 
-    fn call(input: RawInput) -> Arc<Call> {
+    fn call(input: crate::call::RawInput) -> Arc<Call> {
         Arc::new(Call {
             path: Arc::from("p"),
             kind: ProcedureKind::Query,
             meta: Meta::default(),
             input,
-            options: crate::middleware::CallOptions::default(),
+            options: crate::call::CallOptions::default(),
         })
     }
 

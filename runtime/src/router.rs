@@ -2,18 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::panic::{AssertUnwindSafe, Location};
-
-use futures_util::FutureExt;
-use serde::Serialize;
-
+use std::panic::Location;
 use std::sync::Arc;
 
-use crate::envelope::{ErrorFormatter, ErrorInfo};
-use crate::error::{Error, ErrorCode};
-use crate::middleware::{Call, CallOptions, Layer, Reply, ReplyKind};
-use crate::procedure::TypeInfo;
-use crate::procedure::{BoxFuture, Procedure, ProcedureKind, RawInput};
+use serde::Serialize;
+
+use crate::call::{CallOptions, ProcedureKind};
+use crate::dispatch::{self, Invocation, Via, Want};
+use crate::error::Error;
+use crate::middleware::Layer;
+use crate::procedure::Procedure;
+use crate::protocol::error::{ErrorFormatter, ErrorInfo};
+use crate::types::TypeInfo;
 use crate::validate::UnknownFields;
 
 /// Names the TypeScript client proxy cannot reach (`then` would make every router a thenable).
@@ -32,6 +32,18 @@ pub enum RouterError {
         first: String,
         /// Where the second one was defined.
         second: String,
+    },
+    /// A router with root-only settings (`unknown_fields`, `validate_outputs`,
+    /// `error_formatter`) was nested or merged: they apply to the whole API, so they are set
+    /// on the root router, never dropped silently.
+    #[error(
+        "a router nested or merged at {location} sets `{setting}`, a root-only setting: set it on the root router instead"
+    )]
+    RootSetting {
+        /// The setting.
+        setting: &'static str,
+        /// Where the router was nested or merged.
+        location: String,
     },
     /// A procedure or namespace name that tRPC clients cannot use.
     #[error("invalid procedure or namespace name `{name}` (at {location}): {reason}")]
@@ -189,6 +201,7 @@ impl<Ctx> Router<Ctx> {
             reason,
             location: location.to_string(),
         })?;
+        other.check_no_root_settings(location)?;
         for (path, procedure) in other.procedures {
             self.insert(format!("{prefix}.{path}"), procedure)?;
         }
@@ -205,11 +218,37 @@ impl<Ctx> Router<Ctx> {
     }
 
     /// Like [`Router::merge`], returning the error instead of panicking.
+    #[track_caller]
     pub fn try_merge(mut self, other: Router<Ctx>) -> Result<Self, RouterError> {
+        other.check_no_root_settings(Location::caller())?;
         for (path, procedure) in other.procedures {
             self.insert(path, procedure)?;
         }
         Ok(self)
+    }
+
+    /// Root-only settings must not be dropped by `nest`/`merge`.
+    fn check_no_root_settings(
+        &self,
+        location: &'static Location<'static>,
+    ) -> Result<(), RouterError> {
+        let defaults = CallOptions::default();
+        let setting = if self.options.unknown_fields != defaults.unknown_fields {
+            Some("unknown_fields")
+        } else if self.options.validate_output != defaults.validate_output {
+            Some("validate_outputs")
+        } else if self.formatter.is_some() {
+            Some("error_formatter")
+        } else {
+            None
+        };
+        match setting {
+            Some(setting) => Err(RouterError::RootSetting {
+                setting,
+                location: location.to_string(),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn insert(&mut self, path: String, procedure: Procedure<Ctx>) -> Result<(), RouterError> {
@@ -314,25 +353,7 @@ impl<Ctx> Router<Ctx> {
         D: Serialize + ts_rs::TS + schemars::JsonSchema + 'static,
         F: Fn(&Error, &ErrorInfo<'_>) -> D + Send + Sync + 'static,
     {
-        let format = move |error: &Error, info: &ErrorInfo<'_>| match serde_json::to_value(f(
-            error, info,
-        )) {
-            Ok(serde_json::Value::Object(map)) => map,
-            Ok(_) => {
-                tracing::error!(
-                    "the error formatter must return a struct (a JSON object); its output was dropped"
-                );
-                serde_json::Map::new()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the error formatter's output could not be serialized");
-                serde_json::Map::new()
-            }
-        };
-        self.formatter = Some(ErrorFormatter {
-            format: Arc::new(format),
-            data_type: TypeInfo::of_output::<D>(),
-        });
+        self.formatter = Some(ErrorFormatter::new(f));
         self
     }
 
@@ -390,14 +411,8 @@ impl<Ctx: Send + 'static> Router<Ctx> {
         O: serde::de::DeserializeOwned,
     {
         let raw = serde_json::value::to_raw_value(input).map_err(Error::internal)?;
-        let procedure = self.get(path).ok_or_else(|| no_procedure(path))?;
-        if procedure.kind() == ProcedureKind::Subscription {
-            return Err(Error::bad_request(format!(
-                "`{path}` is a subscription: use `Router::subscribe`"
-            )));
-        }
         let out = self
-            .call_raw(path, procedure, ctx, Some(raw), self.options)
+            .invoke(ctx, path, Want::Unary, Some(raw), None)?
             .await?;
         serde_json::from_str(out.json().unwrap_or("null")).map_err(Error::internal)
     }
@@ -421,19 +436,11 @@ impl<Ctx: Send + 'static> Router<Ctx> {
     {
         use futures_util::StreamExt;
         let raw = serde_json::value::to_raw_value(input).map_err(Error::internal)?;
-        let raw = crate::input::merge_last_event_id(Some(raw), last_event_id)?;
-        let procedure = self
-            .get(path)
-            .filter(|p| p.kind() == ProcedureKind::Subscription)
-            .ok_or_else(|| {
-                Error::not_found(format!("No \"subscription\"-procedure on path \"{path}\""))
-            })?;
-        let reply = self
-            .call_raw(path, procedure, ctx, raw, self.options)
-            .await?;
-        let ReplyKind::Stream(events) = reply.0 else {
-            return Err(Error::internal("a subscription did not produce a stream"));
-        };
+        let want = Want::Kind(ProcedureKind::Subscription);
+        let events = self
+            .invoke(ctx, path, want, Some(raw), last_event_id)?
+            .await?
+            .into_events()?;
         Ok(events.map(|event| {
             let event = event?;
             let data = serde_json::from_str(event.data.get()).map_err(Error::internal)?;
@@ -446,70 +453,65 @@ impl<Ctx: Send + 'static> Router<Ctx> {
         self.options
     }
 
-    /// Runs `procedure` through its middleware, turning a panic into `INTERNAL_SERVER_ERROR`.
-    pub(crate) fn call_raw(
+    /// Looks up and starts a call from Rust, through the dispatch seam.
+    fn invoke(
         &self,
-        path: &str,
-        procedure: &Procedure<Ctx>,
         ctx: Ctx,
-        input: RawInput,
-        options: CallOptions,
-    ) -> BoxFuture<Result<Reply, Error>> {
-        let call = Arc::new(Call {
-            path: Arc::from(path),
+        path: &str,
+        want: Want,
+        input: crate::call::RawInput,
+        last_event_id: Option<&str>,
+    ) -> Result<crate::call::BoxFuture<Result<crate::call::Reply, Error>>, Error> {
+        let procedure = dispatch::lookup(path, want, self.get(path), |p| p.kind())?;
+        let invocation = Invocation {
+            path: &Arc::from(path),
             kind: procedure.kind(),
-            meta: procedure.meta().clone(),
+            meta: procedure.meta(),
+            via: Via::Caller,
+            batch_index: None,
+            options: self.options,
+        };
+        Ok(dispatch::invoke(
+            invocation,
             input,
-            options,
-        });
-        let path = path.to_owned();
-        let started = std::panic::catch_unwind(AssertUnwindSafe(|| procedure.invoke(ctx, call)));
-        match started {
-            Err(payload) => Box::pin(std::future::ready(Err(panic_error(&path, &*payload)))),
-            Ok(fut) => Box::pin(
-                AssertUnwindSafe(fut)
-                    .catch_unwind()
-                    .map(move |r| r.unwrap_or_else(|payload| Err(panic_error(&path, &*payload)))),
-            ),
-        }
-    }
-}
-
-/// The NOT_FOUND error for an unknown path, worded as tRPC does.
-pub(crate) fn no_procedure(path: &str) -> Error {
-    Error::new(
-        ErrorCode::NotFound,
-        format!("No procedure found on path \"{path}\""),
-    )
-}
-
-/// A panic payload as an internal error: the client sees a generic message.
-fn panic_error(path: &str, payload: &(dyn std::any::Any + Send)) -> Error {
-    let text = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
-    Error::internal(format!("procedure `{path}` panicked: {text}"))
-}
-
-/// Whether a kind may be reached with a given method (`POST` queries need method override).
-pub(crate) fn kind_accepts(
-    kind: ProcedureKind,
-    is_post: bool,
-    allow_method_override: bool,
-) -> bool {
-    match kind {
-        ProcedureKind::Query => !is_post || allow_method_override,
-        ProcedureKind::Mutation => is_post,
-        // Served over WebSocket only (no SSE yet).
-        ProcedureKind::Subscription => false,
+            last_event_id,
+            |call| procedure.invoke(ctx, call),
+            |_| {},
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn root_settings_are_not_dropped_by_nest_or_merge() {
+        let strict = Router::new()
+            .add(q("a"))
+            .unknown_fields(UnknownFields::Reject);
+        let err = Router::new()
+            .try_nest("n", strict.clone())
+            .expect_err("nest");
+        assert!(err.to_string().contains("`unknown_fields`"), "{err}");
+        let err = Router::new().try_merge(strict).expect_err("merge");
+        assert!(matches!(err, RouterError::RootSetting { .. }), "{err}");
+        let formatted = Router::new()
+            .add(q("b"))
+            .error_formatter(|_: &Error, _: &ErrorInfo<'_>| Extra { x: 1 });
+        let err = Router::new().try_nest("n", formatted).expect_err("nest");
+        assert!(err.to_string().contains("`error_formatter`"), "{err}");
+        // Set on the root, after nesting: fine.
+        Router::new()
+            .nest("n", Router::new().add(q("a")))
+            .unknown_fields(UnknownFields::Reject);
+    }
+
+    #[derive(serde::Serialize, ts_rs::TS, schemars::JsonSchema)]
+    struct Extra {
+        x: u8,
+    }
 
     fn q(name: &str) -> Procedure<()> {
         Procedure::query(name, |_: (), (): ()| async { Ok::<_, Error>(1) })

@@ -13,54 +13,22 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
-use crate::context::{ContextFn, RequestInfo};
-use crate::envelope::{ErrorInfo, ErrorPolicy};
+use crate::context::{ContextFn, PeerAddr, RequestInfo};
+use crate::dispatch::Dispatcher;
 use crate::error::Error;
+use crate::protocol::error::{ErrorInfo, ErrorPolicy};
 use crate::router::Router;
-use crate::transport::http::{HttpService, PeerAddr};
-use crate::transport::ws::{Connections, Control, WsConfig};
+use crate::service::HttpService;
+use crate::transport::http::{HttpConfig, HttpTransport};
+use crate::transport::ws::registry::{Connections, Control};
+use crate::transport::ws::{WsConfig, WsTransport};
 
-/// Limits and switches of the HTTP transport.
-#[derive(Debug, Clone)]
-pub(crate) struct HttpConfig {
-    pub(crate) endpoint: String,
-    pub(crate) max_body_size: usize,
-    pub(crate) max_batch_size: usize,
-    pub(crate) allow_batching: bool,
-    pub(crate) allow_method_override: bool,
-    pub(crate) policy: ErrorPolicy,
-    pub(crate) ws: WsConfig,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            endpoint: "/trpc".to_owned(),
-            max_body_size: 2 * 1024 * 1024,
-            max_batch_size: 100,
-            allow_batching: true,
-            allow_method_override: false,
-            policy: ErrorPolicy::default(),
-            ws: WsConfig::default(),
-        }
-    }
-}
-
-/// What every request of one server shares.
-pub(crate) struct Shared<Ctx> {
-    pub(crate) router: Router<Ctx>,
-    pub(crate) create_context: ContextFn<Ctx>,
-    pub(crate) config: HttpConfig,
-    pub(crate) connections: Arc<Connections>,
-}
-
-impl<Ctx: Send + 'static> Shared<Ctx> {
-    /// The options of a network call: the router's, plus output validation in dev mode.
-    pub(crate) fn call_options(&self) -> crate::middleware::CallOptions {
-        let mut options = self.router.options();
-        options.validate_output |= self.config.policy.dev_mode;
-        options
-    }
+/// Everything a server is configured with, per transport.
+#[derive(Debug, Clone, Default)]
+struct ServerConfig {
+    http: HttpConfig,
+    ws: WsConfig,
+    policy: ErrorPolicy,
 }
 
 /// A tRPC server: a [`Router`], a create-context function and transport options.
@@ -79,7 +47,7 @@ impl<Ctx: Send + 'static> Shared<Ctx> {
 pub struct Server<Ctx> {
     router: Router<Ctx>,
     create_context: ContextFn<Ctx>,
-    config: HttpConfig,
+    config: ServerConfig,
     connections: Arc<Connections>,
 }
 
@@ -123,7 +91,7 @@ impl<Ctx: Send + 'static> Server<Ctx> {
         F: Fn(RequestInfo) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Ctx, Error>> + Send + 'static,
     {
-        let mut config = HttpConfig::default();
+        let mut config = ServerConfig::default();
         config.policy.formatter = router.formatter().cloned();
         Server {
             router,
@@ -136,33 +104,33 @@ impl<Ctx: Send + 'static> Server<Ctx> {
     /// The path prefix tRPC is served under (default `/trpc`). Use `/` when a parent router
     /// already strips a prefix, e.g. axum's `nest_service("/trpc", …)`.
     pub fn endpoint(mut self, prefix: &str) -> Self {
-        self.config.endpoint = prefix.trim_end_matches('/').to_owned();
+        self.config.http.endpoint = prefix.trim_end_matches('/').to_owned();
         self
     }
 
     /// The largest request body accepted, in bytes (default 2 MiB); larger ones get
     /// `PAYLOAD_TOO_LARGE`.
     pub fn max_body_size(mut self, bytes: usize) -> Self {
-        self.config.max_body_size = bytes;
+        self.config.http.max_body_size = bytes;
         self
     }
 
     /// The most calls one batch may hold (default 100); more get `BAD_REQUEST`.
     pub fn max_batch_size(mut self, calls: usize) -> Self {
-        self.config.max_batch_size = calls;
+        self.config.http.max_batch_size = calls;
         self
     }
 
     /// Whether `?batch=1` requests are served (default `true`).
     pub fn allow_batching(mut self, allow: bool) -> Self {
-        self.config.allow_batching = allow;
+        self.config.http.allow_batching = allow;
         self
     }
 
     /// Whether queries may also be sent as `POST` (the client's `methodOverride: 'POST'`;
     /// default `false`).
     pub fn allow_method_override(mut self, allow: bool) -> Self {
-        self.config.allow_method_override = allow;
+        self.config.http.allow_method_override = allow;
         self
     }
 
@@ -248,39 +216,55 @@ impl<Ctx: Send + 'static> Server<Ctx> {
             connections: Arc::clone(&self.connections),
         }
     }
+}
 
+impl<Ctx: Clone + Send + Sync + 'static> Server<Ctx> {
     /// The server as a `tower::Service`, to mount under axum or serve with hyper yourself.
-    pub fn into_service(self) -> HttpService<Ctx> {
-        HttpService::new(Arc::new(Shared {
-            router: self.router,
-            create_context: self.create_context,
-            config: self.config,
-            connections: self.connections,
-        }))
+    pub fn into_service(self) -> HttpService {
+        let ServerConfig { http, ws, policy } = self.config;
+        let dispatcher = Dispatcher::new(
+            self.router.procedures(),
+            self.router.options(),
+            self.create_context,
+            policy,
+        );
+        let endpoint = http.endpoint.clone();
+        HttpService::new(
+            endpoint,
+            HttpTransport::new(dispatcher.clone(), http),
+            WsTransport::new(dispatcher, ws, self.connections),
+        )
     }
 
     /// Binds a TCP address (port 0 picks a free port; see [`Listening::local_addr`]).
-    pub async fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Listening<Ctx>> {
+    pub async fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Listening> {
         let listener = TcpListener::bind(addr).await?;
         Ok(self.listen(listener))
     }
 
     /// Serves on an already bound listener.
-    pub fn listen(self, listener: TcpListener) -> Listening<Ctx> {
+    pub fn listen(self, listener: TcpListener) -> Listening {
+        let connections = Arc::clone(&self.connections);
+        let shutdown_grace = self.config.ws.shutdown_grace;
         Listening {
             listener,
             service: self.into_service(),
+            connections,
+            shutdown_grace,
         }
     }
 }
 
 /// A bound server, ready to run.
-pub struct Listening<Ctx> {
+#[derive(Debug)]
+pub struct Listening {
     listener: TcpListener,
-    service: HttpService<Ctx>,
+    service: HttpService,
+    connections: Arc<Connections>,
+    shutdown_grace: Duration,
 }
 
-impl<Ctx: Clone + Send + Sync + 'static> Listening<Ctx> {
+impl Listening {
     /// The address actually bound (the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         // A bound TCP listener always has an address.
@@ -297,7 +281,12 @@ impl<Ctx: Clone + Send + Sync + 'static> Listening<Ctx> {
     /// Serves until `signal` completes, then stops accepting, lets in-flight requests finish
     /// (up to 30 s) and returns.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> io::Result<()> {
-        let Listening { listener, service } = self;
+        let Listening {
+            listener,
+            service,
+            connections,
+            shutdown_grace,
+        } = self;
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
         let mut signal = std::pin::pin!(signal);
@@ -333,16 +322,11 @@ impl<Ctx: Clone + Send + Sync + 'static> Listening<Ctx> {
         drop(listener);
         // WebSocket clients are told to reconnect (to another instance, after a deploy);
         // those still here after the grace period are closed.
-        let shared = service.shared();
-        if shared.connections.count() > 0 {
-            shared.connections.broadcast(Control::Reconnect);
-            if !shared
-                .connections
-                .drained(shared.config.ws.shutdown_grace)
-                .await
-            {
-                shared.connections.broadcast(Control::Drop);
-                shared.connections.drained(Duration::from_secs(1)).await;
+        if connections.count() > 0 {
+            connections.broadcast(Control::Reconnect);
+            if !connections.drained(shutdown_grace).await {
+                connections.broadcast(Control::Drop);
+                connections.drained(Duration::from_secs(1)).await;
             }
         }
         if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())

@@ -1,12 +1,7 @@
 //! Subscriptions: streams of events, plain or tracked (`{ id, data }`, resumable).
 
-use std::pin::Pin;
-
-use futures_util::Stream;
-use serde_json::value::RawValue;
-
 use crate::error::Error;
-use crate::procedure::Output;
+use crate::types::Output;
 
 /// An event with an id: the client remembers the last id it saw and, after a reconnect, sends
 /// it back as `lastEventId` so the subscription resumes after it (the TypeScript side sees
@@ -48,16 +43,6 @@ impl<T> Tracked<T> {
         self.data
     }
 }
-
-/// One encoded event: its id (tracked events) and its data as JSON.
-#[derive(Debug)]
-pub(crate) struct EncodedEvent {
-    pub(crate) id: Option<String>,
-    pub(crate) data: Box<RawValue>,
-}
-
-/// The type-erased stream a subscription produces.
-pub(crate) type EventStream = Pin<Box<dyn Stream<Item = Result<EncodedEvent, Error>> + Send>>;
 
 /// What a subscription's events are: values, or [`Tracked`] values.
 #[diagnostic::on_unimplemented(

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// One segment of a JSON path: an object key or an array index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum PathSegment {
     /// An object key.
@@ -1234,26 +1234,6 @@ impl Validator {
     }
 }
 
-/// The zod-`flatten()`-compatible view: messages without a path, and messages by first key.
-pub(crate) fn flatten(issues: &[Issue]) -> Value {
-    let mut form_errors = Vec::new();
-    let mut field_errors: Map<String, Value> = Map::new();
-    for issue in issues {
-        match issue.path.first() {
-            None => form_errors.push(Value::String(issue.message.clone())),
-            Some(first) => {
-                let entry = field_errors
-                    .entry(first.to_string())
-                    .or_insert_with(|| Value::Array(Vec::new()));
-                if let Value::Array(list) = entry {
-                    list.push(Value::String(issue.message.clone()));
-                }
-            }
-        }
-    }
-    serde_json::json!({ "formErrors": form_errors, "fieldErrors": field_errors })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1435,22 +1415,5 @@ mod tests {
             is_date_time("2024-01-02T03:04:05Z") && is_date_time("2024-01-02T03:04:05.123+01:00")
         );
         assert!(!is_date_time("2024-01-02") && !is_date_time("2024-13-02T03:04:05Z"));
-    }
-
-    #[test]
-    fn flatten_is_zod_compatible() {
-        let issues = vec![
-            Issue::new(vec![], "custom", "top"),
-            Issue::new(
-                vec![PathSegment::Key("a".into()), PathSegment::Index(0)],
-                "too_small",
-                "m1",
-            ),
-            Issue::new(vec![PathSegment::Key("a".into())], "too_big", "m2"),
-        ];
-        assert_eq!(
-            flatten(&issues),
-            json!({"formErrors": ["top"], "fieldErrors": {"a": ["m1", "m2"]}})
-        );
     }
 }

@@ -8,7 +8,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use oxrpc::{UnknownFields, Validator};
+use oxrpc::UnknownFields;
+use oxrpc::validate::Validator;
 use oxrpc_tests::validated::Signup;
 use serde_json::Value;
 

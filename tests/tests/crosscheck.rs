@@ -20,7 +20,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use oxrpc::{Error, Input, Output, Procedure, UnknownFields, Validator};
+use oxrpc::validate::Validator;
+use oxrpc::{Error, Input, Output, Procedure, UnknownFields};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

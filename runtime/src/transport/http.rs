@@ -1,136 +1,57 @@
-//! tRPC over HTTP (spec §1–§3): queries, mutations and `?batch=1` batches.
+//! tRPC over HTTP (spec §1–§3, §5): queries, mutations, `?batch=1` batches and JSONL
+//! answers. Parse (protocol) → dispatch → respond (protocol envelopes).
 
-use std::borrow::Cow;
-use std::convert::Infallible;
-use std::fmt;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use bytes::Buf;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures_util::future::join_all;
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, VARY};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::header::{ALLOW, CONTENT_LENGTH, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
 
-use crate::context::RequestInfo;
+use crate::body::{Body, BoxError, error_response, json_response};
+use crate::call::{ProcedureKind, RawInput, Reply};
+use crate::context::{PeerAddr, RequestInfo};
+use crate::dispatch::{Dispatcher, Entry, Via, Want};
 use crate::error::{Error, ErrorCode};
-use crate::input;
-use crate::middleware::Reply;
-use crate::procedure::{BoxFuture, ProcedureKind};
-use crate::router::{kind_accepts, no_procedure};
-use crate::server::Shared;
+use crate::protocol::envelope;
+use crate::protocol::http::{self as wire, HttpMethod};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The peer address, put into request extensions by the standalone server.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PeerAddr(pub(crate) SocketAddr);
-
-/// The response body of oxrpc's HTTP service.
-pub struct Body(http_body_util::combinators::BoxBody<Bytes, BoxError>);
-
-impl Body {
-    fn full(bytes: impl Into<Bytes>) -> Self {
-        Body(
-            Full::new(bytes.into())
-                .map_err(|never: Infallible| match never {})
-                .boxed(),
-        )
-    }
-
-    pub(crate) fn empty() -> Self {
-        Body::full(Bytes::new())
-    }
+/// Limits and switches of the HTTP transport.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpConfig {
+    pub(crate) endpoint: String,
+    pub(crate) max_body_size: usize,
+    pub(crate) max_batch_size: usize,
+    pub(crate) allow_batching: bool,
+    pub(crate) allow_method_override: bool,
 }
 
-impl fmt::Debug for Body {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Body").finish_non_exhaustive()
-    }
-}
-
-impl http_body::Body for Body {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.0).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.0.size_hint()
-    }
-}
-
-/// The server as a `tower::Service<http::Request<B>>`; cheap to clone.
-pub struct HttpService<Ctx> {
-    shared: Arc<Shared<Ctx>>,
-}
-
-impl<Ctx> Clone for HttpService<Ctx> {
-    fn clone(&self) -> Self {
-        HttpService {
-            shared: Arc::clone(&self.shared),
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            endpoint: "/trpc".to_owned(),
+            max_body_size: 2 * 1024 * 1024,
+            max_batch_size: 100,
+            allow_batching: true,
+            allow_method_override: false,
         }
     }
 }
 
-impl<Ctx> fmt::Debug for HttpService<Ctx> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpService")
-            .field("endpoint", &self.shared.config.endpoint)
-            .finish_non_exhaustive()
-    }
+/// The HTTP transport of one server.
+#[derive(Debug)]
+pub(crate) struct HttpTransport {
+    dispatcher: Dispatcher,
+    config: HttpConfig,
 }
 
-impl<Ctx, B> tower_service::Service<Request<B>> for HttpService<Ctx>
-where
-    Ctx: Clone + Send + Sync + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Response<Body>, Infallible>>;
+/// A request-level failure: the error, and the path when the request holds one call.
+type Failure = (Error, Option<String>);
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+impl HttpTransport {
+    pub(crate) fn new(dispatcher: Dispatcher, config: HttpConfig) -> Self {
+        HttpTransport { dispatcher, config }
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let service = self.clone();
-        Box::pin(async move { Ok(service.handle(req).await) })
-    }
-}
-
-/// One call of a request, from routing to its outcome.
-struct Call<'a> {
-    path: Cow<'a, str>,
-    outcome: Option<Result<Reply, Error>>,
-}
-
-impl<Ctx> HttpService<Ctx> {
-    pub(crate) fn new(shared: Arc<Shared<Ctx>>) -> Self {
-        HttpService { shared }
-    }
-
-    pub(crate) fn shared(&self) -> &Arc<Shared<Ctx>> {
-        &self.shared
-    }
-}
-
-impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
     /// Answers one HTTP request. Never fails: every problem becomes a tRPC error response.
     pub(crate) async fn handle<B>(&self, req: Request<B>) -> Response<Body>
     where
@@ -138,358 +59,173 @@ impl<Ctx: Clone + Send + Sync + 'static> HttpService<Ctx> {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let shared = &*self.shared;
-        let config = &shared.config;
-        if crate::transport::ws::is_upgrade(&req) {
-            let in_endpoint = strip_endpoint(req.uri().path(), &config.endpoint).is_some()
-                || req.uri().path() == config.endpoint
-                || (config.endpoint.is_empty() && req.uri().path() == "/");
-            if in_endpoint {
-                return self.upgrade(req);
-            }
-        }
-        let method = req.method().clone();
-        if method == Method::HEAD {
-            return Response::builder()
-                .status(StatusCode::NO_CONTENT)
-                .body(Body::empty())
-                .unwrap_or_else(|_| Response::new(Body::empty()));
-        }
-        let is_post = match method {
-            Method::GET => false,
-            Method::POST => true,
-            _ => {
-                let e = Error::new(
-                    ErrorCode::MethodNotSupported,
-                    format!(
-                        "Unsupported {method} request: tRPC uses GET for queries and POST for mutations"
-                    ),
-                );
-                let mut res = self.error_response(&e, None);
+        let method = match HttpMethod::of(req.method()) {
+            Ok(method) => method,
+            Err(e) => {
+                let mut res = self.fail((e, None));
                 res.headers_mut()
-                    .insert(ALLOW, HeaderValue::from_static("GET, POST, HEAD"));
+                    .insert(ALLOW, HeaderValue::from_static(HttpMethod::ALLOW));
                 return res;
             }
         };
+        match self.serve(method, req).await {
+            Ok(res) => res,
+            Err(failure) => self.fail(failure),
+        }
+    }
 
-        // Route: `{endpoint}/{path}` or `{endpoint}/{p0},{p1}?batch=1`.
-        let uri_path = req.uri().path().to_owned();
-        let Some(rest) = strip_endpoint(&uri_path, &config.endpoint) else {
+    /// Reports a request-level error (once, here where it is produced) and answers with it.
+    fn fail(&self, (error, path): Failure) -> Response<Body> {
+        let error = self.dispatcher.reported(error, path.as_deref());
+        error_response(self.dispatcher.policy(), &error, path.as_deref())
+    }
+
+    async fn serve<B>(&self, method: HttpMethod, req: Request<B>) -> Result<Response<Body>, Failure>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let config = &self.config;
+        let Some(rest) = wire::strip_endpoint(req.uri().path(), &config.endpoint) else {
             let e = Error::not_found(format!(
                 "Not found: tRPC is served under \"{}/\"",
                 config.endpoint
             ));
-            return self.error_response(&e, None);
+            return Err((e, None));
         };
-        let Ok(decoded) = percent_encoding::percent_decode_str(rest).decode_utf8() else {
-            return self.error_response(
-                &Error::bad_request("The procedure path is not valid UTF-8"),
-                None,
-            );
-        };
-        let decoded = decoded.into_owned();
-
-        let mut batch = false;
-        let mut input_param: Option<String> = None;
-        let mut connection_params: Option<String> = None;
-        for (key, value) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
-            match &*key {
-                "batch" => batch = value == "1",
-                "input" if input_param.is_none() => input_param = Some(value.into_owned()),
-                "connectionParams" if connection_params.is_none() => {
-                    connection_params = Some(value.into_owned())
-                }
-                _ => {}
-            }
+        let mut target =
+            wire::parse_target(rest, req.uri().query(), req.headers()).map_err(|e| (e, None))?;
+        if target.batch && !config.allow_batching {
+            let e = Error::bad_request("Batching is not enabled on the server");
+            return Err((e, None));
         }
-        let jsonl = wants_jsonl(req.headers());
-        if jsonl && !batch {
-            return self.error_response(
-                &Error::bad_request("Streaming requests must be batched (you can do a batch of 1)"),
-                None,
-            );
-        }
-        let connection_params = match connection_params
-            .as_deref()
-            .map(parse_connection_params)
-            .transpose()
-        {
-            Ok(params) => params.flatten(),
-            Err(e) => return self.error_response(&e, None),
-        };
-        let paths: Vec<&str> = if batch {
-            decoded.split(',').collect()
-        } else {
-            vec![decoded.as_str()]
-        };
-        if batch && !config.allow_batching {
-            return self.error_response(
-                &Error::bad_request("Batching is not enabled on the server"),
-                None,
-            );
-        }
-        if batch && paths.len() > config.max_batch_size {
+        if target.batch && target.paths.len() > config.max_batch_size {
             let e = Error::bad_request(format!(
                 "Batch call exceeds maximum size: {} calls sent, at most {} allowed",
-                paths.len(),
+                target.paths.len(),
                 config.max_batch_size
             ));
-            return self.error_response(&e, None);
+            return Err((e, None));
         }
+        // A single call's bad input belongs to that call; a bad batch object to none.
+        let single_path = (!target.batch).then(|| target.paths[0].clone());
 
         // The raw input text: the `input` parameter (GET) or the body (POST).
         let (parts, body) = req.into_parts();
-        let input_text = if is_post {
-            if let Err(e) = check_content_type(&parts.headers) {
-                return self.error_response(&e, None);
+        let input_text = match method {
+            HttpMethod::Post => {
+                wire::check_content_type(&parts.headers).map_err(|e| (e, None))?;
+                let bytes = read_body(body, &parts.headers, config.max_body_size)
+                    .await
+                    .map_err(|e| (e, None))?;
+                String::from_utf8(bytes.to_vec()).map_err(|_| {
+                    let e =
+                        Error::new(ErrorCode::ParseError, "The request body is not valid UTF-8");
+                    (e, None)
+                })?
             }
-            match read_body(body, &parts.headers, config.max_body_size).await {
-                Ok(bytes) => match String::from_utf8(bytes.to_vec()) {
-                    Ok(text) => text,
-                    Err(_) => {
-                        return self.error_response(
-                            &Error::new(
-                                ErrorCode::ParseError,
-                                "The request body is not valid UTF-8",
-                            ),
-                            None,
-                        );
-                    }
-                },
-                Err(e) => return self.error_response(&e, None),
-            }
-        } else {
-            input_param.unwrap_or_default()
+            HttpMethod::Get => target.input.take().unwrap_or_default(),
         };
-        let inputs = if batch {
-            input::parse_batch(&input_text, paths.len())
-        } else {
-            input::parse(&input_text).map(|i| vec![i])
-        };
-        let inputs = match inputs {
-            Ok(inputs) => inputs,
-            // A single call's bad input belongs to that call; a bad batch object to none.
-            Err(e) => return self.error_response(&e, (!batch).then_some(decoded.as_str())),
-        };
+        let inputs =
+            wire::parse_inputs(&input_text, &target).map_err(|e| (e, single_path.clone()))?;
 
         // Resolve every call before running any, so a bad batch runs nothing.
-        let router = &shared.router;
+        let dispatcher = &self.dispatcher;
+        let mut outcomes: Vec<Option<Result<Reply, Error>>> = Vec::with_capacity(inputs.len());
+        let mut runnable: Vec<(usize, &Entry, RawInput)> = Vec::new();
         let mut kinds: Vec<ProcedureKind> = Vec::new();
-        let mut calls: Vec<Call<'_>> = Vec::with_capacity(paths.len());
-        let mut runnable = Vec::new();
-        for (path, input) in paths.iter().zip(inputs) {
-            let call_index = calls.len();
-            let outcome = match router.get(path) {
-                None => Some(Err(no_procedure(path))),
-                Some(procedure) if procedure.kind() == ProcedureKind::Subscription => {
-                    Some(Err(if batch {
-                        Error::bad_request("Cannot batch subscription calls")
-                    } else {
-                        Error::new(
-                            ErrorCode::MethodNotSupported,
-                            format!(
-                                "`{path}` is a subscription: subscribe over WebSocket (wsLink); \
-                                 SSE (httpSubscriptionLink) is not supported yet"
-                            ),
-                        )
-                    }))
+        for (i, (path, input)) in target.paths.iter().zip(inputs).enumerate() {
+            let outcome = dispatcher.lookup(path, Want::Any).and_then(|entry| {
+                if entry.kind() != ProcedureKind::Subscription {
+                    kinds.push(entry.kind());
                 }
-                Some(procedure) => {
-                    let kind = procedure.kind();
-                    if !kinds.contains(&kind) {
-                        kinds.push(kind);
-                    }
-                    if kind_accepts(kind, is_post, config.allow_method_override) {
-                        runnable.push((call_index, procedure, input));
-                        None
-                    } else {
-                        Some(Err(Error::new(
-                            ErrorCode::MethodNotSupported,
-                            format!(
-                                "Unsupported {method}-request to {kind} procedure at path \"{path}\""
-                            ),
-                        )))
-                    }
+                method
+                    .check(
+                        entry.kind(),
+                        path,
+                        target.batch,
+                        config.allow_method_override,
+                    )
+                    .map(|()| entry)
+                    .map_err(|e| dispatcher.reported(e, Some(path)))
+            });
+            outcomes.push(match outcome {
+                Ok(entry) => {
+                    runnable.push((i, entry, input));
+                    None
                 }
-            };
-            calls.push(Call {
-                path: Cow::Borrowed(path),
-                outcome,
+                Err(e) => Some(Err(e)),
             });
         }
-        if kinds.len() > 1 {
-            kinds.sort();
-            let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-            let e = Error::bad_request(format!(
-                "Cannot mix procedure types in call: {}",
-                names.join(", ")
-            ));
-            return self.error_response(&e, None);
-        }
+        wire::check_one_kind(kinds).map_err(|e| (e, None))?;
 
         if !runnable.is_empty() {
             let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
             let info = RequestInfo::new(parts.method, parts.uri, parts.headers, peer)
-                .with_connection_params(connection_params);
-            match (shared.create_context)(info).await {
+                .with_connection_params(target.connection_params.take());
+            match dispatcher.create_context(info).await {
                 Err(e) => {
-                    for (i, _, _) in runnable {
-                        calls[i].outcome = Some(Err(e.clone()));
+                    for (i, _, _) in &runnable {
+                        outcomes[*i] = Some(Err(e.clone()));
                     }
                 }
                 Ok(ctx) => {
-                    let options = shared.call_options();
-                    let futures = runnable.iter_mut().map(|(i, procedure, input)| {
-                        router.call_raw(paths[*i], procedure, ctx.clone(), input.take(), options)
-                    });
-                    let outcomes: Vec<Result<Reply, Error>> = join_all(futures).await;
-                    for ((i, _, _), outcome) in runnable.iter().zip(outcomes) {
-                        calls[*i].outcome = Some(outcome);
+                    let batch_index = |i: usize| target.batch.then_some(i);
+                    if let [(i, entry, input)] = &mut runnable[..] {
+                        let call = dispatcher.call(
+                            entry,
+                            &ctx,
+                            input.take(),
+                            None,
+                            Via::Http,
+                            batch_index(*i),
+                        );
+                        outcomes[*i] = Some(call.await);
+                    } else {
+                        let calls = runnable.iter_mut().map(|(i, entry, input)| {
+                            dispatcher.call(
+                                entry,
+                                &ctx,
+                                input.take(),
+                                None,
+                                Via::Http,
+                                batch_index(*i),
+                            )
+                        });
+                        let results = join_all(calls).await;
+                        for ((i, _, _), result) in runnable.iter().zip(results) {
+                            outcomes[*i] = Some(result);
+                        }
                     }
                 }
             }
         }
 
-        if jsonl {
-            self.jsonl_response(&calls)
-        } else if batch {
-            self.batch_response(&calls)
-        } else {
-            let call = &calls[0];
-            match call.outcome.as_ref() {
-                Some(Ok(out)) => json_response(
-                    StatusCode::OK,
-                    crate::envelope::result_envelope(out.json_ref()),
+        let policy = dispatcher.policy();
+        let envelopes = target.paths.iter().zip(outcomes).map(|(path, outcome)| {
+            match outcome.unwrap_or_else(|| Err(Error::internal("call was never run"))) {
+                Ok(reply) => (200, envelope::result(reply.json_ref())),
+                Err(e) => (
+                    e.code().http_status(),
+                    envelope::error(&policy.shape(&e, Some(path))),
                 ),
-                Some(Err(e)) => self.error_response(e, Some(&call.path)),
-                None => {
-                    self.error_response(&Error::internal("call was never run"), Some(&call.path))
-                }
             }
-        }
-    }
-
-    /// The envelope of each call, with its HTTP status.
-    fn envelopes<'c>(&'c self, calls: &'c [Call<'_>]) -> impl Iterator<Item = (u16, String)> + 'c {
-        let policy = &self.shared.config.policy;
-        calls.iter().map(move |call| match call.outcome.as_ref() {
-            Some(Ok(out)) => (200, crate::envelope::result_envelope(out.json_ref())),
-            Some(Err(e)) => (
-                e.code().http_status(),
-                policy.error_envelope(e, Some(&call.path)),
-            ),
-            None => {
-                let e = Error::internal("call was never run");
-                (500, policy.error_envelope(&e, Some(&call.path)))
-            }
-        })
-    }
-
-    /// A JSON array of envelopes; 207 when the calls' statuses differ.
-    fn batch_response(&self, calls: &[Call<'_>]) -> Response<Body> {
-        let mut statuses = Vec::with_capacity(calls.len());
-        let mut body = String::from("[");
-        for (i, (status, envelope)) in self.envelopes(calls).enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            statuses.push(status);
-            body.push_str(&envelope);
-        }
-        body.push(']');
-        let status = match statuses.split_first() {
-            Some((first, rest)) if rest.iter().all(|s| s == first) => *first,
-            Some(_) => 207,
-            None => 200,
+        });
+        let (statuses, bodies): (Vec<u16>, Vec<String>) = envelopes.unzip();
+        let (status, body) = if target.jsonl {
+            (200, envelope::jsonl_head(bodies.iter().map(String::as_str)))
+        } else if target.batch {
+            (
+                wire::batch_status(statuses),
+                envelope::batch(bodies.iter().map(String::as_str)),
+            )
+        } else {
+            let status = statuses.first().copied().unwrap_or(500);
+            (status, bodies.into_iter().next().unwrap_or_default())
         };
-        json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
-    }
-
-    /// A `httpBatchStreamLink` answer in JSONL form A (spec §5.5): the head line holds every
-    /// envelope inline. Values are only sent once all calls finished.
-    fn jsonl_response(&self, calls: &[Call<'_>]) -> Response<Body> {
-        let mut body = String::from("{");
-        for (i, (_, envelope)) in self.envelopes(calls).enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            body.push_str(&format!("\"{i}\":[[{envelope}]]"));
-        }
-        body.push_str("}\n");
-        json_response(StatusCode::OK, body)
-    }
-
-    pub(crate) fn error_response(&self, error: &Error, path: Option<&str>) -> Response<Body> {
-        let status = StatusCode::from_u16(error.code().http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        json_response(
-            status,
-            self.shared.config.policy.error_envelope(error, path),
-        )
-    }
-}
-
-fn json_response(status: StatusCode, body: String) -> Response<Body> {
-    let mut res = Response::new(Body::full(body));
-    *res.status_mut() = status;
-    let headers = res.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(VARY, HeaderValue::from_static("trpc-accept, accept"));
-    res
-}
-
-/// `/trpc/greet` → `greet` for endpoint `/trpc`; `None` outside the endpoint.
-fn strip_endpoint<'a>(path: &'a str, endpoint: &str) -> Option<&'a str> {
-    let rest = path.strip_prefix(endpoint)?;
-    rest.strip_prefix('/')
-}
-
-/// Whether the client asked for a JSONL stream (`httpBatchStreamLink`).
-fn wants_jsonl(headers: &http::HeaderMap) -> bool {
-    let has = |name: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("application/jsonl"))
-            })
-        })
-    };
-    has("trpc-accept") || has("accept")
-}
-
-/// `connectionParams` must be a JSON object of strings, or `null`.
-fn parse_connection_params(
-    text: &str,
-) -> Result<Option<std::collections::BTreeMap<String, String>>, Error> {
-    serde_json::from_str(text)
-        .map_err(|_| Error::new(ErrorCode::ParseError, "Invalid connection params shape"))
-}
-
-fn check_content_type(headers: &http::HeaderMap) -> Result<(), Error> {
-    let Some(value) = headers.get(CONTENT_TYPE) else {
-        return Err(Error::new(
-            ErrorCode::UnsupportedMediaType,
-            "Missing content-type header",
-        ));
-    };
-    let text = value.to_str().unwrap_or("");
-    let media = text.split(';').next().unwrap_or("").trim();
-    if media.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else if media.eq_ignore_ascii_case("multipart/form-data")
-        || media.eq_ignore_ascii_case("application/octet-stream")
-    {
-        Err(Error::new(
-            ErrorCode::UnsupportedMediaType,
-            format!(
-                "Unsupported content-type \"{media}\": oxrpc does not accept FormData or binary inputs yet"
-            ),
-        ))
-    } else {
-        Err(Error::new(
-            ErrorCode::UnsupportedMediaType,
-            format!("Unsupported content-type \"{text}\": send application/json"),
-        ))
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Ok(json_response(status, body))
     }
 }
 
@@ -566,33 +302,4 @@ async fn drain<B: http_body::Body>(body: B) {
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints() {
-        assert_eq!(strip_endpoint("/trpc/greet", "/trpc"), Some("greet"));
-        assert_eq!(strip_endpoint("/trpcx/greet", "/trpc"), None);
-        assert_eq!(strip_endpoint("/greet", ""), Some("greet"));
-        assert_eq!(strip_endpoint("/other", "/trpc"), None);
-    }
-
-    #[test]
-    fn content_types() {
-        let mut h = http::HeaderMap::new();
-        assert_eq!(
-            check_content_type(&h).expect_err("missing").code(),
-            ErrorCode::UnsupportedMediaType
-        );
-        h.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("Application/JSON; charset=utf-8"),
-        );
-        assert!(check_content_type(&h).is_ok());
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        assert!(check_content_type(&h).is_err());
-    }
 }

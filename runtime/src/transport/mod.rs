@@ -1,4 +1,5 @@
-//! Transports map a wire format to router calls and back.
+//! Transports map a wire format to the dispatcher and back. None imports another, or the
+//! server: the service routes each request to one of them.
 
 pub(crate) mod http;
 pub(crate) mod ws;

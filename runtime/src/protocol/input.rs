@@ -1,11 +1,12 @@
-//! Raw JSON inputs from the wire, parsed with limits before any handler sees them.
+//! Raw JSON inputs from the wire: parsed to raw JSON text (never to a tree: serde_json's raw
+//! values are captured without recursion), with the limits every transport shares.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::value::RawValue;
 
+use crate::call::RawInput;
 use crate::error::{Error, ErrorCode};
-use crate::procedure::RawInput;
 
 /// The deepest nesting of arrays and objects accepted in an input.
 pub(crate) const MAX_DEPTH: usize = 128;
@@ -42,22 +43,44 @@ fn nests_deeper_than(text: &[u8], max: usize) -> bool {
     false
 }
 
+/// Refuses an input nested deeper than [`MAX_DEPTH`], before anything parses it to a tree.
+pub(crate) fn check_depth(input: &RawInput) -> Result<(), Error> {
+    match input {
+        Some(raw) if nests_deeper_than(raw.get().as_bytes(), MAX_DEPTH) => Err(too_deep()),
+        _ => Ok(()),
+    }
+}
+
+fn too_deep() -> Error {
+    Error::new(
+        ErrorCode::BadRequest,
+        format!(
+            "Input is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects are accepted"
+        ),
+    )
+}
+
+/// The client's `connectionParams`: a JSON object of strings, or `null`.
+pub(crate) type ConnectionParams = Option<BTreeMap<String, String>>;
+
+/// Parses `connectionParams` (an HTTP query parameter, or the data of a WebSocket frame).
+pub(crate) fn parse_connection_params(text: &str) -> Result<ConnectionParams, Error> {
+    serde_json::from_str(text)
+        .map_err(|_| Error::new(ErrorCode::ParseError, "Invalid connection params shape"))
+}
+
 /// Parses one input; empty text counts as "no input".
 pub(crate) fn parse(text: &str) -> Result<RawInput, Error> {
     if text.trim().is_empty() {
         return Ok(None);
     }
-    if nests_deeper_than(text.as_bytes(), MAX_DEPTH) {
-        return Err(Error::new(
-            ErrorCode::BadRequest,
-            format!(
-                "Input is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects are accepted"
-            ),
-        ));
-    }
     serde_json::from_str::<Box<RawValue>>(text)
         .map(Some)
         .map_err(|e| {
+            // Too deep and broken: the limit is the clearer answer (and the same either way).
+            if nests_deeper_than(text.as_bytes(), MAX_DEPTH) {
+                return too_deep();
+            }
             Error::new(
                 ErrorCode::ParseError,
                 format!("Input is not valid JSON: {e}"),
@@ -128,11 +151,13 @@ mod tests {
             parse("{nope").expect_err("bad").code(),
             ErrorCode::ParseError
         );
-        let deep = "[".repeat(100_000);
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep = parse(&deep).expect("raw values are captured without recursion");
         assert_eq!(
-            parse(&deep).expect_err("deep").code(),
+            check_depth(&deep).expect_err("deep").code(),
             ErrorCode::BadRequest
         );
+        assert!(check_depth(&parse("[[1]]").expect("json")).is_ok());
     }
 
     #[test]

@@ -1,0 +1,207 @@
+//! The call vocabulary every layer speaks: a call (path, kind, meta, raw input), its reply
+//! (raw JSON or a stream of encoded events), and the type-erased handler between them.
+//! A leaf: it knows nothing of procedures, routers or transports.
+
+use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use serde_json::value::RawValue;
+
+use crate::error::Error;
+use crate::validate::UnknownFields;
+
+/// A boxed, sendable future.
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What a procedure produced: `None` is `undefined` (nothing on the wire), else JSON text.
+pub(crate) type RawOutput = Option<Box<RawValue>>;
+
+/// A raw JSON input: `None` when the client sent none (`undefined`).
+pub(crate) type RawInput = Option<Box<RawValue>>;
+
+/// A type-erased procedure (or middleware chain ending in one).
+pub(crate) type Handler<Ctx> =
+    Arc<dyn Fn(Ctx, Arc<Call>) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
+
+/// The kind of a procedure, which decides its HTTP method and its client call (`.query()`,
+/// `.mutate()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ProcedureKind {
+    /// Read-only, sent as `GET`.
+    Query,
+    /// Side effects, sent as `POST`.
+    Mutation,
+    /// A stream of events, over WebSocket.
+    Subscription,
+}
+
+impl ProcedureKind {
+    /// `"query"`, `"mutation"` or `"subscription"`, as tRPC names them.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ProcedureKind::Query => "query",
+            ProcedureKind::Mutation => "mutation",
+            ProcedureKind::Subscription => "subscription",
+        }
+    }
+}
+
+impl fmt::Display for ProcedureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-procedure values for middleware to read (tRPC's `meta`), keyed by type.
+///
+/// ```
+/// use oxrpc::{Error, Procedure};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct RequiresRole(&'static str);
+///
+/// let p = Procedure::query("ban", |_: (), (): ()| async { Ok::<_, Error>(()) })
+///     .with_meta(RequiresRole("admin"));
+/// assert_eq!(p.meta().get::<RequiresRole>(), Some(&RequiresRole("admin")));
+/// ```
+#[derive(Clone, Default)]
+pub struct Meta {
+    values: Arc<BTreeMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl Meta {
+    /// The value of type `T`, if the procedure has one.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.values
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref::<T>())
+    }
+
+    pub(crate) fn insert<T: Any + Send + Sync>(&mut self, value: T) {
+        Arc::make_mut(&mut self.values).insert(TypeId::of::<T>(), Arc::new(value));
+    }
+}
+
+impl fmt::Debug for Meta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Meta")
+            .field("values", &self.values.len())
+            .finish()
+    }
+}
+
+/// Options that apply to every call of a router (set on the root router).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CallOptions {
+    pub(crate) unknown_fields: UnknownFields,
+    pub(crate) validate_output: bool,
+}
+
+/// One call, as middleware sees it: path, kind, meta and the raw input.
+#[derive(Debug)]
+pub struct Call {
+    pub(crate) path: Arc<str>,
+    pub(crate) kind: ProcedureKind,
+    pub(crate) meta: Meta,
+    pub(crate) input: RawInput,
+    pub(crate) options: CallOptions,
+}
+
+impl Call {
+    /// The full dotted path, e.g. `user.byId`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Query or mutation.
+    pub fn kind(&self) -> ProcedureKind {
+        self.kind
+    }
+
+    /// The procedure's meta.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// The input as sent (JSON text), before validation; `None` when the client sent none.
+    pub fn input(&self) -> Option<&RawValue> {
+        self.input.as_deref()
+    }
+}
+
+/// What a procedure answered: JSON text, nothing (`undefined`), or, for a subscription, a
+/// stream of events.
+pub struct Reply(ReplyKind);
+
+enum ReplyKind {
+    Value(RawOutput),
+    Stream(EventStream),
+}
+
+impl Reply {
+    pub(crate) fn value(output: RawOutput) -> Self {
+        Reply(ReplyKind::Value(output))
+    }
+
+    pub(crate) fn stream(events: EventStream) -> Self {
+        Reply(ReplyKind::Stream(events))
+    }
+
+    /// The output as JSON text; `None` for `undefined` (a `()` output) and for streams.
+    pub fn json(&self) -> Option<&str> {
+        self.json_ref().map(RawValue::get)
+    }
+
+    /// Whether this is a subscription's event stream.
+    pub fn is_stream(&self) -> bool {
+        matches!(self.0, ReplyKind::Stream(_))
+    }
+
+    pub(crate) fn json_ref(&self) -> Option<&RawValue> {
+        match &self.0 {
+            ReplyKind::Value(v) => v.as_deref(),
+            ReplyKind::Stream(_) => None,
+        }
+    }
+
+    /// The event stream of a subscription's reply; an error for a plain value.
+    pub(crate) fn into_events(self) -> Result<EventStream, Error> {
+        match self.0 {
+            ReplyKind::Stream(events) => Ok(events),
+            ReplyKind::Value(_) => Err(Error::internal("a subscription did not produce a stream")),
+        }
+    }
+
+    /// Applies `f` to the event stream of a subscription's reply; values pass unchanged.
+    pub(crate) fn map_events(self, f: impl FnOnce(EventStream) -> EventStream) -> Self {
+        match self.0 {
+            ReplyKind::Stream(events) => Reply(ReplyKind::Stream(f(events))),
+            value => Reply(value),
+        }
+    }
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            ReplyKind::Value(v) => f.debug_tuple("Reply").field(v).finish(),
+            ReplyKind::Stream(_) => f.write_str("Reply(<stream>)"),
+        }
+    }
+}
+
+/// One encoded event: its id (tracked events) and its data as JSON.
+#[derive(Debug)]
+pub(crate) struct EncodedEvent {
+    pub(crate) id: Option<String>,
+    pub(crate) data: Box<RawValue>,
+}
+
+/// The type-erased stream a subscription produces.
+pub(crate) type EventStream = Pin<Box<dyn Stream<Item = Result<EncodedEvent, Error>> + Send>>;

@@ -1,0 +1,364 @@
+//! The one dispatch seam. Every call, from every transport and from Rust, goes through
+//! [`invoke`]: `lastEventId` merge, input limits, the panic guard and the call's `tracing`
+//! span live here once. [`Dispatcher`] adds what a server has: the router with its context
+//! type erased, the create-context function and the error policy, so transports never
+//! mention the user's `Ctx`.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{FutureExt, StreamExt};
+use tracing::Instrument;
+
+use crate::call::{BoxFuture, Call, CallOptions, Meta, ProcedureKind, RawInput, Reply};
+use crate::context::{ContextFn, RequestInfo};
+use crate::error::{Error, ErrorCode};
+use crate::procedure::Procedure;
+use crate::protocol::error::ErrorPolicy;
+use crate::protocol::input;
+
+/// How a call reached the server, for its span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// An HTTP request.
+    Http,
+    /// A WebSocket message.
+    WebSocket,
+    /// `Router::call` / `Router::subscribe` from Rust.
+    Caller,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Http => "http",
+            Via::WebSocket => "websocket",
+            Via::Caller => "caller",
+        }
+    }
+}
+
+/// What a caller expects to find at a path; decides the NOT_FOUND wording (tRPC's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// Any procedure (HTTP: the method is checked afterwards).
+    Any,
+    /// A procedure of this kind (WebSocket messages name the kind).
+    Kind(ProcedureKind),
+    /// A query or a mutation (the server-side caller).
+    Unary,
+}
+
+/// Looks up `path` with `get`, checking the kind: one rule, one wording, for every caller.
+pub(crate) fn lookup<P>(
+    path: &str,
+    want: Want,
+    found: Option<P>,
+    kind_of: impl Fn(&P) -> ProcedureKind,
+) -> Result<P, Error> {
+    match (found, want) {
+        (None, Want::Any | Want::Unary) => Err(Error::new(
+            ErrorCode::NotFound,
+            format!("No procedure found on path \"{path}\""),
+        )),
+        (Some(p), Want::Kind(kind)) if kind_of(&p) == kind => Ok(p),
+        (_, Want::Kind(kind)) => Err(Error::not_found(format!(
+            "No \"{kind}\"-procedure on path \"{path}\""
+        ))),
+        (Some(p), Want::Unary) if kind_of(&p) == ProcedureKind::Subscription => {
+            Err(Error::bad_request(format!(
+                "`{path}` is a subscription: use `Router::subscribe`"
+            )))
+        }
+        (Some(p), _) => Ok(p),
+    }
+}
+
+/// One call about to run: what it is and how it arrived.
+#[derive(Clone, Copy)]
+pub(crate) struct Invocation<'a> {
+    pub(crate) path: &'a Arc<str>,
+    pub(crate) kind: ProcedureKind,
+    pub(crate) meta: &'a Meta,
+    pub(crate) via: Via,
+    /// The index in an HTTP batch or a WebSocket frame.
+    pub(crate) batch_index: Option<usize>,
+    pub(crate) options: CallOptions,
+}
+
+/// Runs one call: merges `lastEventId` into a subscription's input, applies the input limits,
+/// starts the handler chain (`start`) inside the call's span, and turns a panic into
+/// `INTERNAL_SERVER_ERROR`. `report` hears the call's error, or each error that ends its
+/// event stream, exactly once.
+pub(crate) fn invoke(
+    inv: Invocation<'_>,
+    input: RawInput,
+    last_event_id: Option<&str>,
+    start: impl FnOnce(Arc<Call>) -> BoxFuture<Result<Reply, Error>>,
+    report: impl Fn(&Error) + Send + Sync + 'static,
+) -> BoxFuture<Result<Reply, Error>> {
+    let span = tracing::info_span!(
+        "trpc.call",
+        path = &**inv.path,
+        kind = inv.kind.as_str(),
+        transport = inv.via.as_str(),
+        batch_index = inv.batch_index,
+        outcome = tracing::field::Empty,
+        duration_us = tracing::field::Empty,
+    );
+    let started_at = (!span.is_disabled()).then(Instant::now);
+    let finish = {
+        let span = span.clone();
+        move |result: Result<Reply, Error>| {
+            if let Some(started_at) = started_at {
+                let outcome = match &result {
+                    Ok(_) => "OK",
+                    Err(e) => e.code().as_str(),
+                };
+                span.record("outcome", outcome);
+                span.record("duration_us", started_at.elapsed().as_micros() as u64);
+            }
+            match result {
+                Err(e) => {
+                    report(&e);
+                    Err(e)
+                }
+                Ok(reply) => Ok(reply.map_events(|events| {
+                    Box::pin(events.inspect(move |event| {
+                        if let Err(e) = event {
+                            report(e);
+                        }
+                    }))
+                })),
+            }
+        }
+    };
+    let prepared = if inv.kind == ProcedureKind::Subscription {
+        input::merge_last_event_id(input, last_event_id)
+    } else {
+        Ok(input)
+    }
+    .and_then(|input| input::check_depth(&input).map(|()| input));
+    let input = match prepared {
+        Ok(input) => input,
+        Err(e) => return Box::pin(std::future::ready(finish(Err(e)))),
+    };
+    let call = Arc::new(Call {
+        path: Arc::clone(inv.path),
+        kind: inv.kind,
+        meta: inv.meta.clone(),
+        input,
+        options: inv.options,
+    });
+    let path = Arc::clone(inv.path);
+    let entered = span.enter();
+    let started = std::panic::catch_unwind(AssertUnwindSafe(|| start(call)));
+    drop(entered);
+    let fut = match started {
+        Err(payload) => {
+            return Box::pin(std::future::ready(finish(Err(panic_error(
+                &path, &*payload,
+            )))));
+        }
+        Ok(fut) => fut,
+    };
+    Box::pin(
+        AssertUnwindSafe(fut)
+            .catch_unwind()
+            .map(move |r| finish(r.unwrap_or_else(|payload| Err(panic_error(&path, &*payload)))))
+            .instrument(span),
+    )
+}
+
+/// A panic payload as an internal error: the client sees a generic message.
+fn panic_error(path: &str, payload: &(dyn Any + Send)) -> Error {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
+    Error::internal(format!("procedure `{path}` panicked: {text}"))
+}
+
+/// A context created for one HTTP request or one WebSocket connection, its type erased.
+pub(crate) struct Context(Box<dyn Any + Send + Sync>);
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Context")
+    }
+}
+
+type ErasedHandler =
+    Arc<dyn Fn(&Context, Arc<Call>) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
+type ErasedContextFn = Arc<dyn Fn(RequestInfo) -> BoxFuture<Result<Context, Error>> + Send + Sync>;
+
+/// A procedure as the dispatcher holds it.
+pub(crate) struct Entry {
+    path: Arc<str>,
+    kind: ProcedureKind,
+    meta: Meta,
+    handler: ErasedHandler,
+}
+
+impl Entry {
+    /// The full dotted path.
+    pub(crate) fn path(&self) -> &Arc<str> {
+        &self.path
+    }
+
+    /// Query, mutation or subscription.
+    pub(crate) fn kind(&self) -> ProcedureKind {
+        self.kind
+    }
+}
+
+/// A server's router, create-context function and error policy, with `Ctx` erased: the one
+/// thing transports talk to. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Dispatcher(Arc<Inner>);
+
+struct Inner {
+    procedures: HashMap<Box<str>, Entry>,
+    create_context: ErasedContextFn,
+    policy: ErrorPolicy,
+    options: CallOptions,
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("procedures", &self.0.procedures.len())
+            .field("policy", &self.0.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// Erases `Ctx`: each procedure (with its full path) is called with a clone of the
+    /// request's context. `options` are the root router's.
+    pub(crate) fn new<'r, Ctx: Clone + Send + Sync + 'static>(
+        procedures: impl Iterator<Item = (&'r str, &'r Procedure<Ctx>)>,
+        options: CallOptions,
+        create_context: ContextFn<Ctx>,
+        policy: ErrorPolicy,
+    ) -> Self {
+        let procedures = procedures
+            .map(|(path, procedure)| {
+                let (kind, meta) = (procedure.kind(), procedure.meta().clone());
+                let procedure = procedure.clone();
+                let handler: ErasedHandler = Arc::new(move |ctx: &Context, call: Arc<Call>| {
+                    match ctx.0.downcast_ref::<Ctx>() {
+                        Some(ctx) => procedure.invoke(ctx.clone(), call),
+                        None => Box::pin(std::future::ready(Err(Error::internal(
+                            "a context of another type reached the dispatcher",
+                        )))),
+                    }
+                });
+                let entry = Entry {
+                    path: Arc::from(path),
+                    kind,
+                    meta,
+                    handler,
+                };
+                (Box::from(path), entry)
+            })
+            .collect();
+        let create: ErasedContextFn = Arc::new(move |info| {
+            let fut = create_context(info);
+            Box::pin(async move { fut.await.map(|ctx| Context(Box::new(ctx))) })
+        });
+        let mut options = options;
+        options.validate_output |= policy.dev_mode;
+        Dispatcher(Arc::new(Inner {
+            procedures,
+            create_context: create,
+            policy,
+            options,
+        }))
+    }
+
+    /// The procedure at `path`, if it is what the caller wants (reported otherwise).
+    pub(crate) fn lookup(&self, path: &str, want: Want) -> Result<&Entry, Error> {
+        lookup(path, want, self.0.procedures.get(path), |e| e.kind)
+            .map_err(|e| self.reported(e, Some(path)))
+    }
+
+    /// Creates the context of a request or connection (an error is reported here, once,
+    /// however many calls it fails).
+    pub(crate) async fn create_context(&self, info: RequestInfo) -> Result<Context, Error> {
+        (self.0.create_context)(info)
+            .await
+            .map_err(|e| self.reported(e, None))
+    }
+
+    /// Runs a call of `entry` with a clone of `ctx`. Its error, and any error that ends its
+    /// event stream, is reported once, here.
+    pub(crate) fn call(
+        &self,
+        entry: &Entry,
+        ctx: &Context,
+        input: RawInput,
+        last_event_id: Option<&str>,
+        via: Via,
+        batch_index: Option<usize>,
+    ) -> BoxFuture<Result<Reply, Error>> {
+        let invocation = Invocation {
+            path: &entry.path,
+            kind: entry.kind,
+            meta: &entry.meta,
+            via,
+            batch_index,
+            options: self.0.options,
+        };
+        let this = self.clone();
+        let path = Arc::clone(&entry.path);
+        invoke(
+            invocation,
+            input,
+            last_event_id,
+            |call| (entry.handler)(ctx, call),
+            move |e| this.0.policy.report(e, Some(&path)),
+        )
+    }
+
+    /// Reports an error produced outside a call (parsing, routing, limits) and returns it.
+    pub(crate) fn reported(&self, error: Error, path: Option<&str>) -> Error {
+        self.0.policy.report(&error, path);
+        error
+    }
+
+    /// How errors are shaped for clients.
+    pub(crate) fn policy(&self) -> &ErrorPolicy {
+        &self.0.policy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_words_not_found_as_trpc_does() {
+        let kind = |k: &ProcedureKind| *k;
+        let e = lookup("a", Want::Any, None, kind).expect_err("missing");
+        assert_eq!(e.message(), "No procedure found on path \"a\"");
+        let e = lookup(
+            "a",
+            Want::Kind(ProcedureKind::Mutation),
+            Some(ProcedureKind::Query),
+            kind,
+        )
+        .expect_err("wrong kind");
+        assert_eq!(e.code(), ErrorCode::NotFound);
+        assert_eq!(e.message(), "No \"mutation\"-procedure on path \"a\"");
+        let e = lookup("a", Want::Unary, Some(ProcedureKind::Subscription), kind)
+            .expect_err("subscription");
+        assert_eq!(e.code(), ErrorCode::BadRequest);
+        assert!(lookup("a", Want::Any, Some(ProcedureKind::Subscription), kind).is_ok());
+    }
+}

@@ -1,0 +1,287 @@
+//! The HTTP side of the wire (spec §1, §3, §5): which procedures a URL names, where each
+//! call's input is, which methods reach which kinds, and what the client accepts.
+
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Method};
+
+use crate::call::{ProcedureKind, RawInput};
+use crate::error::{Error, ErrorCode};
+use crate::protocol::input::{self, ConnectionParams};
+
+/// `/trpc/greet` → `greet` for endpoint `/trpc`; `None` outside the endpoint.
+pub(crate) fn strip_endpoint<'a>(path: &'a str, endpoint: &str) -> Option<&'a str> {
+    path.strip_prefix(endpoint)?.strip_prefix('/')
+}
+
+/// Whether a request path is the endpoint itself or under it (WebSocket upgrades).
+pub(crate) fn in_endpoint(path: &str, endpoint: &str) -> bool {
+    strip_endpoint(path, endpoint).is_some()
+        || path == endpoint
+        || (endpoint.is_empty() && path == "/")
+}
+
+/// What the URL and headers of a tRPC HTTP request say.
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// The procedure paths, one per call (percent-decoded).
+    pub(crate) paths: Vec<String>,
+    /// `?batch=1`.
+    pub(crate) batch: bool,
+    /// The `input` query parameter (GET).
+    pub(crate) input: Option<String>,
+    /// The `connectionParams` query parameter.
+    pub(crate) connection_params: ConnectionParams,
+    /// The client asked for a JSONL stream (`httpBatchStreamLink`).
+    pub(crate) jsonl: bool,
+}
+
+/// Reads the procedure paths and parameters of a request to `{endpoint}/{p0},{p1}?batch=1`.
+/// `rest` is the URL path after the endpoint. An error belongs to the call when there is
+/// exactly one (its path comes with it).
+pub(crate) fn parse_target(
+    rest: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Target, Error> {
+    let Ok(decoded) = percent_encoding::percent_decode_str(rest).decode_utf8() else {
+        return Err(Error::bad_request("The procedure path is not valid UTF-8"));
+    };
+    let mut batch = false;
+    let mut input: Option<String> = None;
+    let mut connection_params: Option<String> = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*key {
+            "batch" => batch = value == "1",
+            "input" if input.is_none() => input = Some(value.into_owned()),
+            "connectionParams" if connection_params.is_none() => {
+                connection_params = Some(value.into_owned());
+            }
+            _ => {}
+        }
+    }
+    let jsonl = wants_jsonl(headers);
+    if jsonl && !batch {
+        return Err(Error::bad_request(
+            "Streaming requests must be batched (you can do a batch of 1)",
+        ));
+    }
+    let connection_params = match connection_params {
+        Some(text) => input::parse_connection_params(&text)?,
+        None => None,
+    };
+    let paths = if batch {
+        decoded.split(',').map(str::to_owned).collect()
+    } else {
+        vec![decoded.into_owned()]
+    };
+    Ok(Target {
+        paths,
+        batch,
+        input,
+        connection_params,
+        jsonl,
+    })
+}
+
+/// The inputs of the calls: one input, or a batch object `{"0":…,"1":…}`.
+pub(crate) fn parse_inputs(text: &str, target: &Target) -> Result<Vec<RawInput>, Error> {
+    if target.batch {
+        input::parse_batch(text, target.paths.len())
+    } else {
+        input::parse(text).map(|i| vec![i])
+    }
+}
+
+/// Whether the client asked for a JSONL stream (`httpBatchStreamLink`).
+fn wants_jsonl(headers: &HeaderMap) -> bool {
+    let has = |name: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("application/jsonl"))
+            })
+        })
+    };
+    has("trpc-accept") || has("accept")
+}
+
+/// What an HTTP method may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HttpMethod {
+    /// `GET`: queries, input in the URL.
+    Get,
+    /// `POST`: mutations (and queries with method override), input in the body.
+    Post,
+}
+
+impl HttpMethod {
+    /// `GET` or `POST`; other methods are refused, naming the ones tRPC uses.
+    pub(crate) fn of(method: &Method) -> Result<Self, Error> {
+        match *method {
+            Method::GET => Ok(HttpMethod::Get),
+            Method::POST => Ok(HttpMethod::Post),
+            _ => Err(Error::new(
+                ErrorCode::MethodNotSupported,
+                format!(
+                    "Unsupported {method} request: tRPC uses GET for queries and POST for mutations"
+                ),
+            )),
+        }
+    }
+
+    /// The value of the `Allow` header of a 405 answer.
+    pub(crate) const ALLOW: &'static str = "GET, POST, HEAD";
+
+    /// Whether this method reaches a procedure of `kind` (spec §1.2); `POST` queries need
+    /// the method override. Subscriptions are refused with tRPC's wording.
+    pub(crate) fn check(
+        self,
+        kind: ProcedureKind,
+        path: &str,
+        batch: bool,
+        allow_method_override: bool,
+    ) -> Result<(), Error> {
+        let ok = match kind {
+            ProcedureKind::Query => self == HttpMethod::Get || allow_method_override,
+            ProcedureKind::Mutation => self == HttpMethod::Post,
+            ProcedureKind::Subscription if batch => {
+                return Err(Error::bad_request("Cannot batch subscription calls"));
+            }
+            ProcedureKind::Subscription => {
+                return Err(Error::new(
+                    ErrorCode::MethodNotSupported,
+                    format!(
+                        "`{path}` is a subscription: subscribe over WebSocket (wsLink); \
+                         SSE (httpSubscriptionLink) is not supported yet"
+                    ),
+                ));
+            }
+        };
+        if ok {
+            return Ok(());
+        }
+        let method = match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+        };
+        Err(Error::new(
+            ErrorCode::MethodNotSupported,
+            format!("Unsupported {method}-request to {kind} procedure at path \"{path}\""),
+        ))
+    }
+}
+
+/// A JSON body is required for `POST` (FormData and binary inputs are not supported yet).
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Error> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Err(Error::new(
+            ErrorCode::UnsupportedMediaType,
+            "Missing content-type header",
+        ));
+    };
+    let text = value.to_str().unwrap_or("");
+    let media = text.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else if media.eq_ignore_ascii_case("multipart/form-data")
+        || media.eq_ignore_ascii_case("application/octet-stream")
+    {
+        Err(Error::new(
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "Unsupported content-type \"{media}\": oxrpc does not accept FormData or binary inputs yet"
+            ),
+        ))
+    } else {
+        Err(Error::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("Unsupported content-type \"{text}\": send application/json"),
+        ))
+    }
+}
+
+/// Refuses kinds that cannot share one request (`Cannot mix procedure types in call`).
+pub(crate) fn check_one_kind(kinds: impl IntoIterator<Item = ProcedureKind>) -> Result<(), Error> {
+    let mut seen: Vec<ProcedureKind> = Vec::new();
+    for kind in kinds {
+        if !seen.contains(&kind) {
+            seen.push(kind);
+        }
+    }
+    if seen.len() <= 1 {
+        return Ok(());
+    }
+    seen.sort();
+    let names: Vec<&str> = seen.iter().map(|k| k.as_str()).collect();
+    Err(Error::bad_request(format!(
+        "Cannot mix procedure types in call: {}",
+        names.join(", ")
+    )))
+}
+
+/// The status of a batch answer: the calls' common status, or 207 when they differ.
+pub(crate) fn batch_status(statuses: impl IntoIterator<Item = u16>) -> u16 {
+    let mut statuses = statuses.into_iter();
+    let Some(first) = statuses.next() else {
+        return 200;
+    };
+    if statuses.all(|s| s == first) {
+        first
+    } else {
+        207
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(strip_endpoint("/trpc/greet", "/trpc"), Some("greet"));
+        assert_eq!(strip_endpoint("/trpcx/greet", "/trpc"), None);
+        assert_eq!(strip_endpoint("/greet", ""), Some("greet"));
+        assert_eq!(strip_endpoint("/other", "/trpc"), None);
+        assert!(in_endpoint("/trpc", "/trpc") && in_endpoint("/", ""));
+    }
+
+    #[test]
+    fn content_types() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            check_content_type(&h).expect_err("missing").code(),
+            ErrorCode::UnsupportedMediaType
+        );
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("Application/JSON; charset=utf-8"),
+        );
+        assert!(check_content_type(&h).is_ok());
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(check_content_type(&h).is_err());
+    }
+
+    #[test]
+    fn targets_and_methods() {
+        let t = parse_target("a,b%2Ec", Some("batch=1&input=%7B%7D"), &HeaderMap::new())
+            .expect("target");
+        assert_eq!(t.paths, ["a", "b.c"]);
+        assert!(t.batch && !t.jsonl);
+        assert_eq!(t.input.as_deref(), Some("{}"));
+        assert!(
+            HttpMethod::Post
+                .check(ProcedureKind::Query, "q", false, false)
+                .is_err()
+        );
+        assert!(
+            HttpMethod::Post
+                .check(ProcedureKind::Query, "q", false, true)
+                .is_ok()
+        );
+        assert_eq!(batch_status([200, 200]), 200);
+        assert_eq!(batch_status([200, 404]), 207);
+        assert!(check_one_kind([ProcedureKind::Query, ProcedureKind::Query]).is_ok());
+        assert!(check_one_kind([ProcedureKind::Query, ProcedureKind::Mutation]).is_err());
+    }
+}

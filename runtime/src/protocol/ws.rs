@@ -1,0 +1,281 @@
+//! The WebSocket side of the wire (spec §7): incoming messages (one object or a batch array
+//! per frame), the connection-params frame, and every outgoing frame. Event data is spliced
+//! in as raw JSON text.
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::call::{ProcedureKind, RawInput};
+use crate::error::{Error, ErrorCode};
+use crate::protocol::error::ErrorShape;
+use crate::protocol::input::{self, ConnectionParams};
+
+/// The server's keep-alive ping, and the answer to a client's.
+pub(crate) const PING: &str = "PING";
+/// The answer to the client's `PING`.
+pub(crate) const PONG: &str = "PONG";
+/// Tells the client to reconnect (and resubscribe with its last event ids).
+pub(crate) const RECONNECT: &str = r#"{"id":null,"method":"reconnect"}"#;
+
+/// One incoming message (spec §7.2).
+#[derive(Deserialize)]
+struct Incoming {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    jsonrpc: Option<Value>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    params: Option<Params>,
+}
+
+#[derive(Deserialize)]
+struct Params {
+    path: String,
+    #[serde(default)]
+    input: RawInput,
+    #[serde(default, rename = "lastEventId")]
+    last_event_id: Option<String>,
+}
+
+/// What one incoming message asks for.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// A query, mutation or subscription.
+    Call {
+        /// Where the answers go.
+        reply: ReplyTo,
+        /// The procedure kind the client expects.
+        kind: ProcedureKind,
+        /// The procedure path.
+        path: String,
+        /// The raw input.
+        input: RawInput,
+        /// The client's last seen event id (subscriptions).
+        last_event_id: Option<String>,
+    },
+    /// `subscription.stop` for the subscription with this id.
+    Stop(ReplyTo),
+    /// A repeated connection-params frame (the context is already set): ignored.
+    ConnectionParams,
+    /// A message with an id whose fault is reported to that id.
+    Invalid(ReplyTo, Error),
+}
+
+/// The messages of a frame: one object or an array of them, each still raw. Inputs are
+/// captured as raw JSON without recursion, so the depth limit is the dispatcher's to apply.
+pub(crate) fn split_frame(text: &str) -> Result<Vec<Box<RawValue>>, Error> {
+    let invalid =
+        |e: serde_json::Error| Error::new(ErrorCode::ParseError, format!("Invalid JSON: {e}"));
+    if text.trim_start().starts_with('[') {
+        serde_json::from_str(text).map_err(invalid)
+    } else {
+        serde_json::from_str(text)
+            .map(|one| vec![one])
+            .map_err(invalid)
+    }
+}
+
+/// Reads one message. `Err` is a fault that cannot be tied to a request id (answered with
+/// `"id": null`).
+pub(crate) fn parse_message(raw: &RawValue) -> Result<Request, Error> {
+    let incoming: Incoming = serde_json::from_str(raw.get())
+        .map_err(|e| Error::new(ErrorCode::ParseError, format!("Invalid message: {e}")))?;
+    if incoming.method.as_deref() == Some("connectionParams") && incoming.id.is_none() {
+        return Ok(Request::ConnectionParams);
+    }
+    let id = match &incoming.id {
+        Some(id @ (Value::Number(_) | Value::String(_))) => id,
+        _ => return Err(Error::new(ErrorCode::ParseError, "`id` is required")),
+    };
+    let reply = ReplyTo {
+        id: id.to_string(),
+        jsonrpc: incoming.jsonrpc.is_some(),
+    };
+    if incoming.jsonrpc.as_ref().is_some_and(|v| v != "2.0") {
+        let e = Error::new(
+            ErrorCode::ParseError,
+            r#"`jsonrpc` must be "2.0" when present"#,
+        );
+        return Ok(Request::Invalid(reply, e));
+    }
+    let kind = match incoming.method.as_deref() {
+        Some("query") => ProcedureKind::Query,
+        Some("mutation") => ProcedureKind::Mutation,
+        Some("subscription") => ProcedureKind::Subscription,
+        Some("subscription.stop") => return Ok(Request::Stop(reply)),
+        _ => return Err(Error::new(ErrorCode::ParseError, "Invalid procedure type")),
+    };
+    let Some(params) = incoming.params else {
+        let e = Error::new(ErrorCode::ParseError, "`params.path` is required");
+        return Ok(Request::Invalid(reply, e));
+    };
+    Ok(Request::Call {
+        reply,
+        kind,
+        path: params.path,
+        input: params.input,
+        last_event_id: params.last_event_id,
+    })
+}
+
+/// The requests of a frame that cannot be served (bad connection params): their ids and
+/// paths, so each gets the error.
+pub(crate) fn pending_calls(text: &str) -> Vec<(ReplyTo, String)> {
+    split_frame(text)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|raw| match parse_message(raw) {
+            Ok(Request::Call { reply, path, .. }) => Some((reply, path)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads `{"method":"connectionParams","data":{…}|null}` (spec §7.1); `None` if the frame
+/// is something else.
+pub(crate) fn connection_params(text: &str) -> Option<ConnectionParams> {
+    #[derive(Deserialize)]
+    struct Frame<'a> {
+        method: &'a str,
+        #[serde(borrow)]
+        data: &'a RawValue,
+    }
+    let frame: Frame<'_> = serde_json::from_str(text).ok()?;
+    if frame.method != "connectionParams" {
+        return None;
+    }
+    input::parse_connection_params(frame.data.get()).ok()
+}
+
+/// An error that belongs to no request: `{"id":null,"error":…}`.
+pub(crate) fn error_without_id(shape: &ErrorShape<'_>) -> String {
+    format!(r#"{{"id":null,"error":{}}}"#, shape.to_json())
+}
+
+/// Echoes a request's `id` (and `jsonrpc`) on every frame that answers it.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplyTo {
+    id: String,
+    jsonrpc: bool,
+}
+
+impl ReplyTo {
+    /// The request id as JSON text: the key of a subscription on its connection.
+    pub(crate) fn key(&self) -> &str {
+        &self.id
+    }
+
+    fn frame(&self, body: &str) -> String {
+        let jsonrpc = if self.jsonrpc {
+            r#","jsonrpc":"2.0""#
+        } else {
+            ""
+        };
+        format!(r#"{{"id":{}{jsonrpc},{body}}}"#, self.id)
+    }
+
+    /// The answer to a query or mutation.
+    pub(crate) fn data(&self, data: Option<&RawValue>) -> String {
+        match data {
+            Some(data) => self.frame(&format!(
+                r#""result":{{"type":"data","data":{}}}"#,
+                data.get()
+            )),
+            None => self.frame(r#""result":{"type":"data"}"#),
+        }
+    }
+
+    /// A subscription started.
+    pub(crate) fn started(&self) -> String {
+        self.frame(r#""result":{"type":"started"}"#)
+    }
+
+    /// One subscription event; a tracked one carries its id twice (spec §7.3).
+    pub(crate) fn event(&self, id: Option<&str>, data: &RawValue) -> String {
+        match id {
+            Some(id) => {
+                let id = serde_json::to_string(id).unwrap_or_default();
+                self.frame(&format!(
+                    r#""result":{{"type":"data","data":{{"id":{id},"data":{}}},"id":{id}}}"#,
+                    data.get()
+                ))
+            }
+            None => self.frame(&format!(
+                r#""result":{{"type":"data","data":{}}}"#,
+                data.get()
+            )),
+        }
+    }
+
+    /// A subscription ended.
+    pub(crate) fn stopped(&self) -> String {
+        self.frame(r#""result":{"type":"stopped"}"#)
+    }
+
+    /// The request failed.
+    pub(crate) fn error(&self, shape: &ErrorShape<'_>) -> String {
+        self.frame(&format!(r#""error":{}"#, shape.to_json()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_echo_id_and_jsonrpc() {
+        let raw = split_frame(r#"[{"id":1,"jsonrpc":"2.0","method":"query","params":{"path":"a","input":{"x":1}}},{"id":"s","method":"subscription.stop"}]"#)
+            .expect("frame");
+        let Ok(Request::Call {
+            reply,
+            kind,
+            path,
+            input,
+            ..
+        }) = parse_message(&raw[0])
+        else {
+            panic!("a call");
+        };
+        assert_eq!((kind, path.as_str()), (ProcedureKind::Query, "a"));
+        assert_eq!(input.as_deref().map(RawValue::get), Some(r#"{"x":1}"#));
+        assert_eq!(
+            reply.started(),
+            r#"{"id":1,"jsonrpc":"2.0","result":{"type":"started"}}"#
+        );
+        let Ok(Request::Stop(stop)) = parse_message(&raw[1]) else {
+            panic!("a stop");
+        };
+        assert_eq!(stop.key(), "\"s\"");
+        let data = RawValue::from_string("5".into()).expect("json");
+        assert_eq!(
+            stop.event(Some("7"), &data),
+            r#"{"id":"s","result":{"type":"data","data":{"id":"7","data":5},"id":"7"}}"#
+        );
+        assert_eq!(stop.data(None), r#"{"id":"s","result":{"type":"data"}}"#);
+    }
+
+    #[test]
+    fn deep_inputs_are_captured_not_refused() {
+        let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+        let frame =
+            format!(r#"{{"id":1,"method":"query","params":{{"path":"a","input":{deep}}}}}"#);
+        let raw = split_frame(&frame).expect("frame");
+        assert!(matches!(parse_message(&raw[0]), Ok(Request::Call { .. })));
+    }
+
+    #[test]
+    fn connection_params_frames() {
+        let params = connection_params(r#"{"method":"connectionParams","data":{"token":"t"}}"#)
+            .expect("params")
+            .expect("some");
+        assert_eq!(params.get("token").map(String::as_str), Some("t"));
+        assert_eq!(
+            connection_params(r#"{"method":"connectionParams","data":null}"#),
+            Some(None)
+        );
+        assert!(connection_params(r#"{"method":"connectionParams","data":[1]}"#).is_none());
+    }
+}

@@ -1,0 +1,101 @@
+//! Who is connected: the live WebSocket connections of a server (count, limit, broadcast
+//! control, drain on shutdown), and each connection's live subscriptions.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, broadcast};
+
+/// What the server can tell every WebSocket connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// Tell the client to reconnect, and keep serving.
+    Reconnect,
+    /// Close at once.
+    Drop,
+}
+
+/// The live WebSocket connections of one server.
+#[derive(Debug)]
+pub(crate) struct Connections {
+    count: AtomicUsize,
+    control: broadcast::Sender<Control>,
+    idle: Notify,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            count: AtomicUsize::new(0),
+            control: broadcast::channel(4).0,
+            idle: Notify::new(),
+        }
+    }
+}
+
+impl Connections {
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn broadcast(&self, control: Control) {
+        let _ = self.control.send(control);
+    }
+
+    pub(super) fn subscribe(&self) -> broadcast::Receiver<Control> {
+        self.control.subscribe()
+    }
+
+    /// Takes a connection slot, unless `max` connections are open already.
+    pub(super) fn admit(self: &Arc<Self>, max: usize) -> Option<Slot> {
+        let slot = Slot(Arc::clone(self));
+        (self.count.fetch_add(1, Ordering::SeqCst) < max).then_some(slot)
+    }
+
+    /// Waits until no connection is left, or `timeout` passes; returns whether all closed.
+    pub(crate) async fn drained(&self, timeout: Duration) -> bool {
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.count() == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+}
+
+/// One connection's place in the count, given back when the connection ends, however it ends.
+pub(super) struct Slot(Arc<Connections>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Live subscriptions of a connection: client id → generation (ids may be reused).
+pub(super) type Subscriptions = Arc<Mutex<HashMap<String, u64>>>;
+
+/// Forgets a subscription, unless its id was reused by a newer one meanwhile.
+pub(super) fn unregister(subscriptions: &Subscriptions, key: &str, generation: u64) {
+    if let Ok(mut live) = subscriptions.lock()
+        && live.get(key) == Some(&generation)
+    {
+        live.remove(key);
+    }
+}
+
+/// Whether the subscription with this key and generation is still wanted.
+pub(super) fn is_live(subscriptions: &Subscriptions, key: &str, generation: u64) -> bool {
+    subscriptions
+        .lock()
+        .map(|live| live.get(key) == Some(&generation))
+        .unwrap_or(false)
+}
