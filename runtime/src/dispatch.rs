@@ -341,6 +341,86 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
+
+    /// Collects the fields of every `trpc.call` span.
+    #[derive(Clone, Default)]
+    struct Spans(Arc<Mutex<BTreeMap<u64, BTreeMap<String, String>>>>);
+
+    struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+    impl Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            self.0.insert(field.name().to_owned(), format!("{value:?}"));
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().to_owned(), value.to_owned());
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            id: &tracing::span::Id,
+            _: LayerContext<'_, S>,
+        ) {
+            if attrs.metadata().name() == "trpc.call" {
+                let mut spans = self.0.lock().expect("lock");
+                attrs.record(&mut Fields(spans.entry(id.into_u64()).or_default()));
+            }
+        }
+        fn on_record(
+            &self,
+            id: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            _: LayerContext<'_, S>,
+        ) {
+            if let Some(fields) = self.0.lock().expect("lock").get_mut(&id.into_u64()) {
+                values.record(&mut Fields(fields));
+            }
+        }
+    }
+
+    #[test]
+    fn every_call_has_one_span_with_its_outcome() {
+        let router = crate::Router::new()
+            .add(crate::Procedure::query("ok", |_: (), (): ()| async {
+                Ok::<_, Error>(1)
+            }))
+            .add(crate::Procedure::query("missing", |_: (), (): ()| async {
+                Err::<u8, _>(Error::not_found("gone"))
+            }));
+        let spans = Spans::default();
+        let subscriber = tracing_subscriber::registry().with(spans.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("rt");
+            let ok: u8 = rt.block_on(router.call((), "ok", &())).expect("ok");
+            assert_eq!(ok, 1);
+            let err = rt
+                .block_on(router.call::<_, u8>((), "missing", &()))
+                .expect_err("error");
+            assert_eq!(err.code(), ErrorCode::NotFound);
+        });
+        let spans = spans.0.lock().expect("lock");
+        let mut seen: Vec<_> = spans.values().collect();
+        seen.sort_by_key(|f| f.get("path").cloned());
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0]["path"], "missing");
+        assert_eq!(seen[0]["outcome"], "NOT_FOUND");
+        assert_eq!(seen[1]["path"], "ok");
+        assert_eq!(seen[1]["outcome"], "OK");
+        for fields in seen {
+            assert_eq!(fields["kind"], "query");
+            assert_eq!(fields["transport"], "caller");
+            assert!(fields.contains_key("duration_us"), "{fields:?}");
+        }
+    }
 
     #[test]
     fn lookup_words_not_found_as_trpc_does() {
