@@ -17,19 +17,27 @@ use crate::protocol::error::ErrorPolicy;
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The response body of oxrpc's HTTP service.
-pub struct Body(http_body_util::combinators::BoxBody<Bytes, BoxError>);
+pub struct Body(http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>);
 
 impl Body {
     pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
         Body(
             Full::new(bytes.into())
                 .map_err(|never: Infallible| match never {})
-                .boxed(),
+                .boxed_unsync(),
         )
     }
 
     pub(crate) fn empty() -> Self {
         Body::full(Bytes::new())
+    }
+
+    /// A body written as the stream yields, one data frame per item (flushed by hyper as it
+    /// goes). Dropping the body (client gone) drops the stream.
+    pub(crate) fn stream(chunks: impl futures_util::Stream<Item = Bytes> + Send + 'static) -> Self {
+        use futures_util::StreamExt;
+        let frames = chunks.map(|chunk| Ok::<_, BoxError>(http_body::Frame::data(chunk)));
+        Body(http_body_util::StreamBody::new(frames).boxed_unsync())
     }
 }
 
@@ -61,7 +69,12 @@ impl http_body::Body for Body {
 
 /// A JSON response with tRPC's `vary` header.
 pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> {
-    let mut res = Response::new(Body::full(body));
+    json_body_response(status, Body::full(body))
+}
+
+/// A response with any body of JSON (or JSON lines), with tRPC's headers.
+pub(crate) fn json_body_response(status: StatusCode, body: Body) -> Response<Body> {
+    let mut res = Response::new(body);
     *res.status_mut() = status;
     let headers = res.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -399,10 +399,32 @@ async fn nests_under_axum() {
     deadline(task).await.expect("join").expect("serve");
 }
 
+/// The chunk lines of a streamed batch, by call index (spec §5.5 form B: `[i,0,[[envelope]]]`),
+/// after checking the head line (`{"i":[[0],[null,0,i]],…}`).
+fn jsonl_items(body: &str, calls: usize) -> Vec<Value> {
+    let mut lines = body.lines();
+    let head: Value = serde_json::from_str(lines.next().expect("head line")).expect("head JSON");
+    for i in 0..calls {
+        assert_eq!(
+            head[i.to_string()],
+            serde_json::json!([[0], [null, 0, i]]),
+            "{body}"
+        );
+    }
+    let mut items = vec![Value::Null; calls];
+    for line in lines {
+        let chunk: Value = serde_json::from_str(line).expect("chunk JSON");
+        let index = chunk[0].as_u64().expect("chunk id") as usize;
+        assert_eq!(chunk[1], 0, "{line}");
+        items[index] = chunk[2][0][0].clone();
+    }
+    items
+}
+
 #[tokio::test]
-async fn stream_requests_get_jsonl_with_every_result_inline() {
+async fn stream_requests_get_jsonl_lines_as_calls_finish() {
     let server = Running::start(|s| s).await;
-    let url = format!("{}/hello,notFound?batch=1", server.base);
+    let url = format!("{}/hello,notFound,nope?batch=1", server.base);
     for header in ["trpc-accept", "accept"] {
         let reply = send(
             Method::GET,
@@ -413,10 +435,71 @@ async fn stream_requests_get_jsonl_with_every_result_inline() {
         .await;
         assert_eq!(reply.status, StatusCode::OK);
         assert!(reply.body.ends_with('\n'), "{:?}", reply.body);
-        let head: Value = serde_json::from_str(reply.body.trim_end()).expect("head line");
-        assert_eq!(head["0"][0][0]["result"]["data"], "hello world");
-        assert_eq!(head["1"][0][0]["error"]["data"]["code"], "NOT_FOUND");
+        let items = jsonl_items(&reply.body, 3);
+        assert_eq!(items[0]["result"]["data"], "hello world");
+        assert_eq!(items[1]["error"]["data"]["code"], "NOT_FOUND");
+        assert_eq!(items[1]["error"]["data"]["path"], "notFound");
+        // An unknown path is in-band too, with status 200 (spec §11.4).
+        assert_eq!(items[2]["error"]["data"]["code"], "NOT_FOUND");
     }
+
+    // Out of order: the fast call's line arrives while the slow one is still sleeping.
+    let input = percent_encode(r#"{"0":1500}"#);
+    let req = Request::builder()
+        .uri(format!("{}/slow,hello?batch=1&input={input}", server.base))
+        .header("trpc-accept", "application/jsonl")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let started = std::time::Instant::now();
+    let res = deadline(client.request(req)).await.expect("request");
+    let mut body = res.into_body();
+    let mut text = String::new();
+    let mut arrivals = Vec::new();
+    while let Some(frame) = deadline(body.frame()).await {
+        if let Ok(data) = frame.expect("frame").into_data() {
+            text.push_str(std::str::from_utf8(&data).expect("utf-8"));
+            arrivals.push((text.lines().count(), started.elapsed()));
+        }
+    }
+    let items = jsonl_items(&text, 2);
+    assert_eq!(items[0]["result"]["data"]["waited"], 1500);
+    assert_eq!(items[1]["result"]["data"], "hello world");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[1].starts_with("[1,"),
+        "the fast call comes first: {text}"
+    );
+    let at = |line: usize| arrivals.iter().find(|(n, _)| *n >= line).map(|(_, t)| *t);
+    let (fast, slow) = (at(2).expect("fast line"), at(3).expect("slow line"));
+    assert!(
+        slow.saturating_sub(fast) >= Duration::from_millis(1000),
+        "the fast line must not wait for the slow call: fast at {fast:?}, slow at {slow:?}"
+    );
+
+    // A client that goes away mid-stream harms nothing: the server keeps serving.
+    let req = Request::builder()
+        .uri(format!(
+            "{}/slow,hello?batch=1&input={}",
+            server.base,
+            percent_encode(r#"{"0":10000}"#)
+        ))
+        .header("trpc-accept", "application/jsonl")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let res = deadline(client.request(req)).await.expect("request");
+    let mut body = res.into_body();
+    deadline(body.frame())
+        .await
+        .expect("head")
+        .expect("head frame");
+    drop(body);
+    drop(client);
+    assert_eq!(
+        get(&format!("{}/hello", server.base)).await.status,
+        StatusCode::OK
+    );
+
     let reply = send(
         Method::GET,
         &format!("{}/hello", server.base),
@@ -431,4 +514,16 @@ async fn stream_requests_get_jsonl_with_every_result_inline() {
         reply.body
     );
     server.shutdown().await;
+}
+
+/// Percent-encodes a query parameter value.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -2,6 +2,8 @@
 //! forms that hold them (a JSON array; the head line of a JSONL stream, spec §5.5). Data is
 //! spliced in as raw JSON text, never re-parsed.
 
+use std::fmt::Write as _;
+
 use serde_json::value::RawValue;
 
 use crate::protocol::error::ErrorShape;
@@ -44,21 +46,29 @@ pub(crate) fn batch<'a>(envelopes: impl IntoIterator<Item = &'a str>) -> String 
     out
 }
 
-/// The head line of a `httpBatchStreamLink` answer with every envelope inline (JSONL form A,
-/// spec §5.5): `{"0":[[envelope]],…}` and a newline.
-pub(crate) fn jsonl_head<'a>(envelopes: impl IntoIterator<Item = &'a str>) -> String {
-    let mut out = String::from("{");
-    for (i, envelope) in envelopes.into_iter().enumerate() {
+/// The head line of a streamed batch (JSONL, spec §5.4): every call is a promise that a later
+/// chunk line settles, so the head goes out before any call finishes:
+/// `{"0":[[0],[null,0,0]],"1":[[0],[null,0,1]]}` and a newline.
+pub(crate) fn jsonl_head(calls: usize) -> String {
+    let mut out = String::with_capacity(calls * 24 + 3);
+    out.push('{');
+    for i in 0..calls {
         if i > 0 {
             out.push(',');
         }
-        out.push('"');
-        out.push_str(&i.to_string());
-        out.push_str("\":[[");
-        out.push_str(envelope);
-        out.push_str("]]");
+        let _ = write!(out, "\"{i}\":[[0],[null,0,{i}]]");
     }
     out.push_str("}\n");
+    out
+}
+
+/// The chunk line that settles call `index`'s promise with its envelope (spec §5.5):
+/// `[index,0,[[envelope]]]` and a newline. Errors travel in-band, as `{"error":…}` envelopes.
+pub(crate) fn jsonl_settled(index: usize, envelope: &str) -> String {
+    let mut out = String::with_capacity(envelope.len() + 16);
+    let _ = write!(out, "[{index},0,[[");
+    out.push_str(envelope);
+    out.push_str("]]]\n");
     out
 }
 
@@ -79,6 +89,13 @@ mod tests {
             r#"{"error":{"message":"thing not found","code":-32004,"data":{"code":"NOT_FOUND","httpStatus":404,"path":"notFound"}}}"#
         );
         assert_eq!(batch(["1", "2"]), "[1,2]");
-        assert_eq!(jsonl_head(["1", "2"]), "{\"0\":[[1]],\"1\":[[2]]}\n");
+        assert_eq!(
+            jsonl_head(2),
+            "{\"0\":[[0],[null,0,0]],\"1\":[[0],[null,0,1]]}\n"
+        );
+        assert_eq!(
+            jsonl_settled(1, r#"{"result":{"data":5}}"#),
+            "[1,0,[[{\"result\":{\"data\":5}}]]]\n"
+        );
     }
 }

@@ -1,14 +1,16 @@
-//! tRPC over HTTP (spec §1–§3, §5): queries, mutations, `?batch=1` batches and JSONL
-//! answers. Parse (protocol) → dispatch → respond (protocol envelopes).
+//! tRPC over HTTP (spec §1–§3, §5): queries, mutations, `?batch=1` batches and streamed
+//! JSONL batches. Parse (protocol) → dispatch → respond (protocol envelopes).
 
 use bytes::{Buf, Bytes};
 use futures_util::future::join_all;
+use futures_util::stream::{self, FuturesUnordered};
+use futures_util::{FutureExt, StreamExt};
 use http::header::{ALLOW, CONTENT_LENGTH, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::body::{Body, BoxError, error_response, json_response};
-use crate::call::{ProcedureKind, RawInput, Reply};
+use crate::body::{Body, BoxError, error_response, json_body_response, json_response};
+use crate::call::{BoxFuture, ProcedureKind, RawInput, Reply};
 use crate::context::{PeerAddr, RequestInfo};
 use crate::dispatch::{Dispatcher, Entry, Via, Want};
 use crate::error::{Error, ErrorCode};
@@ -46,6 +48,63 @@ pub(crate) struct HttpTransport {
 
 /// A request-level failure: the error, and the path when the request holds one call.
 type Failure = (Error, Option<String>);
+
+/// A call of a request: settled (refused before it ran, or finished), or running.
+enum Outcome {
+    Done(Result<Reply, Error>),
+    Running(BoxFuture<Result<Reply, Error>>),
+}
+
+impl Outcome {
+    /// Waits for every running call (a single call without `join_all`'s machinery).
+    async fn settle_all(mut outcomes: Vec<Outcome>) -> Vec<Result<Reply, Error>> {
+        if let [Outcome::Running(_)] = &outcomes[..]
+            && let Some(Outcome::Running(call)) = outcomes.pop()
+        {
+            return vec![call.await];
+        }
+        join_all(outcomes.into_iter().map(|outcome| async move {
+            match outcome {
+                Outcome::Done(result) => result,
+                Outcome::Running(call) => call.await,
+            }
+        }))
+        .await
+    }
+}
+
+/// A streamed batch (`httpBatchStreamLink`, JSONL, spec §5): the head line at once, then one
+/// line per call as it settles, in completion order, errors in-band. Dropping the body (the
+/// client went away) drops the calls still running.
+fn stream_response(
+    dispatcher: &Dispatcher,
+    paths: Vec<String>,
+    outcomes: Vec<Outcome>,
+) -> Response<Body> {
+    let head = envelope::jsonl_head(outcomes.len());
+    let mut settled = Vec::new();
+    let running = FuturesUnordered::new();
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Outcome::Done(result) => settled.push((i, result)),
+            Outcome::Running(call) => running.push(call.map(move |result| (i, result))),
+        }
+    }
+    let dispatcher = dispatcher.clone();
+    let line = move |(i, result): (usize, Result<Reply, Error>)| {
+        let envelope = match result {
+            Ok(reply) => envelope::result(reply.json_ref()),
+            Err(e) => {
+                let path = paths.get(i).map(String::as_str);
+                envelope::error(&dispatcher.policy().shape(&e, path))
+            }
+        };
+        Bytes::from(envelope::jsonl_settled(i, &envelope))
+    };
+    let lines = stream::once(std::future::ready(Bytes::from(head)))
+        .chain(stream::iter(settled).chain(running).map(line));
+    json_body_response(StatusCode::OK, Body::stream(lines))
+}
 
 impl HttpTransport {
     pub(crate) fn new(dispatcher: Dispatcher, config: HttpConfig) -> Self {
@@ -132,7 +191,7 @@ impl HttpTransport {
 
         // Resolve every call before running any, so a bad batch runs nothing.
         let dispatcher = &self.dispatcher;
-        let mut outcomes: Vec<Option<Result<Reply, Error>>> = Vec::with_capacity(inputs.len());
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(inputs.len());
         let mut runnable: Vec<(usize, &Entry, RawInput)> = Vec::new();
         let mut kinds: Vec<ProcedureKind> = Vec::new();
         for (i, (path, input)) in target.paths.iter().zip(inputs).enumerate() {
@@ -153,9 +212,9 @@ impl HttpTransport {
             outcomes.push(match outcome {
                 Ok(entry) => {
                     runnable.push((i, entry, input));
-                    None
+                    Outcome::Done(Err(Error::internal("call was never run")))
                 }
-                Err(e) => Some(Err(e)),
+                Err(e) => Outcome::Done(Err(e)),
             });
         }
         wire::check_one_kind(kinds).map_err(|e| (e, None))?;
@@ -167,55 +226,44 @@ impl HttpTransport {
             match dispatcher.create_context(info).await {
                 Err(e) => {
                     for (i, _, _) in &runnable {
-                        outcomes[*i] = Some(Err(e.clone()));
+                        outcomes[*i] = Outcome::Done(Err(e.clone()));
                     }
                 }
                 Ok(ctx) => {
-                    let batch_index = |i: usize| target.batch.then_some(i);
-                    if let [(i, entry, input)] = &mut runnable[..] {
-                        let call = dispatcher.call(
+                    // Started here, awaited below, or streamed as they finish (JSONL).
+                    for (i, entry, input) in runnable {
+                        let index = target.batch.then_some(i);
+                        outcomes[i] = Outcome::Running(dispatcher.call(
                             entry,
                             &ctx,
-                            input.take(),
+                            input,
                             None,
                             Via::Http,
-                            batch_index(*i),
-                        );
-                        outcomes[*i] = Some(call.await);
-                    } else {
-                        let calls = runnable.iter_mut().map(|(i, entry, input)| {
-                            dispatcher.call(
-                                entry,
-                                &ctx,
-                                input.take(),
-                                None,
-                                Via::Http,
-                                batch_index(*i),
-                            )
-                        });
-                        let results = join_all(calls).await;
-                        for ((i, _, _), result) in runnable.iter().zip(results) {
-                            outcomes[*i] = Some(result);
-                        }
+                            index,
+                        ));
                     }
                 }
             }
         }
 
+        if target.jsonl {
+            return Ok(stream_response(dispatcher, target.paths, outcomes));
+        }
+        let outcomes = Outcome::settle_all(outcomes).await;
         let policy = dispatcher.policy();
-        let envelopes = target.paths.iter().zip(outcomes).map(|(path, outcome)| {
-            match outcome.unwrap_or_else(|| Err(Error::internal("call was never run"))) {
+        let envelopes = target
+            .paths
+            .iter()
+            .zip(outcomes)
+            .map(|(path, outcome)| match outcome {
                 Ok(reply) => (200, envelope::result(reply.json_ref())),
                 Err(e) => (
                     e.code().http_status(),
                     envelope::error(&policy.shape(&e, Some(path))),
                 ),
-            }
-        });
+            });
         let (statuses, bodies): (Vec<u16>, Vec<String>) = envelopes.unzip();
-        let (status, body) = if target.jsonl {
-            (200, envelope::jsonl_head(bodies.iter().map(String::as_str)))
-        } else if target.batch {
+        let (status, body) = if target.batch {
             (
                 wire::batch_status(statuses),
                 envelope::batch(bodies.iter().map(String::as_str)),

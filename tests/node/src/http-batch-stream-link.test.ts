@@ -1,7 +1,7 @@
 /**
- * httpBatchStreamLink against oxrpc's non-streaming JSONL answer (protocol §5.5 form A: every
- * result inline in the head line). True streaming is a later transport; this proves the
- * official streaming link already gets correct values and errors.
+ * httpBatchStreamLink against oxrpc's streamed JSONL answer (protocol §5.4/§5.5 form B: the head
+ * line at once, then one line per call as it settles): values and errors, out-of-order
+ * delivery asserted by timing, and an aborted call.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -40,6 +40,27 @@ describe('httpBatchStreamLink, plain profile', () => {
       assert.equal(err.shape?.code, -32004);
     });
   }
+
+  it('a fast result arrives while a slow call of the same batch is still running', async () => {
+    const client = createTRPCClient<AppRouter>({ links: [httpBatchStreamLink({ url: server.url })] });
+    const started = Date.now();
+    const slow = client.slow.query(1500).then((v) => ({ v, at: Date.now() - started }));
+    const fast = client.hello.query().then((v) => ({ v, at: Date.now() - started }));
+    const [s, f] = await withTimeout(Promise.all([slow, fast]), 10_000);
+    assert.deepEqual(s.v, { waited: 1500 });
+    assert.equal(f.v, 'hello world');
+    assert.ok(s.at >= 1400, `slow settled after ${s.at} ms`);
+    assert.ok(s.at - f.at >= 1000, `fast settled at ${f.at} ms, slow at ${s.at} ms: the fast one waited`);
+  });
+
+  it('aborting one call of a streamed batch rejects it; the server keeps serving', async () => {
+    const client = createTRPCClient<AppRouter>({ links: [httpBatchStreamLink({ url: server.url })] });
+    const controller = new AbortController();
+    const slow = client.slow.query(10_000, { signal: controller.signal });
+    setTimeout(() => controller.abort(), 100);
+    await assert.rejects(withTimeout(slow, 5_000), (err: Error) => /abort/i.test(err.message) || err.name === 'AbortError' || err.name === 'TRPCClientError');
+    assert.equal(await withTimeout(client.hello.query()), 'hello world');
+  });
 
   it('mutations, including an undefined output', async () => {
     const client = createTRPCClient<AppRouter>({ links: [httpBatchStreamLink({ url: server.url })] });
