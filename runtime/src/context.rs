@@ -17,6 +17,8 @@ pub enum TransportKind {
     Http,
     /// A WebSocket connection (the context is created once per connection).
     WebSocket,
+    /// A Server-Sent Events subscription stream (`httpSubscriptionLink`).
+    Sse,
 }
 
 /// The request a context is created for: method, URI, headers, peer address.

@@ -28,6 +28,8 @@ pub(crate) enum Via {
     Http,
     /// A WebSocket message.
     WebSocket,
+    /// A Server-Sent Events stream.
+    Sse,
     /// `Router::call` / `Router::subscribe` from Rust.
     Caller,
 }
@@ -37,6 +39,7 @@ impl Via {
         match self {
             Via::Http => "http",
             Via::WebSocket => "websocket",
+            Via::Sse => "sse",
             Via::Caller => "caller",
         }
     }
@@ -280,6 +283,11 @@ impl Dispatcher {
             policy,
             options,
         }))
+    }
+
+    /// The kind of the procedure at `path`, if there is one (routing; nothing is reported).
+    pub(crate) fn kind_of(&self, path: &str) -> Option<ProcedureKind> {
+        self.0.procedures.get(path).map(|entry| entry.kind)
     }
 
     /// The procedure at `path`, if it is what the caller wants (reported otherwise).

@@ -20,6 +20,7 @@ use crate::protocol::error::{ErrorInfo, ErrorPolicy};
 use crate::router::Router;
 use crate::service::HttpService;
 use crate::transport::http::{HttpConfig, HttpTransport};
+use crate::transport::sse::{SseConfig, SseStreams, SseTransport};
 use crate::transport::ws::registry::{Connections, Control};
 use crate::transport::ws::{WsConfig, WsTransport};
 
@@ -28,6 +29,7 @@ use crate::transport::ws::{WsConfig, WsTransport};
 struct ServerConfig {
     http: HttpConfig,
     ws: WsConfig,
+    sse: SseConfig,
     policy: ErrorPolicy,
 }
 
@@ -49,29 +51,40 @@ pub struct Server<Ctx> {
     create_context: ContextFn<Ctx>,
     config: ServerConfig,
     connections: Arc<Connections>,
+    sse_streams: Arc<SseStreams>,
 }
 
-/// Controls a running server's WebSocket connections (for deploys, and tests).
+/// Controls a running server's WebSocket connections and SSE streams (for deploys, and
+/// tests).
 #[derive(Debug, Clone)]
 pub struct ServerHandle {
     connections: Arc<Connections>,
+    sse_streams: Arc<SseStreams>,
 }
 
 impl ServerHandle {
-    /// Sends `{"id":null,"method":"reconnect"}` to every WebSocket client: they reconnect and
-    /// resubscribe with their last event ids. Serving continues.
+    /// Sends `{"id":null,"method":"reconnect"}` to every WebSocket client and ends every SSE
+    /// stream (without `return`): clients reconnect and resubscribe with their last event
+    /// ids. Serving continues.
     pub fn reconnect_all(&self) {
         self.connections.broadcast(Control::Reconnect);
+        self.sse_streams.end_all();
     }
 
-    /// Closes every WebSocket connection at once.
+    /// Closes every WebSocket connection and ends every SSE stream at once.
     pub fn drop_all(&self) {
         self.connections.broadcast(Control::Drop);
+        self.sse_streams.end_all();
     }
 
     /// How many WebSocket connections are open.
     pub fn websocket_connections(&self) -> usize {
         self.connections.count()
+    }
+
+    /// How many SSE subscription streams are open.
+    pub fn sse_streams(&self) -> usize {
+        self.sse_streams.count()
     }
 }
 
@@ -98,6 +111,7 @@ impl<Ctx: Send + 'static> Server<Ctx> {
             create_context: Arc::new(move |info| Box::pin(create_context(info))),
             config,
             connections: Arc::default(),
+            sse_streams: Arc::default(),
         }
     }
 
@@ -214,14 +228,59 @@ impl<Ctx: Send + 'static> Server<Ctx> {
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
             connections: Arc::clone(&self.connections),
+            sse_streams: Arc::clone(&self.sse_streams),
         }
+    }
+
+    /// SSE keep-alive: send a `ping` event after `every` without any event (default: off).
+    /// Must be shorter than [`Server::sse_reconnect_after_inactivity`] when both are set.
+    pub fn sse_ping(mut self, every: Duration) -> Self {
+        self.config.sse.ping = Some(every);
+        self
+    }
+
+    /// Tells SSE clients (in `connected`) to recreate their stream, resuming from their last
+    /// event id, after `after` without any event (default: off). Pair it with
+    /// [`Server::sse_ping`] so quiet subscriptions are not recreated.
+    pub fn sse_reconnect_after_inactivity(mut self, after: Duration) -> Self {
+        self.config.sse.reconnect_after_inactivity = Some(after);
+        self
+    }
+
+    /// Ends every SSE stream after `max` (without `return`), so the client reconnects with
+    /// `Last-Event-ID` (default: no limit). Spreads long-lived streams over instances.
+    pub fn sse_max_duration(mut self, max: Duration) -> Self {
+        self.config.sse.max_duration = Some(max);
+        self
+    }
+
+    /// The most SSE subscription streams at once (default 10,000); more get
+    /// `TOO_MANY_REQUESTS` before the stream starts.
+    pub fn sse_max_streams(mut self, count: usize) -> Self {
+        self.config.sse.max_streams = count;
+        self
     }
 }
 
 impl<Ctx: Clone + Send + Sync + 'static> Server<Ctx> {
     /// The server as a `tower::Service`, to mount under axum or serve with hyper yourself.
+    ///
+    /// # Panics
+    /// If the SSE ping interval is not shorter than the SSE inactivity timeout (clients would
+    /// reconnect between pings).
     pub fn into_service(self) -> HttpService {
-        let ServerConfig { http, ws, policy } = self.config;
+        let ServerConfig {
+            http,
+            ws,
+            sse,
+            policy,
+        } = self.config;
+        if let (Some(ping), Some(inactivity)) = (sse.ping, sse.reconnect_after_inactivity) {
+            assert!(
+                ping < inactivity,
+                "sse_ping ({ping:?}) must be shorter than sse_reconnect_after_inactivity ({inactivity:?})"
+            );
+        }
         let dispatcher = Dispatcher::new(
             self.router.procedures(),
             self.router.options(),
@@ -231,8 +290,10 @@ impl<Ctx: Clone + Send + Sync + 'static> Server<Ctx> {
         let endpoint = http.endpoint.clone();
         HttpService::new(
             endpoint,
+            dispatcher.clone(),
             HttpTransport::new(dispatcher.clone(), http),
-            WsTransport::new(dispatcher, ws, self.connections),
+            WsTransport::new(dispatcher.clone(), ws, self.connections),
+            SseTransport::new(dispatcher, sse, self.sse_streams),
         )
     }
 
@@ -245,11 +306,13 @@ impl<Ctx: Clone + Send + Sync + 'static> Server<Ctx> {
     /// Serves on an already bound listener.
     pub fn listen(self, listener: TcpListener) -> Listening {
         let connections = Arc::clone(&self.connections);
+        let sse_streams = Arc::clone(&self.sse_streams);
         let shutdown_grace = self.config.ws.shutdown_grace;
         Listening {
             listener,
             service: self.into_service(),
             connections,
+            sse_streams,
             shutdown_grace,
         }
     }
@@ -261,6 +324,7 @@ pub struct Listening {
     listener: TcpListener,
     service: HttpService,
     connections: Arc<Connections>,
+    sse_streams: Arc<SseStreams>,
     shutdown_grace: Duration,
 }
 
@@ -285,6 +349,7 @@ impl Listening {
             listener,
             service,
             connections,
+            sse_streams,
             shutdown_grace,
         } = self;
         let builder = auto::Builder::new(TokioExecutor::new());
@@ -320,8 +385,10 @@ impl Listening {
             });
         }
         drop(listener);
-        // WebSocket clients are told to reconnect (to another instance, after a deploy);
-        // those still here after the grace period are closed.
+        // SSE streams end without `return`, so their clients reconnect (to another instance,
+        // after a deploy) and resume with `Last-Event-ID`. WebSocket clients are told to
+        // reconnect; those still here after the grace period are closed.
+        sse_streams.end_all();
         if connections.count() > 0 {
             connections.broadcast(Control::Reconnect);
             if !connections.drained(shutdown_grace).await {

@@ -1,5 +1,6 @@
 //! The server as one `tower::Service`: each request goes to its transport (a WebSocket
-//! upgrade to the WebSocket transport, everything else to HTTP).
+//! upgrade to the WebSocket transport, a `GET` to a subscription to SSE, everything else to
+//! HTTP). Like tRPC, SSE is chosen by the procedure's kind, not by the `Accept` header.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -10,9 +11,11 @@ use http::{Method, Request, Response};
 
 pub use crate::body::Body;
 use crate::body::{BoxError, no_content};
-use crate::call::BoxFuture;
-use crate::protocol::http::in_endpoint;
+use crate::call::{BoxFuture, ProcedureKind};
+use crate::dispatch::Dispatcher;
+use crate::protocol::http::{in_endpoint, single_path, strip_endpoint};
 use crate::transport::http::HttpTransport;
+use crate::transport::sse::SseTransport;
 use crate::transport::ws::{WsTransport, is_upgrade};
 
 /// The server as a `tower::Service<http::Request<B>>` (from [`crate::Server::into_service`]);
@@ -22,8 +25,10 @@ pub struct HttpService(Arc<Routes>);
 
 struct Routes {
     endpoint: String,
+    dispatcher: Dispatcher,
     http: HttpTransport,
     ws: WsTransport,
+    sse: SseTransport,
 }
 
 impl fmt::Debug for HttpService {
@@ -35,8 +40,30 @@ impl fmt::Debug for HttpService {
 }
 
 impl HttpService {
-    pub(crate) fn new(endpoint: String, http: HttpTransport, ws: WsTransport) -> Self {
-        HttpService(Arc::new(Routes { endpoint, http, ws }))
+    pub(crate) fn new(
+        endpoint: String,
+        dispatcher: Dispatcher,
+        http: HttpTransport,
+        ws: WsTransport,
+        sse: SseTransport,
+    ) -> Self {
+        HttpService(Arc::new(Routes {
+            endpoint,
+            dispatcher,
+            http,
+            ws,
+            sse,
+        }))
+    }
+
+    /// The subscription a `GET` asks for, if it asks for one (then it is served as SSE).
+    fn subscription<B>(&self, req: &Request<B>) -> Option<String> {
+        if req.method() != Method::GET {
+            return None;
+        }
+        let rest = strip_endpoint(req.uri().path(), &self.0.endpoint)?;
+        let path = single_path(rest, req.uri().query())?;
+        (self.0.dispatcher.kind_of(&path) == Some(ProcedureKind::Subscription)).then_some(path)
     }
 
     /// Answers one request. Never fails: every problem becomes a tRPC error response.
@@ -52,6 +79,9 @@ impl HttpService {
         }
         if req.method() == Method::HEAD {
             return no_content();
+        }
+        if let Some(path) = self.subscription(&req) {
+            return routes.sse.handle(req, path);
         }
         routes.http.handle(req).await
     }

@@ -222,12 +222,25 @@ fn rows() -> Vec<Row> {
             Input::Absent,
         )
         .each(
+            Cell::NotApplicable("a GET to a subscription is served as SSE (tests/tests/sse.rs)"),
+            fail(NotFound, r#"No "query"-procedure on path "onPlain""#),
+            fail(
+                BadRequest,
+                "`onPlain` is a subscription: use `Router::subscribe`",
+            ),
+        ),
+        call(
+            "subscription sent as a mutation",
+            Mutation,
+            "onPlain",
+            Input::Absent,
+        )
+        .each(
             fail(
                 MethodNotSupported,
-                "`onPlain` is a subscription: subscribe over WebSocket (wsLink); \
-                 SSE (httpSubscriptionLink) is not supported yet",
+                r#"Unsupported POST-request to subscription procedure at path "onPlain""#,
             ),
-            fail(NotFound, r#"No "query"-procedure on path "onPlain""#),
+            fail(NotFound, r#"No "mutation"-procedure on path "onPlain""#),
             fail(
                 BadRequest,
                 "`onPlain` is a subscription: use `Router::subscribe`",

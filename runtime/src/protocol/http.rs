@@ -46,19 +46,11 @@ pub(crate) fn parse_target(
     let Ok(decoded) = percent_encoding::percent_decode_str(rest).decode_utf8() else {
         return Err(Error::bad_request("The procedure path is not valid UTF-8"));
     };
-    let mut batch = false;
-    let mut input: Option<String> = None;
-    let mut connection_params: Option<String> = None;
-    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match &*key {
-            "batch" => batch = value == "1",
-            "input" if input.is_none() => input = Some(value.into_owned()),
-            "connectionParams" if connection_params.is_none() => {
-                connection_params = Some(value.into_owned());
-            }
-            _ => {}
-        }
-    }
+    let Query {
+        batch,
+        input,
+        connection_params,
+    } = parse_query(query);
     let jsonl = wants_jsonl(headers);
     if jsonl && !batch {
         return Err(Error::bad_request(
@@ -81,6 +73,44 @@ pub(crate) fn parse_target(
         connection_params,
         jsonl,
     })
+}
+
+/// The tRPC parameters of a query string.
+#[derive(Debug, Default)]
+pub(crate) struct Query {
+    /// `batch=1`.
+    pub(crate) batch: bool,
+    /// `input`: one input, or a batch object.
+    pub(crate) input: Option<String>,
+    /// `connectionParams`, still JSON text.
+    pub(crate) connection_params: Option<String>,
+}
+
+/// Reads `batch`, `input` and `connectionParams` (the first of each wins).
+pub(crate) fn parse_query(query: Option<&str>) -> Query {
+    let mut out = Query::default();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*key {
+            "batch" => out.batch = value == "1",
+            "input" if out.input.is_none() => out.input = Some(value.into_owned()),
+            "connectionParams" if out.connection_params.is_none() => {
+                out.connection_params = Some(value.into_owned());
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The one procedure path of a non-batch request (a subscription candidate for SSE).
+pub(crate) fn single_path(rest: &str, query: Option<&str>) -> Option<String> {
+    if query.is_some_and(|q| q.split('&').any(|kv| kv == "batch=1")) {
+        return None;
+    }
+    percent_encoding::percent_decode_str(rest)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// The inputs of the calls: one input, or a batch object `{"0":…,"1":…}`.
@@ -133,7 +163,7 @@ impl HttpMethod {
     pub(crate) const ALLOW: &'static str = "GET, POST, HEAD";
 
     /// Whether this method reaches a procedure of `kind` (spec §1.2); `POST` queries need
-    /// the method override. Subscriptions are refused with tRPC's wording.
+    /// the method override. Subscriptions are served by SSE, and never in a batch.
     pub(crate) fn check(
         self,
         kind: ProcedureKind,
@@ -147,15 +177,8 @@ impl HttpMethod {
             ProcedureKind::Subscription if batch => {
                 return Err(Error::bad_request("Cannot batch subscription calls"));
             }
-            ProcedureKind::Subscription => {
-                return Err(Error::new(
-                    ErrorCode::MethodNotSupported,
-                    format!(
-                        "`{path}` is a subscription: subscribe over WebSocket (wsLink); \
-                         SSE (httpSubscriptionLink) is not supported yet"
-                    ),
-                ));
-            }
+            // A `GET` to a subscription is served as SSE before it gets here.
+            ProcedureKind::Subscription => false,
         };
         if ok {
             return Ok(());

@@ -2,4 +2,5 @@
 //! server: the service routes each request to one of them.
 
 pub(crate) mod http;
+pub(crate) mod sse;
 pub(crate) mod ws;

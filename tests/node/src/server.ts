@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 /** Server configuration profiles of the conformance server (conformance-ideas.md §3.2). */
-export type Profile = 'plain' | 'options';
+export type Profile = 'plain' | 'options' | 'inactivity';
 
 /** A running conformance server. */
 export interface RunningServer {

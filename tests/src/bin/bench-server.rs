@@ -1,5 +1,6 @@
-//! The server the WebSocket benchmark drives: `ping` echoes a number, `ticks` delivers a
-//! 10 Hz tick (carrying its send time) from an [`oxrpc::EventBus`] to every subscriber.
+//! The server the WebSocket and SSE benchmarks drive: `ping` echoes a number, `slow` sleeps,
+//! `ticks` and `ticks50` deliver a 10 Hz and a 50 Hz tick (carrying its send time) from an
+//! [`oxrpc::EventBus`] to every subscriber.
 //!
 //! Run with: `cargo run --release -p oxrpc-tests --bin bench-server -- --port 0`
 //! (prints `listening on http://127.0.0.1:PORT`; stops on SIGINT/SIGTERM).
@@ -23,6 +24,7 @@ struct Tick {
 }
 
 static TICKS: LazyLock<EventBus<Tick>> = LazyLock::new(|| EventBus::new(64));
+static TICKS_50: LazyLock<EventBus<Tick>> = LazyLock::new(|| EventBus::new(64));
 
 fn now_us() -> u64 {
     SystemTime::now()
@@ -36,10 +38,23 @@ async fn ping(n: u64) -> u64 {
     n
 }
 
+/// Sleeps `ms` milliseconds (at most 10 s), then answers.
+#[procedure(query)]
+async fn slow(ms: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(ms.min(10_000))).await;
+    ms
+}
+
 /// The 10 Hz tick, live.
 #[procedure(subscription)]
 async fn ticks() -> impl Stream<Item = Result<Tracked<Tick>, Error>> {
     TICKS.subscribe(None)
+}
+
+/// The 50 Hz tick, live.
+#[procedure(subscription)]
+async fn ticks50() -> impl Stream<Item = Result<Tracked<Tick>, Error>> {
+    TICKS_50.subscribe(None)
 }
 
 #[tokio::main]
@@ -55,16 +70,23 @@ async fn main() -> anyhow::Result<()> {
                 .context("--port must be a number")?;
         }
     }
-    tokio::spawn(async {
-        let mut interval = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            interval.tick().await;
-            TICKS.publish(Tick { sent_us: now_us() });
-        }
-    });
-    let router: Router<()> = Router::new().add(ping::procedure()).add(ticks::procedure());
+    for (bus, every) in [(&*TICKS, 100), (&*TICKS_50, 20)] {
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(every));
+            loop {
+                interval.tick().await;
+                bus.publish(Tick { sent_us: now_us() });
+            }
+        });
+    }
+    let router: Router<()> = Router::new()
+        .add(ping::procedure())
+        .add(slow::procedure())
+        .add(ticks::procedure())
+        .add(ticks50::procedure());
     let listening = Server::new(router)
         .ws_max_connections(50_000)
+        .sse_max_streams(50_000)
         .bind(("127.0.0.1", port))
         .await?;
     let mut stdout = std::io::stdout();

@@ -9,12 +9,15 @@
 //! Profiles: `plain` (default: batching on, no method override, dev mode off, unknown input
 //! fields ignored) and `options` (method override on, max batch size 2, dev mode on, so outputs
 //! are validated too, max body 64 KiB, unknown input fields rejected, WebSocket keep-alive ping
-//! every 1 s with a 1 s pong wait, at most 4 subscriptions per connection, 16 KiB messages).
+//! every 1 s with a 1 s pong wait, at most 4 subscriptions per connection, 16 KiB messages, SSE
+//! ping every 500 ms and `reconnectAfterInactivityMs` 3000) and `inactivity` (SSE
+//! `reconnectAfterInactivityMs` 600, no ping).
 //!
 //! Test control (conformance-ideas §3.3), not part of tRPC:
 //! - `POST /__test/broadcast-reconnect`: `{"id":null,"method":"reconnect"}` to every WS client;
-//! - `POST /__test/drop-connections`: close every WS connection at once;
-//! - `GET /__test/ws-connections`: how many WS connections are open.
+//! - `POST /__test/drop-connections`: close every WS connection and end every SSE stream;
+//! - `GET /__test/ws-connections`: how many WS connections are open;
+//! - `GET /__test/sse-streams`: how many SSE streams are open.
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -39,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
             }
             "--profile" => profile = args.next().context("--profile needs a value")?,
             other => bail!(
-                "unknown argument {other:?}; usage: conformance-server [--port N] [--profile plain|options]"
+                "unknown argument {other:?}; usage: conformance-server [--port N] [--profile plain|options|inactivity]"
             ),
         }
     }
@@ -55,12 +58,21 @@ async fn main() -> anyhow::Result<()> {
         .max_body_size(64 * 1024)
         .ws_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
         .ws_max_subscriptions(4)
-        .ws_max_message_size(16 * 1024),
-        other => bail!("unknown profile {other:?}; expected plain or options"),
+        .ws_max_message_size(16 * 1024)
+        .sse_ping(Duration::from_millis(500))
+        .sse_reconnect_after_inactivity(Duration::from_millis(3000)),
+        "inactivity" => Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context)
+            .sse_reconnect_after_inactivity(Duration::from_millis(600)),
+        other => bail!("unknown profile {other:?}; expected plain, options or inactivity"),
     };
     let server = server.endpoint("/").shutdown_grace(Duration::from_secs(2));
     let handle = server.handle();
-    let (reconnect, drop_all, count) = (handle.clone(), handle.clone(), handle.clone());
+    let (reconnect, drop_all, count, sse) = (
+        handle.clone(),
+        handle.clone(),
+        handle.clone(),
+        handle.clone(),
+    );
     let app = axum::Router::new()
         .route(
             "/__test/broadcast-reconnect",
@@ -79,6 +91,10 @@ async fn main() -> anyhow::Result<()> {
         .route(
             "/__test/ws-connections",
             get(move || async move { count.websocket_connections().to_string() }),
+        )
+        .route(
+            "/__test/sse-streams",
+            get(move || async move { sse.sse_streams().to_string() }),
         )
         .nest_service("/trpc", server.into_service());
 
