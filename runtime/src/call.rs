@@ -96,11 +96,13 @@ impl fmt::Debug for Meta {
     }
 }
 
-/// Options that apply to every call of a router (set on the root router).
+/// Options that apply to every call of a router (set on the root router), and whether this
+/// call's answer may come in parts (a streamed JSONL batch).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct CallOptions {
     pub(crate) unknown_fields: UnknownFields,
     pub(crate) validate_output: bool,
+    pub(crate) streaming: bool,
 }
 
 /// One call, as middleware sees it: path, kind, meta and the raw input.
@@ -141,7 +143,24 @@ pub struct Reply(ReplyKind);
 
 enum ReplyKind {
     Value(RawOutput),
+    /// A value with parts sent later (`Deferred`/`Streamed` outputs, JSONL only). Boxed: rare.
+    Parted(Box<Parted>),
     Stream(EventStream),
+}
+
+/// A value whose parts come later: the data with a `0` where each part goes, and the parts,
+/// each at a direct field (`Some(key)`) or standing for the whole value (`None`).
+pub(crate) struct Parted {
+    pub(crate) data: Box<RawValue>,
+    pub(crate) parts: Vec<(Option<String>, Part)>,
+}
+
+/// A part of a value that is sent later, already encoded to JSON.
+pub(crate) enum Part {
+    /// One value later (a promise on the client).
+    Promise(BoxFuture<Result<Box<RawValue>, Error>>),
+    /// Many values (an async iterable on the client).
+    Iterable(Pin<Box<dyn Stream<Item = Result<Box<RawValue>, Error>> + Send>>),
 }
 
 impl Reply {
@@ -151,6 +170,18 @@ impl Reply {
 
     pub(crate) fn stream(events: EventStream) -> Self {
         Reply(ReplyKind::Stream(events))
+    }
+
+    pub(crate) fn parted(parted: Parted) -> Self {
+        Reply(ReplyKind::Parted(Box::new(parted)))
+    }
+
+    /// The parts sent later, if the value has any (taking them out of the reply).
+    pub(crate) fn take_parted(self) -> Result<Parted, Self> {
+        match self.0 {
+            ReplyKind::Parted(parted) => Ok(*parted),
+            other => Err(Reply(other)),
+        }
     }
 
     /// The output as JSON text; `None` for `undefined` (a `()` output) and for streams.
@@ -166,7 +197,16 @@ impl Reply {
     pub(crate) fn json_ref(&self) -> Option<&RawValue> {
         match &self.0 {
             ReplyKind::Value(v) => v.as_deref(),
+            ReplyKind::Parted(p) => Some(&p.data),
             ReplyKind::Stream(_) => None,
+        }
+    }
+
+    /// The JSON of a plain value (`None` for `undefined`, a stream or a value with parts).
+    pub(crate) fn into_json(self) -> Option<Box<RawValue>> {
+        match self.0 {
+            ReplyKind::Value(v) => v,
+            ReplyKind::Parted(_) | ReplyKind::Stream(_) => None,
         }
     }
 
@@ -174,7 +214,9 @@ impl Reply {
     pub(crate) fn into_events(self) -> Result<EventStream, Error> {
         match self.0 {
             ReplyKind::Stream(events) => Ok(events),
-            ReplyKind::Value(_) => Err(Error::internal("a subscription did not produce a stream")),
+            ReplyKind::Value(_) | ReplyKind::Parted(_) => {
+                Err(Error::internal("a subscription did not produce a stream"))
+            }
         }
     }
 
@@ -191,6 +233,7 @@ impl fmt::Debug for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
             ReplyKind::Value(v) => f.debug_tuple("Reply").field(v).finish(),
+            ReplyKind::Parted(p) => f.debug_tuple("Reply").field(&p.data).finish(),
             ReplyKind::Stream(_) => f.write_str("Reply(<stream>)"),
         }
     }

@@ -45,6 +45,26 @@ impl Via {
     }
 }
 
+/// Where a call comes from: its transport, its index in a batch or frame, and whether its
+/// answer may come in parts (a streamed JSONL batch: `Deferred`/`Streamed` outputs).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Site {
+    pub(crate) via: Via,
+    pub(crate) batch_index: Option<usize>,
+    pub(crate) streaming: bool,
+}
+
+impl Site {
+    /// A call of a transport that answers in one piece.
+    pub(crate) fn of(via: Via, batch_index: Option<usize>) -> Self {
+        Site {
+            via,
+            batch_index,
+            streaming: false,
+        }
+    }
+}
+
 /// What a caller expects to find at a path; decides the NOT_FOUND wording (tRPC's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Want {
@@ -312,16 +332,18 @@ impl Dispatcher {
         ctx: &Context,
         input: RawInput,
         last_event_id: Option<&str>,
-        via: Via,
-        batch_index: Option<usize>,
+        site: Site,
     ) -> BoxFuture<Result<Reply, Error>> {
         let invocation = Invocation {
             path: &entry.path,
             kind: entry.kind,
             meta: &entry.meta,
-            via,
-            batch_index,
-            options: self.0.options,
+            via: site.via,
+            batch_index: site.batch_index,
+            options: CallOptions {
+                streaming: site.streaming,
+                ..self.0.options
+            },
         };
         let this = self.clone();
         let path = Arc::clone(&entry.path);

@@ -7,7 +7,8 @@ use std::sync::{Arc, OnceLock};
 
 use futures_util::{Stream, StreamExt};
 
-use crate::call::{BoxFuture, Call, EncodedEvent, Handler, Meta, ProcedureKind, RawOutput, Reply};
+use crate::call::{BoxFuture, Call, EncodedEvent, Handler, Meta, ProcedureKind, Reply};
+use crate::deferred::{self, Encoded};
 use crate::error::{Error, ErrorCode};
 use crate::middleware::Layer;
 use crate::subscription::Event;
@@ -121,7 +122,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
                     let output_validator = Arc::clone(&output_validator);
                     Box::pin(async move {
                         let value = fut.await?;
-                        encode_output(&output, &output_validator, &call, &value).map(Reply::value)
+                        encode_output(&output, &output_validator, &call, &value)
                     })
                 }
             }
@@ -170,10 +171,11 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
                         let stream = fut.await?;
                         let events = stream.map(move |event| {
                             let (id, data) = event?.into_parts()?;
-                            let data = encode_output(&output, &output_validator, &call, &data)?;
-                            let data = data.ok_or_else(|| {
-                                Error::internal("a subscription event had no data")
-                            })?;
+                            let data = encode_output(&output, &output_validator, &call, &data)?
+                                .into_json()
+                                .ok_or_else(|| {
+                                    Error::internal("a subscription event had no data")
+                                })?;
                             Ok(EncodedEvent { id, data })
                         });
                         Ok(Reply::stream(Box::pin(events)))
@@ -356,18 +358,22 @@ fn decode_input<I: Input>(
     })
 }
 
+/// Serializes an output (with its parts sent later, on a streamed call), validating it
+/// against its own schema when asked to (outputs with parts: the part sent at once only).
 fn encode_output<O: Output>(
     info: &TypeInfo,
     validator: &LazyValidator,
     call: &Call,
     value: &O,
-) -> Result<RawOutput, Error> {
+) -> Result<Reply, Error> {
     if info.is_unit() {
-        return Ok(None);
+        return Ok(Reply::value(None));
     }
-    let raw = serde_json::value::to_raw_value(value).map_err(|e| {
-        Error::internal(e).with_message("Internal server error: the output could not be serialized")
-    })?;
+    let raw = match deferred::serialize(value, call.options.streaming)? {
+        Encoded::Plain(raw) => raw,
+        // Its schema describes the resolved values, not the placeholders: not validated.
+        Encoded::Parted(parted) => return Ok(Reply::parted(parted)),
+    };
     if call.options.validate_output {
         let json: serde_json::Value = serde_json::from_str(raw.get()).map_err(Error::internal)?;
         let issues =
@@ -385,7 +391,7 @@ fn encode_output<O: Output>(
             .with_message("Internal server error: output validation failed"));
         }
     }
-    Ok(Some(raw))
+    Ok(Reply::value(Some(raw)))
 }
 
 #[cfg(test)]

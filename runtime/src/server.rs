@@ -232,6 +232,13 @@ impl<Ctx: Send + 'static> Server<Ctx> {
         }
     }
 
+    /// JSONL keep-alive for streamed batches (`httpBatchStreamLink`): write a single space
+    /// after `every` without a line, so proxies keep a slow stream open (default: off).
+    pub fn jsonl_ping(mut self, every: Duration) -> Self {
+        self.config.http.jsonl_ping = Some(every);
+        self
+    }
+
     /// SSE keep-alive: send a `ping` event after `every` without any event (default: off).
     /// Must be shorter than [`Server::sse_reconnect_after_inactivity`] when both are set.
     pub fn sse_ping(mut self, every: Duration) -> Self {

@@ -16,6 +16,7 @@ use ts_rs::TS;
 
 pub mod auth;
 pub mod live;
+pub mod streamed;
 pub mod validated;
 pub mod wire;
 
@@ -236,6 +237,7 @@ pub fn router() -> Router<Ctx> {
         .nest("validated", validated::router())
         .merge(auth::router())
         .merge(live::router())
+        .merge(streamed::router())
         .with(auth::Audit)
         .error_formatter(|error: &Error, _: &ErrorInfo<'_>| ErrorExtra {
             retryable: error.code().http_status() >= 500,

@@ -477,6 +477,54 @@ async fn stream_requests_get_jsonl_lines_as_calls_finish() {
         "the fast line must not wait for the slow call: fast at {fast:?}, slow at {slow:?}"
     );
 
+    // Outputs with parts (spec §5.5 forms C and D): the envelope, `result` and `data` as
+    // promise chunks, each part a chunk of its own, settled as it comes.
+    let reply = send(
+        Method::GET,
+        &format!("{}/deferred,iterQuery?batch=1", server.base),
+        &[("trpc-accept", "application/jsonl")],
+        Bytes::new(),
+    )
+    .await;
+    let chunks: Vec<Value> = reply
+        .body
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str(l).expect("chunk"))
+        .collect();
+    let find = |pred: &dyn Fn(&Value) -> bool| chunks.iter().find(|c| pred(c)).cloned();
+    let data = find(&|c| c[2][0][0]["now"] == 1).expect("deferred's data chunk");
+    assert_eq!(
+        data[2][0][0],
+        serde_json::json!({"now": 1, "later": 0, "failing": 0})
+    );
+    let later_id = data[2][1][2].clone();
+    let failing_id = data[2][2][2].clone();
+    assert_eq!(
+        (data[2][1][0].as_str(), &data[2][1][1]),
+        (Some("later"), &Value::from(0))
+    );
+    let later = find(&|c| c[0] == later_id).expect("later settles");
+    assert_eq!(later, serde_json::json!([later_id, 0, [["later-value"]]]));
+    let failing = find(&|c| c[0] == failing_id).expect("failing settles");
+    assert_eq!(failing[1], 1, "rejected");
+    assert_eq!(failing[2]["data"]["code"], "CONFLICT");
+    let iterable = find(&|c| c[2][1][0] == "data" && c[2][1][1] == 1).expect("iterable ref");
+    let items_id = iterable[2][1][2].clone();
+    let items: Vec<&Value> = chunks.iter().filter(|c| c[0] == items_id).collect();
+    assert_eq!(
+        items,
+        [
+            &serde_json::json!([items_id, 1, [[1]]]),
+            &serde_json::json!([items_id, 1, [[2]]]),
+            &serde_json::json!([items_id, 0, [[]]]),
+        ]
+    );
+    // Elsewhere such outputs are refused, as tRPC refuses them.
+    let reply = get(&format!("{}/deferred", server.base)).await;
+    assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(reply.body.contains("httpBatchStreamLink"), "{}", reply.body);
+
     // A client that goes away mid-stream harms nothing: the server keeps serving.
     let req = Request::builder()
         .uri(format!(
@@ -519,4 +567,29 @@ async fn stream_requests_get_jsonl_lines_as_calls_finish() {
 /// Percent-encodes a query parameter value.
 fn percent_encode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn jsonl_ping_writes_spaces_while_a_streamed_batch_is_quiet() {
+    let server = Running::start(|s| s.jsonl_ping(Duration::from_millis(30))).await;
+    let reply = send(
+        Method::GET,
+        &format!(
+            "{}/slow?batch=1&input={}",
+            server.base,
+            percent_encode(r#"{"0":300}"#)
+        ),
+        &[("trpc-accept", "application/jsonl")],
+        Bytes::new(),
+    )
+    .await;
+    let mut lines = reply.body.lines();
+    let head = lines.next().expect("head");
+    assert!(head.starts_with('{'), "{head:?}");
+    let chunk = lines.next().expect("the settled line");
+    let spaces = chunk.len() - chunk.trim_start().len();
+    assert!(spaces >= 3, "pings before the line: {chunk:?}");
+    let settled: Value = serde_json::from_str(chunk.trim_start()).expect("JSON after the pings");
+    assert_eq!(settled[2][0][0]["result"]["data"]["waited"], 300);
+    server.shutdown().await;
 }

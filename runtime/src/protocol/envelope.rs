@@ -65,11 +65,58 @@ pub(crate) fn jsonl_head(calls: usize) -> String {
 /// The chunk line that settles call `index`'s promise with its envelope (spec §5.5):
 /// `[index,0,[[envelope]]]` and a newline. Errors travel in-band, as `{"error":…}` envelopes.
 pub(crate) fn jsonl_settled(index: usize, envelope: &str) -> String {
-    let mut out = String::with_capacity(envelope.len() + 16);
-    let _ = write!(out, "[{index},0,[[");
-    out.push_str(envelope);
-    out.push_str("]]]\n");
+    jsonl_fulfilled(index, envelope, &[])
+}
+
+/// What a chunk reference stands for (spec §5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChunkKind {
+    /// One value later.
+    Promise = 0,
+    /// Many values, then an end.
+    Iterable = 1,
+}
+
+/// A direct field of a chunk's data (`Some(key)`), or the whole data (`None`), sent as chunk
+/// `id` of the given kind.
+pub(crate) type ChunkRef<'a> = (Option<&'a str>, ChunkKind, usize);
+
+/// Promise chunk `id` fulfilled with `data`, whose fields in `refs` follow as chunks of their
+/// own: `[id,0,[[data],[key,kind,ref],…]]` and a newline.
+pub(crate) fn jsonl_fulfilled(id: usize, data: &str, refs: &[ChunkRef<'_>]) -> String {
+    let mut out = String::with_capacity(data.len() + 16 + refs.len() * 16);
+    let _ = write!(out, "[{id},0,[[");
+    out.push_str(data);
+    out.push(']');
+    for (key, kind, chunk) in refs {
+        let key = match key {
+            Some(key) => serde_json::to_string(key).unwrap_or_else(|_| "null".to_owned()),
+            None => "null".to_owned(),
+        };
+        let _ = write!(out, ",[{key},{},{chunk}]", *kind as u8);
+    }
+    out.push_str("]]\n");
     out
+}
+
+/// Promise chunk `id` rejected: `[id,1,shape]`.
+pub(crate) fn jsonl_rejected(id: usize, shape: &ErrorShape<'_>) -> String {
+    format!("[{id},1,{}]\n", shape.to_json())
+}
+
+/// One item of iterable chunk `id`: `[id,1,[[value]]]`.
+pub(crate) fn jsonl_yield(id: usize, value: &RawValue) -> String {
+    format!("[{id},1,[[{}]]]\n", value.get())
+}
+
+/// Iterable chunk `id` ended, returning `undefined`: `[id,0,[[]]]`.
+pub(crate) fn jsonl_return(id: usize) -> String {
+    format!("[{id},0,[[]]]\n")
+}
+
+/// Iterable chunk `id` failed: `[id,2,shape]`.
+pub(crate) fn jsonl_iteration_error(id: usize, shape: &ErrorShape<'_>) -> String {
+    format!("[{id},2,{}]\n", shape.to_json())
 }
 
 #[cfg(test)]
@@ -97,5 +144,20 @@ mod tests {
             jsonl_settled(1, r#"{"result":{"data":5}}"#),
             "[1,0,[[{\"result\":{\"data\":5}}]]]\n"
         );
+        // The shapes of spec §11.4 (deferred fields and an async-iterable output).
+        assert_eq!(
+            jsonl_fulfilled(
+                2,
+                r#"{"now":1,"later":0}"#,
+                &[(Some("later"), ChunkKind::Promise, 3)]
+            ),
+            "[2,0,[[{\"now\":1,\"later\":0}],[\"later\",0,3]]]\n"
+        );
+        assert_eq!(
+            jsonl_fulfilled(2, "0", &[(None, ChunkKind::Iterable, 3)]),
+            "[2,0,[[0],[null,1,3]]]\n"
+        );
+        assert_eq!(jsonl_yield(3, &raw), "[3,1,[[\"hello world\"]]]\n");
+        assert_eq!(jsonl_return(3), "[3,0,[[]]]\n");
     }
 }

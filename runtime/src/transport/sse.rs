@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::body::{Body, error_response};
 use crate::call::{ProcedureKind, Reply};
 use crate::context::{PeerAddr, RequestInfo, TransportKind};
-use crate::dispatch::{Dispatcher, Via, Want};
+use crate::dispatch::{Dispatcher, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::http as wire;
 use crate::protocol::{input, sse};
@@ -172,7 +172,7 @@ impl SseTransport {
             let setup = match (raw_input, dispatcher.lookup(&path, Want::Kind(ProcedureKind::Subscription))) {
                 (Ok(input), Ok(entry)) => {
                     dispatcher
-                        .call(entry, &ctx, input, last_event_id.as_deref(), Via::Sse, None)
+                        .call(entry, &ctx, input, last_event_id.as_deref(), Site::of(Via::Sse, None))
                         .await
                         .and_then(Reply::into_events)
                 }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createTRPCClient, httpBatchStreamLink } from '@trpc/client';
+import { createTRPCClient, httpBatchStreamLink, httpLink, TRPCClientError } from '@trpc/client';
 import type { AppRouter } from '../generated/AppRouter.js';
 import { startServer, type RunningServer } from './server.js';
 import { rejectsWithClientError, withTimeout } from './harness.js';
@@ -62,11 +62,75 @@ describe('httpBatchStreamLink, plain profile', () => {
     assert.equal(await withTimeout(client.hello.query()), 'hello world');
   });
 
+  it('deferred fields: the value arrives at once, its promises settle later (one resolves, one rejects typed)', async () => {
+    const client = createTRPCClient<AppRouter>({ links: [httpBatchStreamLink({ url: server.url })] });
+    const out = await withTimeout(client.deferred.query());
+    assert.equal(out.now, 1);
+    assert.ok(out.later instanceof Promise, 'later is a promise');
+    assert.equal(await withTimeout(out.later), 'later-value');
+    const err = await withTimeout(
+      out.failing.then(
+        () => assert.fail('failing must reject'),
+        (e: unknown) => e,
+      ),
+    );
+    assert.ok(err instanceof TRPCClientError, String(err));
+    assert.equal(err.message, 'deferred failed');
+    assert.equal(err.data?.code, 'CONFLICT');
+  });
+
+  it('an async-iterable output is consumed with for await; an error ends the iteration typed', async () => {
+    const client = createTRPCClient<AppRouter>({ links: [httpBatchStreamLink({ url: server.url })] });
+    const values: number[] = [];
+    for await (const n of await withTimeout(client.iterQuery.query())) values.push(n);
+    assert.deepEqual(values, [1, 2]);
+
+    const seen: number[] = [];
+    const failure = await withTimeout(
+      (async () => {
+        for await (const n of await client.iterFails.query()) seen.push(n);
+      })().then(
+        () => assert.fail('the iteration must fail'),
+        (e: unknown) => e,
+      ),
+    );
+    assert.deepEqual(seen, [1]);
+    assert.ok(failure instanceof TRPCClientError, String(failure));
+    assert.equal(failure.data?.code, 'CONFLICT');
+    assert.equal(failure.message, 'iteration failed');
+  });
+
+  it('a stream-like output over a non-streaming link is refused (415 UNSUPPORTED_MEDIA_TYPE), as tRPC does', async () => {
+    const client = createTRPCClient<AppRouter>({ links: [httpLink({ url: server.url })] });
+    const err = await rejectsWithClientError(client.deferred.query());
+    assert.equal(err.data?.code, 'UNSUPPORTED_MEDIA_TYPE');
+    assert.equal(err.data?.httpStatus, 415);
+    assert.match(err.message, /httpBatchStreamLink/);
+  });
+
   it('mutations, including an undefined output', async () => {
     const client = createTRPCClient<AppRouter>({ links: [httpBatchStreamLink({ url: server.url })] });
     const post = client.addPost.mutate({ title: 'streamed' });
     const nothing = client.types.nothing.mutate('x');
     assert.deepEqual(await withTimeout(post), { id: 1, title: 'streamed' });
     assert.equal(await withTimeout(nothing), undefined);
+  });
+});
+
+describe('httpBatchStreamLink, options profile (JSONL ping every 30 ms)', () => {
+  let server: RunningServer;
+
+  before(async () => {
+    server = await startServer('options');
+  }, HOOK);
+  after(async () => {
+    await server?.stop();
+  }, HOOK);
+
+  it('the client reads through the keep-alive spaces of a slow streamed batch', async () => {
+    const client = createTRPCClient<AppRouter>({ links: [httpBatchStreamLink({ url: server.url })] });
+    const [slow, fast] = await withTimeout(Promise.all([client.slow.query(300), client.hello.query()]));
+    assert.deepEqual(slow, { waited: 300 });
+    assert.equal(fast, 'hello world');
   });
 });

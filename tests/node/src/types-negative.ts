@@ -57,6 +57,22 @@ export async function positives(): Promise<void> {
   const ok = await client.nested.deep.q.query();
   assertType<Equal<typeof ok, { ok: boolean }>>();
 
+  // Outputs streamed over JSONL: `Deferred<T>` fields are promises, `Streamed<T>` async iterables.
+  const deferred = await client.deferred.query();
+  assertType<Equal<typeof deferred, { now: number; later: Promise<string>; failing: Promise<string> }>>();
+  const later: string = await deferred.later;
+  void later;
+  const items = await client.iterQuery.query();
+  // The client maps the `void` return of the declared `AsyncIterable<number, void, any>` to `never`.
+  assertType<Equal<typeof items, AsyncIterable<number, never, any>>>();
+  for await (const n of items) {
+    const item: number = n;
+    void item;
+  }
+  // @ts-expect-error a deferred field is a promise, not the value
+  const notYet: string = deferred.later;
+  void notYet;
+
   const post = await client.addPost.mutate({ title: 't' });
   assertType<Equal<typeof post, Post>>();
 

@@ -9,7 +9,8 @@
 //! Profiles: `plain` (default: batching on, no method override, dev mode off, unknown input
 //! fields ignored) and `options` (method override on, max batch size 2, dev mode on, so outputs
 //! are validated too, max body 64 KiB, unknown input fields rejected, WebSocket keep-alive ping
-//! every 1 s with a 1 s pong wait, at most 4 subscriptions per connection, 16 KiB messages, SSE
+//! every 1 s with a 1 s pong wait, at most 4 subscriptions per connection, 16 KiB messages, JSONL
+//! ping every 30 ms, SSE
 //! ping every 500 ms and `reconnectAfterInactivityMs` 3000) and `inactivity` (SSE
 //! `reconnectAfterInactivityMs` 600, no ping).
 //!
@@ -59,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         .ws_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
         .ws_max_subscriptions(4)
         .ws_max_message_size(16 * 1024)
+        .jsonl_ping(Duration::from_millis(30))
         .sse_ping(Duration::from_millis(500))
         .sse_reconnect_after_inactivity(Duration::from_millis(3000)),
         "inactivity" => Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context)

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::call::{ProcedureKind, RawInput};
 use crate::context::RequestInfo;
-use crate::dispatch::{Context, Via, Want};
+use crate::dispatch::{Context, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::ws::{self as wire, ReplyTo, Request};
 use crate::transport::ws::Shared;
@@ -253,7 +253,7 @@ impl Conn {
         let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
             return;
         };
-        let call = dispatcher.call(entry, ctx, input, None, Via::WebSocket, index);
+        let call = dispatcher.call(entry, ctx, input, None, Site::of(Via::WebSocket, index));
         let shared = Arc::clone(&self.shared);
         let outbox = self.outbox.clone();
         tokio::spawn(async move {
@@ -309,8 +309,7 @@ impl Conn {
                     ctx,
                     input,
                     last_event_id.as_deref(),
-                    Via::WebSocket,
-                    index,
+                    Site::of(Via::WebSocket, index),
                 );
                 let outbox = self.outbox.clone();
                 let subscriptions = Arc::clone(&self.subscriptions);

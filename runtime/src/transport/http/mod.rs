@@ -1,18 +1,20 @@
-//! tRPC over HTTP (spec §1–§3, §5): queries, mutations, `?batch=1` batches and streamed
-//! JSONL batches. Parse (protocol) → dispatch → respond (protocol envelopes).
+//! tRPC over HTTP (spec §1–§3, §5): queries, mutations, `?batch=1` batches, and streamed
+//! JSONL batches ([`jsonl`]). Parse (protocol) → dispatch → respond (protocol envelopes).
+
+mod jsonl;
+
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use futures_util::future::join_all;
-use futures_util::stream::{self, FuturesUnordered};
-use futures_util::{FutureExt, StreamExt};
 use http::header::{ALLOW, CONTENT_LENGTH, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::body::{Body, BoxError, error_response, json_body_response, json_response};
+use crate::body::{Body, BoxError, error_response, json_response};
 use crate::call::{BoxFuture, ProcedureKind, RawInput, Reply};
 use crate::context::{PeerAddr, RequestInfo};
-use crate::dispatch::{Dispatcher, Entry, Via, Want};
+use crate::dispatch::{Dispatcher, Entry, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::envelope;
 use crate::protocol::http::{self as wire, HttpMethod};
@@ -25,6 +27,8 @@ pub(crate) struct HttpConfig {
     pub(crate) max_batch_size: usize,
     pub(crate) allow_batching: bool,
     pub(crate) allow_method_override: bool,
+    /// Streamed batches: a space after this long without a line.
+    pub(crate) jsonl_ping: Option<Duration>,
 }
 
 impl Default for HttpConfig {
@@ -35,6 +39,7 @@ impl Default for HttpConfig {
             max_batch_size: 100,
             allow_batching: true,
             allow_method_override: false,
+            jsonl_ping: None,
         }
     }
 }
@@ -50,7 +55,7 @@ pub(crate) struct HttpTransport {
 type Failure = (Error, Option<String>);
 
 /// A call of a request: settled (refused before it ran, or finished), or running.
-enum Outcome {
+pub(super) enum Outcome {
     Done(Result<Reply, Error>),
     Running(BoxFuture<Result<Reply, Error>>),
 }
@@ -71,39 +76,6 @@ impl Outcome {
         }))
         .await
     }
-}
-
-/// A streamed batch (`httpBatchStreamLink`, JSONL, spec §5): the head line at once, then one
-/// line per call as it settles, in completion order, errors in-band. Dropping the body (the
-/// client went away) drops the calls still running.
-fn stream_response(
-    dispatcher: &Dispatcher,
-    paths: Vec<String>,
-    outcomes: Vec<Outcome>,
-) -> Response<Body> {
-    let head = envelope::jsonl_head(outcomes.len());
-    let mut settled = Vec::new();
-    let running = FuturesUnordered::new();
-    for (i, outcome) in outcomes.into_iter().enumerate() {
-        match outcome {
-            Outcome::Done(result) => settled.push((i, result)),
-            Outcome::Running(call) => running.push(call.map(move |result| (i, result))),
-        }
-    }
-    let dispatcher = dispatcher.clone();
-    let line = move |(i, result): (usize, Result<Reply, Error>)| {
-        let envelope = match result {
-            Ok(reply) => envelope::result(reply.json_ref()),
-            Err(e) => {
-                let path = paths.get(i).map(String::as_str);
-                envelope::error(&dispatcher.policy().shape(&e, path))
-            }
-        };
-        Bytes::from(envelope::jsonl_settled(i, &envelope))
-    };
-    let lines = stream::once(std::future::ready(Bytes::from(head)))
-        .chain(stream::iter(settled).chain(running).map(line));
-    json_body_response(StatusCode::OK, Body::stream(lines))
 }
 
 impl HttpTransport {
@@ -233,21 +205,25 @@ impl HttpTransport {
                     // Started here, awaited below, or streamed as they finish (JSONL).
                     for (i, entry, input) in runnable {
                         let index = target.batch.then_some(i);
-                        outcomes[i] = Outcome::Running(dispatcher.call(
-                            entry,
-                            &ctx,
-                            input,
-                            None,
-                            Via::Http,
-                            index,
-                        ));
+                        let site = Site {
+                            via: Via::Http,
+                            batch_index: index,
+                            streaming: target.jsonl,
+                        };
+                        outcomes[i] =
+                            Outcome::Running(dispatcher.call(entry, &ctx, input, None, site));
                     }
                 }
             }
         }
 
         if target.jsonl {
-            return Ok(stream_response(dispatcher, target.paths, outcomes));
+            return Ok(jsonl::respond(
+                dispatcher,
+                target.paths,
+                outcomes,
+                config.jsonl_ping,
+            ));
         }
         let outcomes = Outcome::settle_all(outcomes).await;
         let policy = dispatcher.policy();
