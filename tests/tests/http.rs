@@ -593,3 +593,63 @@ async fn jsonl_ping_writes_spaces_while_a_streamed_batch_is_quiet() {
     assert_eq!(settled[2][0][0]["result"]["data"]["waited"], 300);
     server.shutdown().await;
 }
+
+/// Calls of `hang` not yet dropped.
+static HANGING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+struct Hanging;
+
+impl Drop for Hanging {
+    fn drop(&mut self) {
+        HANGING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn an_aborted_streamed_batch_cancels_its_running_calls() {
+    use std::sync::atomic::Ordering;
+    let router = oxrpc::Router::<()>::new()
+        .add(oxrpc::Procedure::query("hang", |_: (), (): ()| async {
+            HANGING.fetch_add(1, Ordering::SeqCst);
+            let _guard = Hanging;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, oxrpc::Error>(1)
+        }))
+        .add(oxrpc::Procedure::query("quick", |_: (), (): ()| async {
+            Ok::<_, oxrpc::Error>(2)
+        }));
+    let listening = deadline(Server::new(router).bind("127.0.0.1:0"))
+        .await
+        .expect("bind");
+    let base = format!("http://{}/trpc", listening.local_addr());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(listening.run_until(async {
+        let _ = rx.await;
+    }));
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = Request::builder()
+        .uri(format!("{base}/hang,hang,quick?batch=1"))
+        .header("trpc-accept", "application/jsonl")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let res = deadline(client.request(req)).await.expect("request");
+    let mut body = res.into_body();
+    let mut text = String::new();
+    while !text.contains("\n[2,") {
+        let frame = deadline(body.frame()).await.expect("frame").expect("frame");
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).expect("utf-8"));
+        }
+    }
+    assert_eq!(HANGING.load(Ordering::SeqCst), 2, "both slow calls run");
+    drop(body);
+    drop(client);
+    deadline(async {
+        while HANGING.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let _ = tx.send(());
+    deadline(task).await.expect("join").expect("serve");
+}

@@ -168,7 +168,7 @@ describe('httpSubscriptionLink, plain profile', () => {
   });
 });
 
-describe('httpSubscriptionLink, inactivity profile (reconnectAfterInactivityMs 600)', () => {
+describe('httpSubscriptionLink, inactivity profile (reconnectAfterInactivityMs 600, max duration 1.5 s)', () => {
   let server: RunningServer;
   before(async () => {
     server = await startServer('inactivity');
@@ -187,5 +187,19 @@ describe('httpSubscriptionLink, inactivity profile (reconnectAfterInactivityMs 6
     assert.deepEqual(run.data.map((e) => e.id), ['0', '1']);
     // `idle` is silent for 5 s after each event: the second one came from a recreated stream.
     assert.ok(Date.now() - started < 4_000, `recreated after ${Date.now() - started} ms`);
+  });
+
+  it('a stream cut at the maximum duration reconnects by itself and resumes: every id once', async () => {
+    const trpc = client(server);
+    // `onTicks` ticks every 100 ms; the server ends the stream after 1.5 s without `return`.
+    const run = await collect<{ id: string; data: number }>(
+      (h) => trpc.onTicks.subscribe(undefined, h),
+      (d) => d.length >= 25,
+      20_000,
+    );
+    assert.equal(run.error, undefined, String(run.error));
+    const ids = run.data.map((e) => Number(e.id));
+    assert.deepEqual(ids, [...Array(ids.length).keys()], 'consecutive ids from 0, none lost or repeated');
+    assert.ok(run.started >= 2, `the stream was opened again (${run.started} starts)`);
   });
 });

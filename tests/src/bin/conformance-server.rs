@@ -10,9 +10,8 @@
 //! fields ignored) and `options` (method override on, max batch size 2, dev mode on, so outputs
 //! are validated too, max body 64 KiB, unknown input fields rejected, WebSocket keep-alive ping
 //! every 1 s with a 1 s pong wait, at most 4 subscriptions per connection, 16 KiB messages, JSONL
-//! ping every 30 ms, SSE
-//! ping every 500 ms and `reconnectAfterInactivityMs` 3000) and `inactivity` (SSE
-//! `reconnectAfterInactivityMs` 600, no ping).
+//! ping every 30 ms, SSE ping every 500 ms and `reconnectAfterInactivityMs` 3000) and
+//! `inactivity` (SSE `reconnectAfterInactivityMs` 600, no ping, streams end after 1.5 s).
 //!
 //! Test control (conformance-ideas §3.3), not part of tRPC:
 //! - `POST /__test/broadcast-reconnect`: `{"id":null,"method":"reconnect"}` to every WS client;
@@ -64,7 +63,8 @@ async fn main() -> anyhow::Result<()> {
         .sse_ping(Duration::from_millis(500))
         .sse_reconnect_after_inactivity(Duration::from_millis(3000)),
         "inactivity" => Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context)
-            .sse_reconnect_after_inactivity(Duration::from_millis(600)),
+            .sse_reconnect_after_inactivity(Duration::from_millis(600))
+            .sse_max_duration(Duration::from_millis(1500)),
         other => bail!("unknown profile {other:?}; expected plain, options or inactivity"),
     };
     let server = server.endpoint("/").shutdown_grace(Duration::from_secs(2));
