@@ -248,61 +248,41 @@ fn place(raw: &RawValue, parts: Vec<Part>) -> Result<Parted, Error> {
     })
 }
 
-impl<T: ts_rs::TS> ts_rs::TS for Deferred<T> {
-    type WithoutGenerics = Deferred<ts_rs::Dummy>;
-    type OptionInnerType = Self;
+/// `TS` for a wrapper that the client sees as a generic TypeScript type of `T`.
+macro_rules! ts_as {
+    ($wrapper:ident, $ts:literal) => {
+        impl<T: ts_rs::TS> ts_rs::TS for $wrapper<T> {
+            type WithoutGenerics = $wrapper<ts_rs::Dummy>;
+            type OptionInnerType = Self;
 
-    fn name(cfg: &ts_rs::Config) -> String {
-        format!("Promise<{}>", T::name(cfg))
-    }
+            fn name(cfg: &ts_rs::Config) -> String {
+                format!($ts, T::name(cfg))
+            }
 
-    fn inline(cfg: &ts_rs::Config) -> String {
-        format!("Promise<{}>", T::inline(cfg))
-    }
+            fn inline(cfg: &ts_rs::Config) -> String {
+                format!($ts, T::inline(cfg))
+            }
 
-    fn visit_dependencies(v: &mut impl ts_rs::TypeVisitor)
-    where
-        Self: 'static,
-    {
-        T::visit_dependencies(v);
-    }
+            fn visit_dependencies(v: &mut impl ts_rs::TypeVisitor)
+            where
+                Self: 'static,
+            {
+                T::visit_dependencies(v);
+            }
 
-    fn visit_generics(v: &mut impl ts_rs::TypeVisitor)
-    where
-        Self: 'static,
-    {
-        T::visit_generics(v);
-        v.visit::<T>();
-    }
+            fn visit_generics(v: &mut impl ts_rs::TypeVisitor)
+            where
+                Self: 'static,
+            {
+                T::visit_generics(v);
+                v.visit::<T>();
+            }
+        }
+    };
 }
 
-impl<T: ts_rs::TS> ts_rs::TS for Streamed<T> {
-    type WithoutGenerics = Streamed<ts_rs::Dummy>;
-    type OptionInnerType = Self;
-
-    fn name(cfg: &ts_rs::Config) -> String {
-        format!("AsyncIterable<{}, void, any>", T::name(cfg))
-    }
-
-    fn inline(cfg: &ts_rs::Config) -> String {
-        format!("AsyncIterable<{}, void, any>", T::inline(cfg))
-    }
-
-    fn visit_dependencies(v: &mut impl ts_rs::TypeVisitor)
-    where
-        Self: 'static,
-    {
-        T::visit_dependencies(v);
-    }
-
-    fn visit_generics(v: &mut impl ts_rs::TypeVisitor)
-    where
-        Self: 'static,
-    {
-        T::visit_generics(v);
-        v.visit::<T>();
-    }
-}
+ts_as!(Deferred, "Promise<{}>");
+ts_as!(Streamed, "AsyncIterable<{}, void, any>");
 
 /// The JSON Schema of what the promise resolves to.
 impl<T: schemars::JsonSchema> schemars::JsonSchema for Deferred<T> {
