@@ -14,7 +14,9 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Mutex;
 
-use futures_util::{Stream, StreamExt};
+use std::panic::AssertUnwindSafe;
+
+use futures_util::{FutureExt, Stream, StreamExt};
 use serde::ser::Error as _;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -155,8 +157,12 @@ impl<T: Serialize + Send + 'static> Serialize for Deferred<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let future = self.future.lock().ok().and_then(|mut f| f.take());
         let part = future.map(|future| {
+            let guarded = AssertUnwindSafe(future).catch_unwind().map(|settled| {
+                settled
+                    .unwrap_or_else(|_| Err(Error::internal("a Deferred value's future panicked")))
+            });
             Part::Promise(Box::pin(
-                async move { future.await.and_then(|v| encode(&v)) },
+                async move { guarded.await.and_then(|v| encode(&v)) },
             ))
         });
         register(serializer, part)
@@ -167,7 +173,11 @@ impl<T: Serialize + Send + 'static> Serialize for Streamed<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let stream = self.stream.lock().ok().and_then(|mut s| s.take());
         let part = stream.map(|stream| {
-            Part::Iterable(Box::pin(stream.map(|item| item.and_then(|v| encode(&v)))))
+            // A panic ends the iteration with an internal error (the stream stops after it).
+            let guarded = AssertUnwindSafe(stream).catch_unwind().map(|item| {
+                item.unwrap_or_else(|_| Err(Error::internal("a Streamed value's stream panicked")))
+            });
+            Part::Iterable(Box::pin(guarded.map(|item| item.and_then(|v| encode(&v)))))
         });
         register(serializer, part)
     }
@@ -175,8 +185,21 @@ impl<T: Serialize + Send + 'static> Serialize for Streamed<T> {
 
 /// Serializes an output, collecting its parts when `streaming` allows them.
 pub(crate) fn serialize<T: Serialize>(value: &T, streaming: bool) -> Result<Encoded, Error> {
-    let previous = COLLECTOR.with(|c| c.replace(streaming.then(Vec::new)));
+    /// Puts the previous collector back however serialization ends (a panicking `Serialize`
+    /// must not leave this thread collecting).
+    struct Restore(Option<Option<Vec<Part>>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(previous) = self.0.take() {
+                COLLECTOR.with(|c| *c.borrow_mut() = previous);
+            }
+        }
+    }
+    let mut restore = Restore(Some(
+        COLLECTOR.with(|c| c.replace(streaming.then(Vec::new))),
+    ));
     let raw = serde_json::value::to_raw_value(value);
+    let previous = restore.0.take().unwrap_or_default();
     let parts = COLLECTOR.with(|c| c.replace(previous)).unwrap_or_default();
     let raw = match raw {
         Ok(raw) => raw,
@@ -239,7 +262,7 @@ fn place(raw: &RawValue, parts: Vec<Part>) -> Result<Parted, Error> {
         text = text.replacen(&literal(i), "0", 1);
         out.push((key, part));
     }
-    if slots.iter().any(Option::is_some) || text.contains("oxrpc-part:") {
+    if slots.iter().any(Option::is_some) || text.contains("\"\\u0000oxrpc-part:") {
         return Err(misplaced());
     }
     Ok(Parted {
@@ -322,6 +345,32 @@ mod tests {
     struct Out {
         now: u8,
         later: Deferred<String>,
+    }
+
+    #[test]
+    fn a_panicking_serializer_leaves_no_collector_behind() {
+        struct Boom;
+        impl Serialize for Boom {
+            fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                panic!("boom");
+            }
+        }
+        #[derive(Serialize)]
+        struct Out {
+            later: Deferred<u8>,
+            boom: Boom,
+        }
+        let out = Out {
+            later: Deferred::new(async { Ok(1) }),
+            boom: Boom,
+        };
+        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| serialize(&out, true)));
+        assert!(caught.is_err());
+        assert!(COLLECTOR.with(|c| c.borrow().is_none()));
+        let e = serialize(&Deferred::new(async { Ok(1) }), false)
+            .err()
+            .expect("refused again");
+        assert_eq!(e.code(), ErrorCode::UnsupportedMediaType);
     }
 
     #[test]

@@ -134,6 +134,7 @@ pub(crate) fn invoke(
         duration_us = tracing::field::Empty,
     );
     let started_at = (!span.is_disabled()).then(Instant::now);
+    let stream_path = Arc::clone(inv.path);
     let finish = {
         let span = span.clone();
         move |result: Result<Reply, Error>| {
@@ -151,7 +152,11 @@ pub(crate) fn invoke(
                     Err(e)
                 }
                 Ok(reply) => Ok(reply.map_events(|events| {
-                    Box::pin(events.inspect(move |event| {
+                    // A panicking stream ends with an internal error, like a panicking handler.
+                    let guarded = AssertUnwindSafe(events).catch_unwind().map(move |event| {
+                        event.unwrap_or_else(|payload| Err(panic_error(&stream_path, &*payload)))
+                    });
+                    Box::pin(guarded.inspect(move |event| {
                         if let Err(e) = event {
                             report(e);
                         }
@@ -160,12 +165,13 @@ pub(crate) fn invoke(
             }
         }
     };
-    let prepared = if inv.kind == ProcedureKind::Subscription {
-        input::merge_last_event_id(input, last_event_id)
-    } else {
-        Ok(input)
-    }
-    .and_then(|input| input::check_depth(&input).map(|()| input));
+    let prepared = input::check_depth(&input).and_then(|()| {
+        if inv.kind == ProcedureKind::Subscription {
+            input::merge_last_event_id(input, last_event_id)
+        } else {
+            Ok(input)
+        }
+    });
     let input = match prepared {
         Ok(input) => input,
         Err(e) => return Box::pin(std::future::ready(finish(Err(e)))),

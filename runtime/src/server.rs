@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -145,6 +145,29 @@ impl<Ctx: Send + 'static> Server<Ctx> {
     /// default `false`).
     pub fn allow_method_override(mut self, allow: bool) -> Self {
         self.config.http.allow_method_override = allow;
+        self
+    }
+
+    /// The longest a request body may take to arrive, in total (default 30 s); a slower one
+    /// is answered `TIMEOUT` (408), so a client trickling bytes cannot hold a request open.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.http.body_read_timeout = timeout;
+        self
+    }
+
+    /// The longest a client may take to send a request's headers, which is also how long an
+    /// idle keep-alive connection stays open (default 30 s); then the connection is closed.
+    /// Applies to the standalone server ([`Server::bind`]); under axum, configure the hosting
+    /// server.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.http.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a WebSocket opened with `?connectionParams=1` may take to send its params
+    /// (default 10 s); then it is closed with code 1008.
+    pub fn ws_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.ws.handshake_timeout = timeout;
         self
     }
 
@@ -315,12 +338,14 @@ impl<Ctx: Clone + Send + Sync + 'static> Server<Ctx> {
         let connections = Arc::clone(&self.connections);
         let sse_streams = Arc::clone(&self.sse_streams);
         let shutdown_grace = self.config.ws.shutdown_grace;
+        let header_read_timeout = self.config.http.header_read_timeout;
         Listening {
             listener,
             service: self.into_service(),
             connections,
             sse_streams,
             shutdown_grace,
+            header_read_timeout,
         }
     }
 }
@@ -333,6 +358,7 @@ pub struct Listening {
     connections: Arc<Connections>,
     sse_streams: Arc<SseStreams>,
     shutdown_grace: Duration,
+    header_read_timeout: Duration,
 }
 
 impl Listening {
@@ -358,8 +384,16 @@ impl Listening {
             connections,
             sse_streams,
             shutdown_grace,
+            header_read_timeout,
         } = self;
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // With a timer, hyper closes connections whose headers do not arrive in time, which
+        // also ends idle keep-alive connections and half-open ones.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout);
+        builder.http2().timer(TokioTimer::new());
         let graceful = GracefulShutdown::new();
         let mut signal = std::pin::pin!(signal);
         loop {
@@ -395,7 +429,7 @@ impl Listening {
         // SSE streams end without `return`, so their clients reconnect (to another instance,
         // after a deploy) and resume with `Last-Event-ID`. WebSocket clients are told to
         // reconnect; those still here after the grace period are closed.
-        sse_streams.end_all();
+        sse_streams.close();
         if connections.count() > 0 {
             connections.broadcast(Control::Reconnect);
             if !connections.drained(shutdown_grace).await {

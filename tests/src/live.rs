@@ -106,6 +106,18 @@ impl Drop for LiveGuard {
     }
 }
 
+/// `"a"`, then the stream panics (the server turns it into INTERNAL_SERVER_ERROR).
+#[procedure(subscription, name = "onPanic")]
+pub async fn on_panic() -> impl Stream<Item = String> {
+    async_stream::stream! {
+        yield "a".to_owned();
+        if std::hint::black_box(true) {
+            panic!("the stream broke");
+        }
+        yield "never".to_owned();
+    }
+}
+
 /// Untracked 0, 1, 2, … every 200 ms until cancelled.
 #[procedure(subscription)]
 pub async fn on_forever() -> impl Stream<Item = u32> {
@@ -279,6 +291,7 @@ pub fn router() -> Router<Ctx> {
         .add(on_plain::procedure())
         .add(on_err::procedure())
         .add(on_forever::procedure())
+        .add(on_panic::procedure())
         .add(on_ticks::procedure())
         .add(flaky::procedure())
         .add(idle::procedure())

@@ -220,6 +220,16 @@ async fn errors_on_a_known_path_are_in_band() {
     assert_eq!(shape["code"], -32003);
     assert_eq!(events.len(), 3);
 
+    // A stream that panics: an internal error, the cause not leaked.
+    let events = open(&format!("{}/onPanic", server.base), &[])
+        .await
+        .rest()
+        .await;
+    assert_eq!(events[1].json(), "a");
+    assert_eq!(events[2].name, "serialized-error");
+    assert_eq!(events[2].json()["data"]["code"], "INTERNAL_SERVER_ERROR");
+    assert!(!events[2].data.contains("broke"), "{events:?}");
+
     // Bad input, a middleware refusal and a refused context: 200, `connected`, the error.
     for (url, headers, code) in [
         (

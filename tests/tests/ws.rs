@@ -147,6 +147,17 @@ async fn errors_end_subscriptions_and_stop_drops_the_stream() {
     assert_eq!(frames[2]["error"]["data"]["code"], "FORBIDDEN");
     assert_eq!(frames[2]["error"]["message"], "sub forbidden");
 
+    // A stream that panics ends with an internal error; the connection keeps serving.
+    send(
+        &mut ws,
+        r#"{"id":9,"method":"subscription","params":{"path":"onPanic"}}"#,
+    )
+    .await;
+    let frames = recv_until(&mut ws, stopped(json!(9))).await;
+    assert_eq!(frames[1]["result"]["data"], "a");
+    assert_eq!(frames[2]["error"]["data"]["code"], "INTERNAL_SERVER_ERROR");
+    assert!(!frames[2].to_string().contains("broke"), "{frames:?}");
+
     send(
         &mut ws,
         r#"{"id":2,"method":"subscription","params":{"path":"onForever"}}"#,

@@ -63,7 +63,13 @@ pub(crate) fn serialized_error(shape: &ErrorShape<'_>) -> String {
 
 /// The client's last event id: the `Last-Event-ID` header (native EventSource reconnects),
 /// else the `lastEventId` query parameter, else `Last-Event-Id` (some polyfills).
+/// Ids that could not travel in an `id:` line (empty, or with `\0`, `\r`, `\n`) are ignored.
 pub(crate) fn last_event_id(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    last_event_id_unchecked(headers, query)
+        .filter(|id| !id.is_empty() && !id.contains(['\0', '\r', '\n']))
+}
+
+fn last_event_id_unchecked(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     if let Some(id) = headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         return Some(id.to_owned());
     }
@@ -117,5 +123,10 @@ mod tests {
             Some("1")
         );
         assert_eq!(last_event_id(&HeaderMap::new(), None), None);
+        assert_eq!(
+            last_event_id(&HeaderMap::new(), Some("lastEventId=1%0Aevent%3Areturn")),
+            None
+        );
+        assert_eq!(last_event_id(&HeaderMap::new(), Some("lastEventId=")), None);
     }
 }

@@ -4,7 +4,7 @@
 //! in-band (`serialized-error`), never a non-200 answer.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,6 +53,8 @@ impl Default for SseConfig {
 pub(crate) struct SseStreams {
     count: AtomicUsize,
     ends: watch::Sender<u64>,
+    /// Shutting down: every stream, also one opened from now on, ends at once.
+    closed: AtomicBool,
 }
 
 impl Default for SseStreams {
@@ -60,6 +62,7 @@ impl Default for SseStreams {
         SseStreams {
             count: AtomicUsize::new(0),
             ends: watch::channel(0).0,
+            closed: AtomicBool::new(false),
         }
     }
 }
@@ -74,6 +77,13 @@ impl SseStreams {
     /// another) and resume with `Last-Event-ID`.
     pub(crate) fn end_all(&self) {
         self.ends.send_modify(|generation| *generation += 1);
+    }
+
+    /// Ends every stream for good (shutdown): a client that reconnects here meanwhile gets
+    /// `connected` and the end at once, and goes elsewhere.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.end_all();
     }
 }
 
@@ -162,22 +172,24 @@ impl SseTransport {
                 Bytes::from(sse::serialized_error(&dispatcher.policy().shape(e, Some(&path))))
             };
             yield Bytes::from(sse::connected(config.reconnect_after_inactivity));
-            let ctx = match dispatcher.create_context(info).await {
-                Ok(ctx) => ctx,
-                Err(e) => {
-                    yield fail(&e);
-                    return;
-                }
+            if shared.streams.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            // Context and setup race the end too: a hanging setup must not outlive shutdown.
+            let setup = async {
+                let ctx = dispatcher.create_context(info).await?;
+                let input = raw_input.map_err(|e| dispatcher.reported(e, Some(&path)))?;
+                let entry = dispatcher.lookup(&path, Want::Kind(ProcedureKind::Subscription))?;
+                dispatcher
+                    .call(entry, &ctx, input, last_event_id.as_deref(), Site::of(Via::Sse, None))
+                    .await
+                    .and_then(Reply::into_events)
             };
-            let setup = match (raw_input, dispatcher.lookup(&path, Want::Kind(ProcedureKind::Subscription))) {
-                (Ok(input), Ok(entry)) => {
-                    dispatcher
-                        .call(entry, &ctx, input, last_event_id.as_deref(), Site::of(Via::Sse, None))
-                        .await
-                        .and_then(Reply::into_events)
-                }
-                (Err(e), _) => Err(dispatcher.reported(e, Some(&path))),
-                (_, Err(e)) => Err(e),
+            let setup = tokio::select! {
+                biased;
+                _ = ends.changed() => return,
+                () = tokio::time::sleep_until(started + config.max_duration.unwrap_or(Duration::from_secs(86_400 * 365))) => return,
+                setup = setup => setup,
             };
             let mut events = match setup {
                 Ok(events) => events,

@@ -29,6 +29,11 @@ pub(crate) struct HttpConfig {
     pub(crate) allow_method_override: bool,
     /// Streamed batches: a space after this long without a line.
     pub(crate) jsonl_ping: Option<Duration>,
+    /// The longest a request body may take to arrive, in total.
+    pub(crate) body_read_timeout: Duration,
+    /// The longest a client may take to send a request's headers, and the longest an idle
+    /// keep-alive connection stays open (standalone server only).
+    pub(crate) header_read_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -40,6 +45,8 @@ impl Default for HttpConfig {
             allow_batching: true,
             allow_method_override: false,
             jsonl_ping: None,
+            body_read_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -147,9 +154,20 @@ impl HttpTransport {
         let input_text = match method {
             HttpMethod::Post => {
                 wire::check_content_type(&parts.headers).map_err(|e| (e, None))?;
-                let bytes = read_body(body, &parts.headers, config.max_body_size)
-                    .await
-                    .map_err(|e| (e, None))?;
+                let read = read_body(body, &parts.headers, config.max_body_size);
+                let bytes = match tokio::time::timeout(config.body_read_timeout, read).await {
+                    Ok(bytes) => bytes.map_err(|e| (e, None))?,
+                    Err(_) => {
+                        let e = Error::new(
+                            ErrorCode::Timeout,
+                            format!(
+                                "The request body did not arrive within {} ms",
+                                config.body_read_timeout.as_millis()
+                            ),
+                        );
+                        return Err((e, None));
+                    }
+                };
                 String::from_utf8(bytes.to_vec()).map_err(|_| {
                     let e =
                         Error::new(ErrorCode::ParseError, "The request body is not valid UTF-8");
@@ -161,16 +179,19 @@ impl HttpTransport {
         let inputs =
             wire::parse_inputs(&input_text, &target).map_err(|e| (e, single_path.clone()))?;
 
-        // Resolve every call before running any, so a bad batch runs nothing.
+        // Resolve every call before running any, so a bad batch runs nothing. Kinds that
+        // cannot share a request fail it before any per-call error is produced (and reported).
         let dispatcher = &self.dispatcher;
+        let kinds = target
+            .paths
+            .iter()
+            .filter_map(|path| dispatcher.kind_of(path));
+        wire::check_one_kind(kinds.filter(|k| *k != ProcedureKind::Subscription))
+            .map_err(|e| (e, None))?;
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(inputs.len());
         let mut runnable: Vec<(usize, &Entry, RawInput)> = Vec::new();
-        let mut kinds: Vec<ProcedureKind> = Vec::new();
         for (i, (path, input)) in target.paths.iter().zip(inputs).enumerate() {
             let outcome = dispatcher.lookup(path, Want::Any).and_then(|entry| {
-                if entry.kind() != ProcedureKind::Subscription {
-                    kinds.push(entry.kind());
-                }
                 method
                     .check(
                         entry.kind(),
@@ -189,8 +210,6 @@ impl HttpTransport {
                 Err(e) => Outcome::Done(Err(e)),
             });
         }
-        wire::check_one_kind(kinds).map_err(|e| (e, None))?;
-
         if !runnable.is_empty() {
             let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
             let info = RequestInfo::new(parts.method, parts.uri, parts.headers, peer)

@@ -79,7 +79,10 @@ pub(super) async fn serve_connection<S>(
         }
     }
 
+    // Why the connection ends, as a close code (RFC 6455 §7.4.1), when there is one to send.
+    let mut close: Option<u16> = (!open).then_some(close_code::POLICY);
     let mut last_seen = tokio::time::Instant::now();
+    let handshake_deadline = last_seen + config.handshake_timeout;
     let mut pinged = false;
     loop {
         if !open {
@@ -91,6 +94,12 @@ pub(super) async fn serve_connection<S>(
             Some((ping_every, _)) => last_seen + ping_every,
             None => tokio::time::Instant::now() + Duration::from_secs(86_400),
         };
+        // Until the connection params arrive, the handshake's own deadline applies.
+        let deadline = if ctx.is_none() {
+            deadline.min(handshake_deadline)
+        } else {
+            deadline
+        };
         let frame = tokio::select! {
             frame = stream.next() => frame,
             control = control.recv() => {
@@ -99,12 +108,20 @@ pub(super) async fn serve_connection<S>(
                         outbox.send(wire::RECONNECT.to_owned()).await;
                         continue;
                     }
-                    Ok(Control::Drop) | Err(broadcast::error::RecvError::Closed) => break,
+                    Ok(Control::Drop) | Err(broadcast::error::RecvError::Closed) => {
+                        close = Some(close_code::GOING_AWAY);
+                        break;
+                    }
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 }
             }
             _ = closing_rx.changed() => break,
             () = tokio::time::sleep_until(deadline) => {
+                if ctx.is_none() && tokio::time::Instant::now() >= handshake_deadline {
+                    tracing::debug!("WebSocket connection params did not arrive in time; closing");
+                    close = Some(close_code::POLICY);
+                    break;
+                }
                 if pinged {
                     tracing::debug!("WebSocket peer did not answer the keep-alive ping; terminating");
                     break;
@@ -114,7 +131,14 @@ pub(super) async fn serve_connection<S>(
                 continue;
             }
         };
-        let Some(Ok(frame)) = frame else { break };
+        let frame = match frame {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => {
+                close = close_code::of(&e);
+                break;
+            }
+            None => break,
+        };
         last_seen = tokio::time::Instant::now();
         pinged = false;
         let text = match frame {
@@ -157,6 +181,7 @@ pub(super) async fn serve_connection<S>(
                         }
                         Err(e) => {
                             conn.send_shaped_without_id(&e).await;
+                            close = Some(close_code::POLICY);
                             break;
                         }
                     }
@@ -172,6 +197,7 @@ pub(super) async fn serve_connection<S>(
                         let shape = shared.dispatcher.policy().shape(&e, Some(&path));
                         outbox.send(reply.error(&shape)).await;
                     }
+                    close = Some(close_code::POLICY);
                     break;
                 }
             }
@@ -191,11 +217,15 @@ pub(super) async fn serve_connection<S>(
         }
     }
 
-    // Closing: the pump drops every subscription's stream when it ends.
-    let dropped = *closing_rx.borrow() || matches!(control.try_recv(), Ok(Control::Drop));
+    // Closing: the pump drops every subscription's stream when it ends. A slow consumer gets
+    // no close frame (it is not reading); the others learn why.
+    let stalled = *closing_rx.borrow();
+    if let Some(code) = close.filter(|_| !stalled) {
+        outbox.push(Out::Close(code)).await;
+    }
     drop(conn);
     drop(outbox);
-    if dropped {
+    if stalled {
         writer.abort();
     } else if tokio::time::timeout(Duration::from_secs(2), &mut writer)
         .await
@@ -203,6 +233,34 @@ pub(super) async fn serve_connection<S>(
     {
         // Let queued frames (e.g. a final error) go out, but never wait on a stalled peer.
         writer.abort();
+    }
+}
+
+/// The close codes the server sends (RFC 6455 §7.4.1).
+mod close_code {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+
+    /// The server is shutting down (or dropping every connection).
+    pub(super) const GOING_AWAY: u16 = 1001;
+    /// A protocol violation (unmasked frame, reserved opcode, bad framing).
+    pub(super) const PROTOCOL: u16 = 1002;
+    /// A text frame that is not UTF-8.
+    pub(super) const INVALID_DATA: u16 = 1007;
+    /// A policy violation: bad connection params, a refused context, a handshake too slow.
+    pub(super) const POLICY: u16 = 1008;
+    /// A message over the size limit.
+    pub(super) const TOO_BIG: u16 = 1009;
+
+    /// The code for a read error, when the peer can still be told.
+    pub(super) fn of(error: &Error) -> Option<u16> {
+        match error {
+            Error::Capacity(_) => Some(TOO_BIG),
+            Error::Utf8(_) => Some(INVALID_DATA),
+            Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+            Error::Protocol(_) => Some(PROTOCOL),
+            _ => None,
+        }
     }
 }
 

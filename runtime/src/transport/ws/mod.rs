@@ -30,6 +30,8 @@ pub(crate) struct WsConfig {
     pub(crate) keep_alive: Option<(Duration, Duration)>,
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) shutdown_grace: Duration,
+    /// How long a `?connectionParams=1` connection may take to send its params.
+    pub(crate) handshake_timeout: Duration,
 }
 
 impl Default for WsConfig {
@@ -44,6 +46,7 @@ impl Default for WsConfig {
             keep_alive: None,
             allowed_origins: None,
             shutdown_grace: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -11,6 +11,8 @@ use futures_util::stream::{AbortHandle, BoxStream, SelectAll, SplitSink};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::call::{EncodedEvent, EventStream};
@@ -78,6 +80,8 @@ pub(super) enum Out {
     Start(Box<Start>),
     /// Drop a subscription's stream.
     Stop { key: String },
+    /// Send a close frame with this code (RFC 6455 §7.4), then stop writing.
+    Close(u16),
 }
 
 /// A subscription whose setup succeeded.
@@ -129,6 +133,11 @@ pub(super) async fn pump<S>(
                         handle.abort();
                     }
                     continue;
+                }
+                Some(Out::Close(code)) => {
+                    let frame = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::default() };
+                    let _ = send_within(&mut sink, Message::Close(Some(frame)), timeout, &closing).await;
+                    break;
                 }
                 Some(Out::Start(start)) => {
                     let Start { generation, reply, path, events } = *start;
