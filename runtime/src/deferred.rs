@@ -23,6 +23,7 @@ use serde_json::value::RawValue;
 
 use crate::call::{BoxFuture, Part, Parted};
 use crate::error::{Error, ErrorCode};
+use crate::guard::Contained;
 
 type BoxStream<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Error>> + Send>>;
 
@@ -157,13 +158,17 @@ impl<T: Serialize + Send + 'static> Serialize for Deferred<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let future = self.future.lock().ok().and_then(|mut f| f.take());
         let part = future.map(|future| {
-            let guarded = AssertUnwindSafe(future).catch_unwind().map(|settled| {
-                settled
-                    .unwrap_or_else(|_| Err(Error::internal("a Deferred value's future panicked")))
-            });
-            Part::Promise(Box::pin(
-                async move { guarded.await.and_then(|v| encode(&v)) },
-            ))
+            // Encoding runs inside the guard too: a panicking `Serialize` is contained.
+            let encoded: BoxFuture<Result<Box<RawValue>, Error>> =
+                Box::pin(async move { future.await.and_then(|v| encode(&v)) });
+            let guarded = AssertUnwindSafe(Contained(encoded))
+                .catch_unwind()
+                .map(|settled| {
+                    settled.unwrap_or_else(|_| {
+                        Err(Error::internal("a Deferred value's future panicked"))
+                    })
+                });
+            Part::Promise(Box::pin(guarded))
         });
         register(serializer, part)
     }
@@ -173,11 +178,17 @@ impl<T: Serialize + Send + 'static> Serialize for Streamed<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let stream = self.stream.lock().ok().and_then(|mut s| s.take());
         let part = stream.map(|stream| {
-            // A panic ends the iteration with an internal error (the stream stops after it).
-            let guarded = AssertUnwindSafe(stream).catch_unwind().map(|item| {
-                item.unwrap_or_else(|_| Err(Error::internal("a Streamed value's stream panicked")))
-            });
-            Part::Iterable(Box::pin(guarded.map(|item| item.and_then(|v| encode(&v)))))
+            // A panic (in the stream or in encoding) ends the iteration with an internal error.
+            let encoded: BoxStream<Box<RawValue>> =
+                Box::pin(stream.map(|item| item.and_then(|v| encode(&v))));
+            let guarded = AssertUnwindSafe(Contained(encoded))
+                .catch_unwind()
+                .map(|item| {
+                    item.unwrap_or_else(|_| {
+                        Err(Error::internal("a Streamed value's stream panicked"))
+                    })
+                });
+            Part::Iterable(Box::pin(guarded))
         });
         register(serializer, part)
     }

@@ -17,6 +17,7 @@ use tracing::Instrument;
 use crate::call::{BoxFuture, Call, CallOptions, Meta, ProcedureKind, RawInput, Reply};
 use crate::context::{ContextFn, RequestInfo};
 use crate::error::{Error, ErrorCode};
+use crate::guard::{self, Contained};
 use crate::procedure::Procedure;
 use crate::protocol::error::ErrorPolicy;
 use crate::protocol::input;
@@ -153,9 +154,14 @@ pub(crate) fn invoke(
                 }
                 Ok(reply) => Ok(reply.map_events(|events| {
                     // A panicking stream ends with an internal error, like a panicking handler.
-                    let guarded = AssertUnwindSafe(events).catch_unwind().map(move |event| {
-                        event.unwrap_or_else(|payload| Err(panic_error(&stream_path, &*payload)))
-                    });
+                    let guarded =
+                        AssertUnwindSafe(Contained(events))
+                            .catch_unwind()
+                            .map(move |event| {
+                                event.unwrap_or_else(|payload| {
+                                    Err(panic_error(&stream_path, &*payload))
+                                })
+                            });
                     Box::pin(guarded.inspect(move |event| {
                         if let Err(e) = event {
                             report(e);
@@ -185,7 +191,7 @@ pub(crate) fn invoke(
     });
     let path = Arc::clone(inv.path);
     let entered = span.enter();
-    let started = std::panic::catch_unwind(AssertUnwindSafe(|| start(call)));
+    let started = std::panic::catch_unwind(AssertUnwindSafe(|| guard::contained(|| start(call))));
     drop(entered);
     let fut = match started {
         Err(payload) => {
@@ -196,7 +202,7 @@ pub(crate) fn invoke(
         Ok(fut) => fut,
     };
     Box::pin(
-        AssertUnwindSafe(fut)
+        AssertUnwindSafe(Contained(fut))
             .catch_unwind()
             .map(move |r| finish(r.unwrap_or_else(|payload| Err(panic_error(&path, &*payload)))))
             .instrument(span),
@@ -303,6 +309,7 @@ impl Dispatcher {
         });
         let mut options = options;
         options.validate_output |= policy.dev_mode;
+        guard::install_hook();
         Dispatcher(Arc::new(Inner {
             procedures,
             create_context: create,

@@ -72,6 +72,7 @@ mod context;
 mod deferred;
 mod dispatch;
 mod error;
+mod guard;
 mod middleware;
 mod procedure;
 mod protocol;

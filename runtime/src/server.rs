@@ -27,6 +27,8 @@ use crate::transport::ws::{WsConfig, WsTransport};
 /// Everything a server is configured with, per transport.
 #[derive(Debug, Clone, Default)]
 struct ServerConfig {
+    /// Browser origins allowed on every transport (`None`: any).
+    allowed_origins: Option<Vec<String>>,
     http: HttpConfig,
     ws: WsConfig,
     sse: SseConfig,
@@ -240,6 +242,19 @@ impl<Ctx: Send + 'static> Server<Ctx> {
         self
     }
 
+    /// Accept requests from browsers only from these `Origin`s, on every transport (HTTP,
+    /// streams, SSE, and WebSocket unless [`Server::ws_allowed_origins`] says otherwise);
+    /// others get `FORBIDDEN`. Requests without an `Origin` (not from a browser) are accepted.
+    /// Default: any origin. See the security notes in the README.
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// How long graceful shutdown waits for WebSocket clients to leave after being told to
     /// reconnect (default 5 s); the rest are then closed.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
@@ -300,11 +315,15 @@ impl<Ctx: Clone + Send + Sync + 'static> Server<Ctx> {
     /// reconnect between pings).
     pub fn into_service(self) -> HttpService {
         let ServerConfig {
+            allowed_origins,
             http,
-            ws,
+            mut ws,
             sse,
             policy,
         } = self.config;
+        if ws.allowed_origins.is_none() {
+            ws.allowed_origins.clone_from(&allowed_origins);
+        }
         if let (Some(ping), Some(inactivity)) = (sse.ping, sse.reconnect_after_inactivity) {
             assert!(
                 ping < inactivity,
@@ -320,6 +339,7 @@ impl<Ctx: Clone + Send + Sync + 'static> Server<Ctx> {
         let endpoint = http.endpoint.clone();
         HttpService::new(
             endpoint,
+            allowed_origins,
             dispatcher.clone(),
             HttpTransport::new(dispatcher.clone(), http),
             WsTransport::new(dispatcher.clone(), ws, self.connections),

@@ -7,12 +7,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::header::ORIGIN;
 use http::{Method, Request, Response};
 
 pub use crate::body::Body;
-use crate::body::{BoxError, no_content};
+use crate::body::{BoxError, error_response, no_content};
 use crate::call::{BoxFuture, ProcedureKind};
 use crate::dispatch::Dispatcher;
+use crate::error::{Error, ErrorCode};
 use crate::protocol::http::{in_endpoint, single_path, strip_endpoint};
 use crate::transport::http::HttpTransport;
 use crate::transport::sse::SseTransport;
@@ -25,6 +27,8 @@ pub struct HttpService(Arc<Routes>);
 
 struct Routes {
     endpoint: String,
+    /// Browser origins allowed to call (`None`: any).
+    allowed_origins: Option<Vec<String>>,
     dispatcher: Dispatcher,
     http: HttpTransport,
     ws: WsTransport,
@@ -42,6 +46,7 @@ impl fmt::Debug for HttpService {
 impl HttpService {
     pub(crate) fn new(
         endpoint: String,
+        allowed_origins: Option<Vec<String>>,
         dispatcher: Dispatcher,
         http: HttpTransport,
         ws: WsTransport,
@@ -49,6 +54,7 @@ impl HttpService {
     ) -> Self {
         HttpService(Arc::new(Routes {
             endpoint,
+            allowed_origins,
             dispatcher,
             http,
             ws,
@@ -74,6 +80,21 @@ impl HttpService {
         B::Error: Into<BoxError>,
     {
         let routes = &*self.0;
+        if let (Some(allowed), Some(origin)) = (&routes.allowed_origins, req.headers().get(ORIGIN))
+            && !is_upgrade(&req)
+        {
+            let origin = origin.to_str().unwrap_or("");
+            if !allowed.iter().any(|a| a == origin) {
+                let e = routes.dispatcher.reported(
+                    Error::new(
+                        ErrorCode::Forbidden,
+                        format!("Requests from origin {origin:?} are not allowed"),
+                    ),
+                    None,
+                );
+                return error_response(routes.dispatcher.policy(), &e, None);
+            }
+        }
         if is_upgrade(&req) && in_endpoint(req.uri().path(), &routes.endpoint) {
             return routes.ws.upgrade(req);
         }
