@@ -99,6 +99,93 @@ pub use subscription::{Event, Tracked};
 pub use types::{Input, Output};
 pub use validate::{Issue, PathSegment, UnknownFields};
 
+/// Entry points for the fuzz targets (`fuzz/`): the wire parsers and encoders, which are
+/// otherwise private. Not public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    use serde_json::value::RawValue;
+
+    use crate::protocol::{envelope, http, input, sse, ws};
+
+    /// HTTP request parsing: the path and query of a request, its input text, its headers.
+    pub fn http_request(path: &str, query: &str, body: &str, content_type: &str, accept: &str) {
+        let mut headers = ::http::HeaderMap::new();
+        if let Ok(v) = ::http::HeaderValue::from_str(content_type) {
+            headers.insert(::http::header::CONTENT_TYPE, v);
+        }
+        if let Ok(v) = ::http::HeaderValue::from_str(accept) {
+            headers.insert("trpc-accept", v);
+        }
+        let _ = http::check_content_type(&headers);
+        let _ = http::single_path(path, Some(query));
+        if let Ok(target) = http::parse_target(path, Some(query), &headers) {
+            if let Ok(inputs) = http::parse_inputs(body, &target) {
+                assert_eq!(inputs.len(), target.paths.len(), "one input per call");
+                for input in &inputs {
+                    let _ = input::check_depth(input);
+                }
+            }
+            let _ = target.input.as_deref().map(input::parse);
+        }
+    }
+
+    /// WebSocket frames: split into messages, each parsed; connection params.
+    pub fn ws_frame(text: &str) {
+        let _ = ws::connection_params(text);
+        let _ = ws::pending_calls(text);
+        if let Ok(messages) = ws::split_frame(text) {
+            for message in &messages {
+                if let Ok(ws::Request::Call {
+                    input,
+                    last_event_id,
+                    ..
+                }) = ws::parse_message(message)
+                    && input::check_depth(&input).is_ok()
+                {
+                    let _ = input::merge_last_event_id(input, last_event_id.as_deref());
+                }
+            }
+        }
+    }
+
+    /// The SSE and JSONL encoders: what they write decodes back to the same data and id.
+    pub fn encoders_round_trip(json: &str, id: &str) {
+        let Ok(data) = serde_json::from_str::<Box<RawValue>>(json) else {
+            return;
+        };
+        let expected: serde_json::Value = match serde_json::from_str(data.get()) {
+            Ok(value) => value,
+            // Too deep for a tree: the encoders splice text, nothing to compare.
+            Err(_) => return,
+        };
+        // SSE: the `data:` lines of the event, joined as EventSource joins them.
+        let usable_id = !id.is_empty() && !id.contains(['\0', '\r', '\n']);
+        let event = sse::data(&data, usable_id.then_some(id), None);
+        assert!(event.ends_with("\n\n"), "an event ends with a blank line");
+        let mut lines = Vec::new();
+        let mut seen_id = None;
+        for line in event.trim_end_matches('\n').split('\n') {
+            if let Some(value) = line.strip_prefix("data: ") {
+                lines.push(value);
+            } else if let Some(value) = line.strip_prefix("id: ") {
+                seen_id = Some(value);
+            } else {
+                panic!("unexpected SSE line {line:?}");
+            }
+        }
+        let decoded: serde_json::Value =
+            serde_json::from_str(&lines.join("\n")).expect("SSE data is JSON");
+        assert_eq!(decoded, expected, "SSE data round trip");
+        assert_eq!(seen_id, usable_id.then_some(id), "SSE id round trip");
+        // JSONL: a settled chunk is one line of JSON holding the data.
+        let line = envelope::jsonl_settled(7, data.get());
+        assert_eq!(line.matches('\n').count(), 1, "one line");
+        let chunk: serde_json::Value = serde_json::from_str(&line).expect("JSONL line is JSON");
+        assert_eq!(chunk[2][0][0], expected, "JSONL round trip");
+    }
+}
+
 /// Re-exports for the code `#[procedure]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {

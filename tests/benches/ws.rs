@@ -73,7 +73,13 @@ async fn idle_memory(server: &ServerProcess) {
     }
     drop(sockets);
     drop(warm);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // What a long-running server keeps after the load is gone (allocator retention).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server.rss_kib();
+    println!(
+        "after closing them all: server RSS +{} KiB over the start (kept by the allocator)",
+        after.saturating_sub(before)
+    );
 }
 
 async fn throughput(server: &ServerProcess) {

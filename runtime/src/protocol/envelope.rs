@@ -2,6 +2,7 @@
 //! forms that hold them (a JSON array; the head line of a JSONL stream, spec §5.5). Data is
 //! spliced in as raw JSON text, never re-parsed.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde_json::value::RawValue;
@@ -81,12 +82,23 @@ pub(crate) enum ChunkKind {
 /// `id` of the given kind.
 pub(crate) type ChunkRef<'a> = (Option<&'a str>, ChunkKind, usize);
 
+/// JSON text on one line. A raw value (e.g. a `RawValue` in an output) may hold line breaks,
+/// but only as whitespace between tokens (JSON strings cannot contain raw ones), so turning
+/// them into spaces keeps the value and the JSONL framing.
+fn one_line(json: &str) -> Cow<'_, str> {
+    if json.contains(['\n', '\r']) {
+        Cow::Owned(json.replace(['\n', '\r'], " "))
+    } else {
+        Cow::Borrowed(json)
+    }
+}
+
 /// Promise chunk `id` fulfilled with `data`, whose fields in `refs` follow as chunks of their
 /// own: `[id,0,[[data],[key,kind,ref],…]]` and a newline.
 pub(crate) fn jsonl_fulfilled(id: usize, data: &str, refs: &[ChunkRef<'_>]) -> String {
     let mut out = String::with_capacity(data.len() + 16 + refs.len() * 16);
     let _ = write!(out, "[{id},0,[[");
-    out.push_str(data);
+    out.push_str(&one_line(data));
     out.push(']');
     for (key, kind, chunk) in refs {
         let key = match key {
@@ -106,7 +118,7 @@ pub(crate) fn jsonl_rejected(id: usize, shape: &ErrorShape<'_>) -> String {
 
 /// One item of iterable chunk `id`: `[id,1,[[value]]]`.
 pub(crate) fn jsonl_yield(id: usize, value: &RawValue) -> String {
-    format!("[{id},1,[[{}]]]\n", value.get())
+    format!("[{id},1,[[{}]]]\n", one_line(value.get()))
 }
 
 /// Iterable chunk `id` ended, returning `undefined`: `[id,0,[[]]]`.
@@ -159,5 +171,7 @@ mod tests {
         );
         assert_eq!(jsonl_yield(3, &raw), "[3,1,[[\"hello world\"]]]\n");
         assert_eq!(jsonl_return(3), "[3,0,[[]]]\n");
+        // Line breaks between tokens do not break the framing.
+        assert_eq!(jsonl_settled(0, "[1,\r\n2]"), "[0,0,[[[1,  2]]]]\n");
     }
 }
