@@ -63,12 +63,13 @@ function exited(child: ChildProcess): Promise<void> {
 }
 
 /**
- * Spawns the conformance server with `--port 0 --profile <profile>` and waits (at most 20 s) for its
+ * Spawns the conformance server with `--port <port> --profile <profile>` (port 0: a free one; a
+ * given port: to restart a server where its clients expect it) and waits (at most 20 s) for its
  * `listening on http://127.0.0.1:PORT` line.
  */
-export async function startServer(profile: Profile = 'plain'): Promise<RunningServer> {
+export async function startServer(profile: Profile = 'plain', port = 0): Promise<RunningServer> {
   const binary = serverBinary();
-  const child = spawn(binary, ['--port', '0', '--profile', profile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(binary, ['--port', String(port), '--profile', profile], { stdio: ['ignore', 'pipe', 'pipe'] });
   const pid = child.pid;
   if (pid === undefined) {
     // spawn failed synchronously (e.g. EACCES); the 'error' event carries the reason.
