@@ -332,8 +332,16 @@ impl Dispatcher {
     /// Creates the context of a request or connection (an error is reported here, once,
     /// however many calls it fails).
     pub(crate) async fn create_context(&self, info: RequestInfo) -> Result<Context, Error> {
-        (self.0.create_context)(info)
-            .await
+        let create = &self.0.create_context;
+        // A panicking create-context function fails the request, like a panicking handler.
+        let started =
+            std::panic::catch_unwind(AssertUnwindSafe(|| guard::contained(|| create(info))));
+        let created = match started {
+            Ok(fut) => AssertUnwindSafe(Contained(fut)).catch_unwind().await,
+            Err(payload) => Err(payload),
+        };
+        created
+            .unwrap_or_else(|payload| Err(panic_error("(create context)", &*payload)))
             .map_err(|e| self.reported(e, None))
     }
 

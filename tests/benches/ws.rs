@@ -74,12 +74,13 @@ async fn idle_memory(server: &ServerProcess) {
     drop(sockets);
     drop(warm);
     // What a long-running server keeps after the load is gone (allocator retention).
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = server.rss_kib();
-    println!(
-        "after closing them all: server RSS +{} KiB over the start (kept by the allocator)",
-        after.saturating_sub(before)
-    );
+    for wait in [2, 15] {
+        tokio::time::sleep(Duration::from_secs(if wait == 2 { 2 } else { 13 })).await;
+        println!(
+            "{wait:>2} s after closing them all: server RSS +{} KiB over the start",
+            server.rss_kib().saturating_sub(before)
+        );
+    }
 }
 
 async fn throughput(server: &ServerProcess) {

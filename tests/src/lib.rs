@@ -31,6 +31,9 @@ pub struct Ctx {
 
 /// Builds the context from the request.
 pub async fn create_context(info: RequestInfo) -> Result<Ctx, Error> {
+    if info.header("x-panic-context").is_some() {
+        panic!("create_context panicked (x-panic-context)");
+    }
     if info.header("x-fail-context").is_some() {
         return Err(Error::new(
             ErrorCode::Forbidden,

@@ -82,6 +82,19 @@ async fn websocket_close_codes_say_why() {
     let mut socket = ws(&server, "", &[("x-fail-context", "1")]).await;
     assert_eq!(close_code(&mut socket).await, Some(1008));
 
+    // 1011: a create-context function that panics (after the error frame); the server goes on.
+    let mut socket = ws(&server, "", &[("x-panic-context", "1")]).await;
+    let first = deadline(socket.next()).await.and_then(Result::ok);
+    let Some(Message::Text(text)) = first else {
+        panic!("an error frame first, got {first:?}");
+    };
+    assert!(text.contains("INTERNAL_SERVER_ERROR"), "{text}");
+    assert!(
+        !text.contains("x-panic-context"),
+        "the cause is not leaked: {text}"
+    );
+    assert_eq!(close_code(&mut socket).await, Some(1011));
+
     // 1008: connection params that never come.
     let started = Instant::now();
     let mut socket = ws(&server, "?connectionParams=1", &[]).await;
@@ -208,5 +221,35 @@ async fn stalled_and_idle_http_clients_are_cut_off() {
         "{:?}",
         started.elapsed()
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panicking_create_context_fails_the_request_and_the_server_goes_on() {
+    let server = Running::start(|s| s).await;
+    for _ in 0..3 {
+        let mut tcp = deadline(TcpStream::connect(server.addr))
+            .await
+            .expect("connect");
+        deadline(tcp.write_all(
+            b"GET /trpc/hello HTTP/1.1\r\nHost: x\r\nx-panic-context: 1\r\nConnection: close\r\n\r\n",
+        ))
+        .await
+        .expect("write");
+        let answer = read_to_close(&mut tcp).await;
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+        assert!(answer.contains("INTERNAL_SERVER_ERROR"), "{answer}");
+        assert!(
+            !answer.contains("x-panic-context"),
+            "the cause is not leaked: {answer}"
+        );
+    }
+    let mut tcp = deadline(TcpStream::connect(server.addr))
+        .await
+        .expect("connect");
+    deadline(tcp.write_all(b"GET /trpc/hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        .await
+        .expect("write");
+    assert!(read_to_close(&mut tcp).await.contains("hello world"));
     server.shutdown().await;
 }

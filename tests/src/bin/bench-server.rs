@@ -10,6 +10,12 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+
+/// With `--features jemalloc`: jemalloc, whose background threads give freed memory back to
+/// the system after load peaks (glibc's malloc keeps it; see the README's memory notes).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use futures_util::Stream;
 use oxrpc::{Error, EventBus, Router, Server, Tracked, procedure};
 use schemars::JsonSchema;

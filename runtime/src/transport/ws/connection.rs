@@ -68,6 +68,7 @@ pub(super) async fn serve_connection<S>(
     let mut ctx: Option<Context> = None;
     // A context refused at connection time: say why, then close (spec §7.1).
     let mut open = true;
+    let mut refused: Option<Error> = None;
     if !wants_params && let Some(info) = info.take() {
         match shared.dispatcher.create_context(*info).await {
             Ok(c) => ctx = Some(c),
@@ -75,12 +76,16 @@ pub(super) async fn serve_connection<S>(
                 // Reported where it was produced, by the dispatcher.
                 conn.send_shaped_without_id(&e).await;
                 open = false;
+                refused = Some(e);
             }
         }
     }
 
     // Why the connection ends, as a close code (RFC 6455 §7.4.1), when there is one to send.
     let mut close: Option<u16> = (!open).then_some(close_code::POLICY);
+    if let Some(code) = refused.as_ref().map(close_code::refusal) {
+        close = Some(code);
+    }
     let mut last_seen = tokio::time::Instant::now();
     let handshake_deadline = last_seen + config.handshake_timeout;
     let mut pinged = false;
@@ -181,7 +186,7 @@ pub(super) async fn serve_connection<S>(
                         }
                         Err(e) => {
                             conn.send_shaped_without_id(&e).await;
-                            close = Some(close_code::POLICY);
+                            close = Some(close_code::refusal(&e));
                             break;
                         }
                     }
@@ -251,6 +256,17 @@ mod close_code {
     pub(super) const POLICY: u16 = 1008;
     /// A message over the size limit.
     pub(super) const TOO_BIG: u16 = 1009;
+    /// The server failed (a create-context function that panicked or failed internally).
+    pub(super) const INTERNAL: u16 = 1011;
+
+    /// The code for a refused context: a policy refusal, unless the server itself failed.
+    pub(super) fn refusal(error: &crate::error::Error) -> u16 {
+        if error.code() == crate::error::ErrorCode::InternalServerError {
+            INTERNAL
+        } else {
+            POLICY
+        }
+    }
 
     /// The code for a read error, when the peer can still be told.
     pub(super) fn of(error: &Error) -> Option<u16> {
