@@ -118,15 +118,17 @@ pub mod __fuzz {
             headers.insert("trpc-accept", v);
         }
         let _ = http::check_content_type(&headers);
-        let _ = http::single_path(path, Some(query));
-        if let Ok(target) = http::parse_target(path, Some(query), &headers) {
-            if let Ok(inputs) = http::parse_inputs(body, &target) {
-                assert_eq!(inputs.len(), target.paths.len(), "one input per call");
-                for input in &inputs {
-                    let _ = input::check_depth(input);
+        for separator in ['.', '~'] {
+            let _ = http::single_path(path, Some(query), separator);
+            if let Ok(target) = http::parse_target(path, Some(query), &headers, separator) {
+                if let Ok(inputs) = http::parse_inputs(body, &target) {
+                    assert_eq!(inputs.len(), target.paths.len(), "one input per call");
+                    for input in &inputs {
+                        let _ = input::check_depth(input);
+                    }
                 }
+                let _ = target.input.as_deref().map(input::parse);
             }
-            let _ = target.input.as_deref().map(input::parse);
         }
     }
 

@@ -131,9 +131,25 @@ impl<Ctx: Send + 'static> Server<Ctx> {
         self
     }
 
-    /// The most calls one batch may hold (default 100); more get `BAD_REQUEST`.
+    /// The most calls one batch may hold (default 1,000, far above what a page sends in one
+    /// tick); more get `BAD_REQUEST`. The client's `maxItems` keeps batches under it.
     pub fn max_batch_size(mut self, calls: usize) -> Self {
         self.config.http.max_batch_size = calls;
+        self
+    }
+
+    /// tRPC's `pathSeparator` (one of `.` `_` `~` `-`, default `.`): URLs may say
+    /// `/post~byId` for `post.byId` (dotted URLs keep working); set the same option on the
+    /// client's HTTP and SSE links. WebSocket messages always use dots.
+    ///
+    /// # Panics
+    /// On another separator.
+    pub fn path_separator(mut self, separator: char) -> Self {
+        assert!(
+            crate::protocol::http::PATH_SEPARATORS.contains(&separator),
+            "the path separator must be one of `.` `_` `~` `-`, not {separator:?}"
+        );
+        self.config.http.path_separator = separator;
         self
     }
 
@@ -337,8 +353,17 @@ impl<Ctx: Clone + Send + Sync + 'static> Server<Ctx> {
             policy,
         );
         let endpoint = http.endpoint.clone();
+        let separator = http.path_separator;
+        if separator != '.'
+            && let Some(path) = self.router.paths().find(|p| p.contains(separator))
+        {
+            panic!(
+                "procedure path `{path}` contains the path separator {separator:?}: rename it or choose another `path_separator`"
+            );
+        }
         HttpService::new(
             endpoint,
+            separator,
             allowed_origins,
             dispatcher.clone(),
             HttpTransport::new(dispatcher.clone(), http),

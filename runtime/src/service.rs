@@ -27,6 +27,7 @@ pub struct HttpService(Arc<Routes>);
 
 struct Routes {
     endpoint: String,
+    path_separator: char,
     /// Browser origins allowed to call (`None`: any).
     allowed_origins: Option<Vec<String>>,
     dispatcher: Dispatcher,
@@ -46,6 +47,7 @@ impl fmt::Debug for HttpService {
 impl HttpService {
     pub(crate) fn new(
         endpoint: String,
+        path_separator: char,
         allowed_origins: Option<Vec<String>>,
         dispatcher: Dispatcher,
         http: HttpTransport,
@@ -54,6 +56,7 @@ impl HttpService {
     ) -> Self {
         HttpService(Arc::new(Routes {
             endpoint,
+            path_separator,
             allowed_origins,
             dispatcher,
             http,
@@ -68,7 +71,7 @@ impl HttpService {
             return None;
         }
         let rest = strip_endpoint(req.uri().path(), &self.0.endpoint)?;
-        let path = single_path(rest, req.uri().query())?;
+        let path = single_path(rest, req.uri().query(), self.0.path_separator)?;
         (self.0.dispatcher.kind_of(&path) == Some(ProcedureKind::Subscription)).then_some(path)
     }
 

@@ -653,3 +653,42 @@ async fn an_aborted_streamed_batch_cancels_its_running_calls() {
     let _ = tx.send(());
     deadline(task).await.expect("join").expect("serve");
 }
+
+#[tokio::test]
+async fn path_separator_allow_header_and_percent_encoding() {
+    let server = Running::start(|s| s.path_separator('~')).await;
+    let base = &server.base;
+    // `nested~deep~q` and the dotted form reach `nested.deep.q`, alone and in a batch.
+    for path in ["nested~deep~q", "nested.deep.q"] {
+        let reply = get(&format!("{base}/{path}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+    }
+    let reply = get(&format!("{base}/hello,nested~deep~q?batch=1")).await;
+    assert_eq!(
+        reply.json()[1]["result"]["data"]["ok"],
+        true,
+        "{}",
+        reply.body
+    );
+
+    // 405 names the methods the procedure takes.
+    let reply = get(&format!("{base}/echoMut")).await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        reply.headers.get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+    let reply = post_json(&format!("{base}/hello"), "").await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        reply.headers.get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET")
+    );
+
+    // A badly percent-encoded path is BAD_REQUEST; an empty POST body is `undefined`.
+    let reply = get(&format!("{base}/hel%zzlo")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    let reply = post_json(&format!("{base}/echoMut"), "").await;
+    assert_eq!(reply.json()["result"]["data"], serde_json::json!({}));
+    server.shutdown().await;
+}

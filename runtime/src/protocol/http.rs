@@ -42,10 +42,9 @@ pub(crate) fn parse_target(
     rest: &str,
     query: Option<&str>,
     headers: &HeaderMap,
+    separator: char,
 ) -> Result<Target, Error> {
-    let Ok(decoded) = percent_encoding::percent_decode_str(rest).decode_utf8() else {
-        return Err(Error::bad_request("The procedure path is not valid UTF-8"));
-    };
+    let decoded = decode_path(rest, separator)?;
     let Query {
         batch,
         input,
@@ -64,7 +63,7 @@ pub(crate) fn parse_target(
     let paths = if batch {
         decoded.split(',').map(str::to_owned).collect()
     } else {
-        vec![decoded.into_owned()]
+        vec![decoded]
     };
     Ok(Target {
         paths,
@@ -103,14 +102,38 @@ pub(crate) fn parse_query(query: Option<&str>) -> Query {
 }
 
 /// The one procedure path of a non-batch request (a subscription candidate for SSE).
-pub(crate) fn single_path(rest: &str, query: Option<&str>) -> Option<String> {
+pub(crate) fn single_path(rest: &str, query: Option<&str>, separator: char) -> Option<String> {
     if query.is_some_and(|q| q.split('&').any(|kv| kv == "batch=1")) {
         return None;
     }
-    percent_encoding::percent_decode_str(rest)
-        .decode_utf8()
-        .ok()
-        .map(std::borrow::Cow::into_owned)
+    decode_path(rest, separator).ok()
+}
+
+/// The separators tRPC's `pathSeparator` option allows in URLs (`post~byId`).
+pub(crate) const PATH_SEPARATORS: [char; 4] = ['.', '_', '~', '-'];
+
+/// Percent-decodes a URL path and turns the `pathSeparator` back into dots (the dotted form
+/// keeps working, as with tRPC's server).
+fn decode_path(rest: &str, separator: char) -> Result<String, Error> {
+    let bytes = rest.as_bytes();
+    let well_formed = bytes.iter().enumerate().all(|(i, b)| {
+        *b != b'%'
+            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(Error::bad_request(
+            "The procedure path is not validly percent-encoded",
+        ));
+    }
+    let Ok(decoded) = percent_encoding::percent_decode_str(rest).decode_utf8() else {
+        return Err(Error::bad_request("The procedure path is not valid UTF-8"));
+    };
+    Ok(if separator == '.' {
+        decoded.into_owned()
+    } else {
+        decoded.replace(separator, ".")
+    })
 }
 
 /// The inputs of the calls: one input, or a batch object `{"0":…,"1":…}`.
@@ -159,8 +182,17 @@ impl HttpMethod {
         }
     }
 
-    /// The value of the `Allow` header of a 405 answer.
+    /// The value of the `Allow` header of a 405 answer to a method tRPC never uses.
     pub(crate) const ALLOW: &'static str = "GET, POST, HEAD";
+
+    /// The `Allow` header of a 405 answer for a procedure of `kind` (tRPC ≥ 11.23).
+    pub(crate) fn allow_for(kind: ProcedureKind, allow_method_override: bool) -> &'static str {
+        match kind {
+            ProcedureKind::Query if allow_method_override => "GET, POST",
+            ProcedureKind::Query | ProcedureKind::Subscription => "GET",
+            ProcedureKind::Mutation => "POST",
+        }
+    }
 
     /// Whether this method reaches a procedure of `kind` (spec §1.2); `POST` queries need
     /// the method override. Subscriptions are served by SSE, and never in a batch.
@@ -287,8 +319,18 @@ mod tests {
 
     #[test]
     fn targets_and_methods() {
-        let t = parse_target("a,b%2Ec", Some("batch=1&input=%7B%7D"), &HeaderMap::new())
-            .expect("target");
+        let t = parse_target(
+            "a,b%2Ec",
+            Some("batch=1&input=%7B%7D"),
+            &HeaderMap::new(),
+            '.',
+        )
+        .expect("target");
+        let t2 = parse_target("post~byId,a", Some("batch=1"), &HeaderMap::new(), '~')
+            .expect("separator");
+        assert_eq!(t2.paths, ["post.byId", "a"]);
+        assert!(parse_target("a%zz", None, &HeaderMap::new(), '.').is_err());
+        assert!(parse_target("a%2", None, &HeaderMap::new(), '.').is_err());
         assert_eq!(t.paths, ["a", "b.c"]);
         assert!(t.batch && !t.jsonl);
         assert_eq!(t.input.as_deref(), Some("{}"));

@@ -67,9 +67,10 @@ function exited(child: ChildProcess): Promise<void> {
  * given port: to restart a server where its clients expect it) and waits (at most 20 s) for its
  * `listening on http://127.0.0.1:PORT` line.
  */
-export async function startServer(profile: Profile = 'plain', port = 0): Promise<RunningServer> {
+export async function startServer(profile: Profile = 'plain', port = 0, extraArgs: string[] = []): Promise<RunningServer> {
   const binary = serverBinary();
-  const child = spawn(binary, ['--port', String(port), '--profile', profile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = ['--port', String(port), '--profile', profile, ...extraArgs];
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const pid = child.pid;
   if (pid === undefined) {
     // spawn failed synchronously (e.g. EACCES); the 'error' event carries the reason.

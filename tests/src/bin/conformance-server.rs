@@ -1,7 +1,8 @@
 //! The conformance server: the contract router on `127.0.0.1:PORT`, HTTP at `/trpc/<path>` and
 //! WebSocket at `/trpc`, nested under axum beside the test-control endpoints.
 //!
-//! Run with: `cargo run -p oxrpc-tests --bin conformance-server -- --port 0 [--profile options]`
+//! Run with: `cargo run -p oxrpc-tests --bin conformance-server -- --port 0 [--profile options]
+//! [--path-separator ~]`
 //!
 //! Prints `listening on http://127.0.0.1:PORT` once ready; stops gracefully on SIGINT/SIGTERM
 //! (WebSocket clients are told to reconnect first).
@@ -30,6 +31,7 @@ use oxrpc::{Server, UnknownFields};
 async fn main() -> anyhow::Result<()> {
     let mut port: u16 = 0;
     let mut profile = String::from("plain");
+    let mut separator = '.';
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -41,8 +43,16 @@ async fn main() -> anyhow::Result<()> {
                     .context("--port must be a number")?
             }
             "--profile" => profile = args.next().context("--profile needs a value")?,
+            "--path-separator" => {
+                let value = args.next().context("--path-separator needs a value")?;
+                let mut chars = value.chars();
+                separator = match (chars.next(), chars.next()) {
+                    (Some(c), None) if ['.', '_', '~', '-'].contains(&c) => c,
+                    _ => bail!("--path-separator takes one of . _ ~ -, not {value:?}"),
+                };
+            }
             other => bail!(
-                "unknown argument {other:?}; usage: conformance-server [--port N] [--profile plain|options|inactivity]"
+                "unknown argument {other:?}; usage: conformance-server [--port N] [--profile plain|options|inactivity] [--path-separator . | _ | ~ | -]"
             ),
         }
     }
@@ -67,7 +77,10 @@ async fn main() -> anyhow::Result<()> {
             .sse_max_duration(Duration::from_millis(1500)),
         other => bail!("unknown profile {other:?}; expected plain, options or inactivity"),
     };
-    let server = server.endpoint("/").shutdown_grace(Duration::from_secs(2));
+    let server = server
+        .endpoint("/")
+        .path_separator(separator)
+        .shutdown_grace(Duration::from_secs(2));
     let handle = server.handle();
     let (reconnect, drop_all, count, sse) = (
         handle.clone(),

@@ -31,6 +31,8 @@ pub(crate) struct HttpConfig {
     pub(crate) jsonl_ping: Option<Duration>,
     /// The longest a request body may take to arrive, in total.
     pub(crate) body_read_timeout: Duration,
+    /// tRPC's `pathSeparator` in URLs (`.` by default).
+    pub(crate) path_separator: char,
     /// The longest a client may take to send a request's headers, and the longest an idle
     /// keep-alive connection stays open (standalone server only).
     pub(crate) header_read_timeout: Duration,
@@ -41,11 +43,12 @@ impl Default for HttpConfig {
         HttpConfig {
             endpoint: "/trpc".to_owned(),
             max_body_size: 2 * 1024 * 1024,
-            max_batch_size: 100,
+            max_batch_size: 1_000,
             allow_batching: true,
             allow_method_override: false,
             jsonl_ping: None,
             body_read_timeout: Duration::from_secs(30),
+            path_separator: '.',
             header_read_timeout: Duration::from_secs(30),
         }
     }
@@ -132,8 +135,13 @@ impl HttpTransport {
             ));
             return Err((e, None));
         };
-        let mut target =
-            wire::parse_target(rest, req.uri().query(), req.headers()).map_err(|e| (e, None))?;
+        let mut target = wire::parse_target(
+            rest,
+            req.uri().query(),
+            req.headers(),
+            config.path_separator,
+        )
+        .map_err(|e| (e, None))?;
         if target.batch && !config.allow_batching {
             let e = Error::bad_request("Batching is not enabled on the server");
             return Err((e, None));
@@ -268,7 +276,16 @@ impl HttpTransport {
             (status, bodies.into_iter().next().unwrap_or_default())
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Ok(json_response(status, body))
+        let mut response = json_response(status, body);
+        if status == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(kind) = target.paths.first().and_then(|p| dispatcher.kind_of(p))
+        {
+            let allow = HttpMethod::allow_for(kind, config.allow_method_override);
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        Ok(response)
     }
 }
 

@@ -1,0 +1,68 @@
+/**
+ * tRPC's `pathSeparator` (11.24+, wire-updates.md): with the server started with
+ * `--path-separator ~`, the official links built with `pathSeparator: '~'` call nested
+ * procedures at `/nested~deep~q` over httpLink, httpBatchLink and httpSubscriptionLink.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createTRPCClient, httpBatchLink, httpLink, httpSubscriptionLink, splitLink } from '@trpc/client';
+import { EventSource } from 'eventsource';
+import type { AppRouter } from '../generated/AppRouter.js';
+import { startServer, type RunningServer } from './server.js';
+import { withTimeout } from './harness.js';
+
+describe('pathSeparator ~', () => {
+  let server: RunningServer;
+  const urls: string[] = [];
+  const recordingFetch = (input: RequestInfo | URL | string, init?: RequestInit): Promise<Response> => {
+    urls.push(String(input instanceof Request ? input.url : input));
+    return fetch(input, init);
+  };
+
+  before(async () => {
+    server = await startServer('plain', 0, ['--path-separator', '~']);
+  }, { timeout: 30_000 });
+  after(async () => {
+    await server?.stop();
+  }, { timeout: 30_000 });
+
+  it('httpLink and httpBatchLink address nested procedures with the separator', async () => {
+    for (const link of [
+      httpLink({ url: server.url, pathSeparator: '~', fetch: recordingFetch }),
+      httpBatchLink({ url: server.url, pathSeparator: '~', fetch: recordingFetch }),
+    ]) {
+      const client = createTRPCClient<AppRouter>({ links: [link] });
+      const [ok, hello] = await withTimeout(Promise.all([client.nested.deep.q.query(), client.hello.query()]));
+      assert.deepEqual(ok, { ok: true });
+      assert.equal(hello, 'hello world');
+    }
+    assert.ok(urls.some((u) => new URL(u).pathname.includes('nested~deep~q')), urls.join('\n'));
+  });
+
+  it('httpSubscriptionLink subscribes at posts~onAdd', async () => {
+    const client = createTRPCClient<AppRouter>({
+      links: [
+        splitLink({
+          condition: (op) => op.type === 'subscription',
+          true: httpSubscriptionLink({ url: server.url, pathSeparator: '~', EventSource }),
+          false: httpLink({ url: server.url, pathSeparator: '~' }),
+        }),
+      ],
+    });
+    const received = new Promise<string>((resolve, reject) => {
+      const sub = client.posts.onAdd.subscribe(undefined, {
+        onStarted: () => {
+          void client.posts.add.mutate({ title: 'separated' }).catch(reject);
+        },
+        onData: (event) => {
+          if (event.data.title === 'separated') {
+            sub.unsubscribe();
+            resolve(event.data.title);
+          }
+        },
+        onError: reject,
+      });
+    });
+    assert.equal(await withTimeout(received), 'separated');
+  });
+});
