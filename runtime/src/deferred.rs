@@ -198,20 +198,18 @@ impl<T: Serialize + Send + 'static> Serialize for Streamed<T> {
 pub(crate) fn serialize<T: Serialize>(value: &T, streaming: bool) -> Result<Encoded, Error> {
     /// Puts the previous collector back however serialization ends (a panicking `Serialize`
     /// must not leave this thread collecting).
-    struct Restore(Option<Option<Vec<Part>>>);
+    struct Restore(Option<Vec<Part>>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            if let Some(previous) = self.0.take() {
-                COLLECTOR.with(|c| *c.borrow_mut() = previous);
-            }
+            COLLECTOR.with(|c| *c.borrow_mut() = self.0.take());
         }
     }
-    let mut restore = Restore(Some(
-        COLLECTOR.with(|c| c.replace(streaming.then(Vec::new))),
-    ));
+    let restore = Restore(COLLECTOR.with(|c| c.replace(streaming.then(Vec::new))));
     let raw = serde_json::value::to_raw_value(value);
-    let previous = restore.0.take().unwrap_or_default();
-    let parts = COLLECTOR.with(|c| c.replace(previous)).unwrap_or_default();
+    let parts = COLLECTOR
+        .with(|c| c.borrow_mut().take())
+        .unwrap_or_default();
+    drop(restore);
     let raw = match raw {
         Ok(raw) => raw,
         Err(e) if e.to_string().contains(REFUSED) => return Err(refused()),

@@ -135,10 +135,12 @@ pub(crate) fn invoke(
         duration_us = tracing::field::Empty,
     );
     let started_at = (!span.is_disabled()).then(Instant::now);
-    let stream_path = Arc::clone(inv.path);
+    // Every way a call ends (a refused input, a panic, the handler's result) passes here.
     let finish = {
         let span = span.clone();
-        move |result: Result<Reply, Error>| {
+        let path = Arc::clone(inv.path);
+        move |ended: std::thread::Result<Result<Reply, Error>>| {
+            let result = ended.unwrap_or_else(|payload| Err(panic_error(&path, &*payload)));
             if let Some(started_at) = started_at {
                 let outcome = match &result {
                     Ok(_) => "OK",
@@ -158,9 +160,7 @@ pub(crate) fn invoke(
                         AssertUnwindSafe(Contained(events))
                             .catch_unwind()
                             .map(move |event| {
-                                event.unwrap_or_else(|payload| {
-                                    Err(panic_error(&stream_path, &*payload))
-                                })
+                                event.unwrap_or_else(|payload| Err(panic_error(&path, &*payload)))
                             });
                     Box::pin(guarded.inspect(move |event| {
                         if let Err(e) = event {
@@ -180,7 +180,7 @@ pub(crate) fn invoke(
     });
     let input = match prepared {
         Ok(input) => input,
-        Err(e) => return Box::pin(std::future::ready(finish(Err(e)))),
+        Err(e) => return Box::pin(std::future::ready(finish(Ok(Err(e))))),
     };
     let call = Arc::new(Call {
         path: Arc::clone(inv.path),
@@ -189,22 +189,17 @@ pub(crate) fn invoke(
         input,
         options: inv.options,
     });
-    let path = Arc::clone(inv.path);
     let entered = span.enter();
     let started = std::panic::catch_unwind(AssertUnwindSafe(|| guard::contained(|| start(call))));
     drop(entered);
     let fut = match started {
-        Err(payload) => {
-            return Box::pin(std::future::ready(finish(Err(panic_error(
-                &path, &*payload,
-            )))));
-        }
+        Err(payload) => return Box::pin(std::future::ready(finish(Err(payload)))),
         Ok(fut) => fut,
     };
     Box::pin(
         AssertUnwindSafe(Contained(fut))
             .catch_unwind()
-            .map(move |r| finish(r.unwrap_or_else(|payload| Err(panic_error(&path, &*payload)))))
+            .map(finish)
             .instrument(span),
     )
 }
@@ -318,15 +313,29 @@ impl Dispatcher {
         }))
     }
 
+    /// The procedure at `path`, if there is one (routing; nothing is reported).
+    pub(crate) fn entry(&self, path: &str) -> Option<&Entry> {
+        self.0.procedures.get(path)
+    }
+
     /// The kind of the procedure at `path`, if there is one (routing; nothing is reported).
     pub(crate) fn kind_of(&self, path: &str) -> Option<ProcedureKind> {
-        self.0.procedures.get(path).map(|entry| entry.kind)
+        self.entry(path).map(Entry::kind)
     }
 
     /// The procedure at `path`, if it is what the caller wants (reported otherwise).
     pub(crate) fn lookup(&self, path: &str, want: Want) -> Result<&Entry, Error> {
-        lookup(path, want, self.0.procedures.get(path), |e| e.kind)
-            .map_err(|e| self.reported(e, Some(path)))
+        self.resolve(path, want, self.entry(path))
+    }
+
+    /// Like [`Dispatcher::lookup`], for an entry already looked up with [`Dispatcher::entry`].
+    pub(crate) fn resolve<'d>(
+        &self,
+        path: &str,
+        want: Want,
+        found: Option<&'d Entry>,
+    ) -> Result<&'d Entry, Error> {
+        lookup(path, want, found, |e| e.kind).map_err(|e| self.reported(e, Some(path)))
     }
 
     /// Creates the context of a request or connection (an error is reported here, once,

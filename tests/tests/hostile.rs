@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{Running, deadline};
+use support::{Running, deadline, raw_exchange};
 
 use std::time::{Duration, Instant};
 
@@ -228,15 +228,11 @@ async fn stalled_and_idle_http_clients_are_cut_off() {
 async fn a_panicking_create_context_fails_the_request_and_the_server_goes_on() {
     let server = Running::start(|s| s).await;
     for _ in 0..3 {
-        let mut tcp = deadline(TcpStream::connect(server.addr))
-            .await
-            .expect("connect");
-        deadline(tcp.write_all(
+        let answer = raw_exchange(
+            server.addr,
             b"GET /trpc/hello HTTP/1.1\r\nHost: x\r\nx-panic-context: 1\r\nConnection: close\r\n\r\n",
-        ))
-        .await
-        .expect("write");
-        let answer = read_to_close(&mut tcp).await;
+        )
+        .await;
         assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
         assert!(answer.contains("INTERNAL_SERVER_ERROR"), "{answer}");
         assert!(
@@ -244,12 +240,11 @@ async fn a_panicking_create_context_fails_the_request_and_the_server_goes_on() {
             "the cause is not leaked: {answer}"
         );
     }
-    let mut tcp = deadline(TcpStream::connect(server.addr))
-        .await
-        .expect("connect");
-    deadline(tcp.write_all(b"GET /trpc/hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-        .await
-        .expect("write");
-    assert!(read_to_close(&mut tcp).await.contains("hello world"));
+    let answer = raw_exchange(
+        server.addr,
+        b"GET /trpc/hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.contains("hello world"), "{answer}");
     server.shutdown().await;
 }

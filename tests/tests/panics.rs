@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use support::{Running, deadline};
+use support::{Running, raw_exchange};
 
 #[tokio::test]
 async fn contained_panics_skip_the_default_hook_and_others_do_not() {
@@ -20,34 +20,16 @@ async fn contained_panics_skip_the_default_hook_and_others_do_not() {
     let server = Running::start(|s| s).await;
 
     // A handler that panics, and a subscription stream that panics: both contained.
-    let body = deadline(async {
-        let mut stream = tokio::net::TcpStream::connect(server.addr)
-            .await
-            .expect("connect");
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        stream
-            .write_all(b"GET /trpc/boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .expect("write");
-        let mut all = String::new();
-        stream.read_to_string(&mut all).await.expect("read");
-        all
-    })
+    let body = raw_exchange(
+        server.addr,
+        b"GET /trpc/boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
     .await;
     assert!(body.contains("INTERNAL_SERVER_ERROR"), "{body}");
-    let events = deadline(async {
-        let mut stream = tokio::net::TcpStream::connect(server.addr)
-            .await
-            .expect("connect");
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        stream
-            .write_all(b"GET /trpc/onPanic HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .expect("write");
-        let mut all = String::new();
-        stream.read_to_string(&mut all).await.expect("read");
-        all
-    })
+    let events = raw_exchange(
+        server.addr,
+        b"GET /trpc/onPanic HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
     .await;
     assert!(events.contains("serialized-error"), "{events}");
     assert_eq!(

@@ -175,6 +175,8 @@ impl SseTransport {
             if shared.streams.closed.load(Ordering::SeqCst) {
                 return;
             }
+            let far = Duration::from_secs(86_400 * 365);
+            let end_at = started + config.max_duration.unwrap_or(far);
             // Context and setup race the end too: a hanging setup must not outlive shutdown.
             let setup = async {
                 let ctx = dispatcher.create_context(info).await?;
@@ -188,7 +190,7 @@ impl SseTransport {
             let setup = tokio::select! {
                 biased;
                 _ = ends.changed() => return,
-                () = tokio::time::sleep_until(started + config.max_duration.unwrap_or(Duration::from_secs(86_400 * 365))) => return,
+                () = tokio::time::sleep_until(end_at) => return,
                 setup = setup => setup,
             };
             let mut events = match setup {
@@ -199,8 +201,6 @@ impl SseTransport {
                 }
             };
             let mut last_id = last_event_id;
-            let far = Duration::from_secs(86_400 * 365);
-            let end_at = started + config.max_duration.unwrap_or(far);
             let mut ping_at = Instant::now() + config.ping.unwrap_or(far);
             loop {
                 let wake = tokio::select! {

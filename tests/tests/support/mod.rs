@@ -16,6 +16,19 @@ pub async fn deadline<F: Future>(f: F) -> F::Output {
     tokio::time::timeout(DEADLINE, f).await.expect("timed out")
 }
 
+/// Sends raw request bytes on a new connection and reads until the server closes it.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    deadline(async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(request).await.expect("write");
+        let mut all = Vec::new();
+        tcp.read_to_end(&mut all).await.expect("read");
+        String::from_utf8_lossy(&all).into_owned()
+    })
+    .await
+}
+
 /// A running conformance server (standalone, hyper); stop it with [`Running::shutdown`].
 pub struct Running {
     /// `http://127.0.0.1:PORT/trpc`.

@@ -38,6 +38,7 @@ pub(super) fn respond(
     let mut calls: SelectAll<BoxStream<'static, Bytes>> = SelectAll::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {
         let call: BoxFuture<Result<Reply, Error>> = match outcome {
+            Outcome::Unstarted => Box::pin(std::future::ready(Outcome::never_run())),
             Outcome::Done(result) => Box::pin(std::future::ready(result)),
             Outcome::Running(call) => call,
         };

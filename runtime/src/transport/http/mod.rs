@@ -64,13 +64,21 @@ pub(crate) struct HttpTransport {
 /// A request-level failure: the error, and the path when the request holds one call.
 type Failure = (Error, Option<String>);
 
-/// A call of a request: settled (refused before it ran, or finished), or running.
+/// A call of a request: resolved but not started yet, settled (refused before it ran, or
+/// finished), or running.
 pub(super) enum Outcome {
+    Unstarted,
     Done(Result<Reply, Error>),
     Running(BoxFuture<Result<Reply, Error>>),
 }
 
 impl Outcome {
+    /// The result of a call that never started (every resolved call is started or refused
+    /// before answering, so this only guards the impossible).
+    pub(super) fn never_run() -> Result<Reply, Error> {
+        Err(Error::internal("call was never run"))
+    }
+
     /// Waits for every running call (a single call without `join_all`'s machinery).
     async fn settle_all(mut outcomes: Vec<Outcome>) -> Vec<Result<Reply, Error>> {
         if let [Outcome::Running(_)] = &outcomes[..]
@@ -80,6 +88,7 @@ impl Outcome {
         }
         join_all(outcomes.into_iter().map(|outcome| async move {
             match outcome {
+                Outcome::Unstarted => Outcome::never_run(),
                 Outcome::Done(result) => result,
                 Outcome::Running(call) => call.await,
             }
@@ -154,9 +163,6 @@ impl HttpTransport {
             ));
             return Err((e, None));
         }
-        // A single call's bad input belongs to that call; a bad batch object to none.
-        let single_path = (!target.batch).then(|| target.paths[0].clone());
-
         // The raw input text: the `input` parameter (GET) or the body (POST).
         let (parts, body) = req.into_parts();
         let input_text = match method {
@@ -185,35 +191,38 @@ impl HttpTransport {
             HttpMethod::Get => target.input.take().unwrap_or_default(),
         };
         let inputs =
-            wire::parse_inputs(&input_text, &target).map_err(|e| (e, single_path.clone()))?;
+            // A single call's bad input belongs to that call; a bad batch object to none.
+            wire::parse_inputs(&input_text, &target)
+                .map_err(|e| (e, (!target.batch).then(|| target.paths[0].clone())))?;
 
         // Resolve every call before running any, so a bad batch runs nothing. Kinds that
         // cannot share a request fail it before any per-call error is produced (and reported).
         let dispatcher = &self.dispatcher;
-        let kinds = target
-            .paths
-            .iter()
-            .filter_map(|path| dispatcher.kind_of(path));
+        let found: Vec<Option<&Entry>> = target.paths.iter().map(|p| dispatcher.entry(p)).collect();
+        let kinds = found.iter().flatten().map(|entry| entry.kind());
         wire::check_one_kind(kinds.filter(|k| *k != ProcedureKind::Subscription))
             .map_err(|e| (e, None))?;
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(inputs.len());
         let mut runnable: Vec<(usize, &Entry, RawInput)> = Vec::new();
-        for (i, (path, input)) in target.paths.iter().zip(inputs).enumerate() {
-            let outcome = dispatcher.lookup(path, Want::Any).and_then(|entry| {
-                method
-                    .check(
-                        entry.kind(),
-                        path,
-                        target.batch,
-                        config.allow_method_override,
-                    )
-                    .map(|()| entry)
-                    .map_err(|e| dispatcher.reported(e, Some(path)))
-            });
+        let calls = target.paths.iter().zip(found).zip(inputs).enumerate();
+        for (i, ((path, found), input)) in calls {
+            let outcome = dispatcher
+                .resolve(path, Want::Any, found)
+                .and_then(|entry| {
+                    method
+                        .check(
+                            entry.kind(),
+                            path,
+                            target.batch,
+                            config.allow_method_override,
+                        )
+                        .map(|()| entry)
+                        .map_err(|e| dispatcher.reported(e, Some(path)))
+                });
             outcomes.push(match outcome {
                 Ok(entry) => {
                     runnable.push((i, entry, input));
-                    Outcome::Done(Err(Error::internal("call was never run")))
+                    Outcome::Unstarted
                 }
                 Err(e) => Outcome::Done(Err(e)),
             });
