@@ -66,7 +66,7 @@
 extern crate self as oxrpc;
 
 mod body;
-mod bus;
+pub mod bus;
 mod call;
 mod context;
 mod deferred;
@@ -95,6 +95,8 @@ pub use procedure::Procedure;
 pub use protocol::error::ErrorInfo;
 pub use router::{IntoProcedure, Router, RouterError};
 pub use server::{Listening, Server, ServerHandle};
+#[doc(hidden)]
+pub use subscription::Wire;
 pub use subscription::{Event, Tracked};
 pub use types::{Input, Output};
 pub use validate::{Issue, PathSegment, UnknownFields};

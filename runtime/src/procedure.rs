@@ -11,7 +11,7 @@ use crate::call::{BoxFuture, Call, EncodedEvent, Handler, Meta, ProcedureKind, R
 use crate::deferred::{self, Encoded};
 use crate::error::{Error, ErrorCode};
 use crate::middleware::Layer;
-use crate::subscription::Event;
+use crate::subscription::{Event, Wire};
 use crate::types::{Input, Output, TypeInfo, short_type_name};
 use crate::validate::{Issue, PathSegment, SchemaError, Validator};
 
@@ -170,12 +170,18 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
                     Box::pin(async move {
                         let stream = fut.await?;
                         let events = stream.map(move |event| {
-                            let (id, data) = event?.into_parts()?;
-                            let data = encode_output(&output, &output_validator, &call, &data)?
-                                .into_json()
-                                .ok_or_else(|| {
-                                    Error::internal("a subscription event had no data")
-                                })?;
+                            let (id, data) = event?.into_wire()?;
+                            let data = match data {
+                                // Encoded once by the bus for every subscriber.
+                                Wire::Json(json) => json.as_ref().to_owned(),
+                                Wire::Value(data) => {
+                                    encode_output(&output, &output_validator, &call, &data)?
+                                        .into_json()
+                                        .ok_or_else(|| {
+                                            Error::internal("a subscription event had no data")
+                                        })?
+                                }
+                            };
                             Ok(EncodedEvent { id, data })
                         });
                         Ok(Reply::stream(Box::pin(events)))

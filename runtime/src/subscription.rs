@@ -1,5 +1,10 @@
 //! Subscriptions: streams of events, plain or tracked (`{ id, data }`, resumable).
 
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
 use crate::error::Error;
 use crate::types::Output;
 
@@ -12,11 +17,31 @@ use crate::types::Output;
 /// let event = Tracked::new("42", "hello");
 /// assert_eq!(event.id(), "42");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Tracked<T> {
     id: String,
     data: T,
+    /// `data` as JSON, when an [`crate::EventBus`] already encoded it once for every
+    /// subscriber (there is no mutable access to `data`, so it cannot go stale).
+    encoded: Option<Arc<RawValue>>,
 }
+
+impl<T: fmt::Debug> fmt::Debug for Tracked<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracked")
+            .field("id", &self.id)
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
+impl<T: PartialEq> PartialEq for Tracked<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.data == other.data
+    }
+}
+
+impl<T: Eq> Eq for Tracked<T> {}
 
 impl<T> Tracked<T> {
     /// An event with `id`. Ids must be non-empty and free of `\0`, `\n` and `\r` (they travel
@@ -25,6 +50,16 @@ impl<T> Tracked<T> {
         Tracked {
             id: id.into(),
             data,
+            encoded: None,
+        }
+    }
+
+    /// An event whose data was already encoded as `encoded` (shared by every subscriber).
+    pub(crate) fn pre_encoded(id: String, data: T, encoded: Arc<RawValue>) -> Self {
+        Tracked {
+            id,
+            data,
+            encoded: Some(encoded),
         }
     }
 
@@ -57,6 +92,28 @@ pub trait Event: Send + 'static {
 
     /// Splits the event into its id and data, or the error that ends the stream.
     fn into_parts(self) -> Result<(Option<String>, Self::Data), Error>;
+
+    /// Like [`Event::into_parts`], but gives the data's JSON instead when it was encoded
+    /// already (events from an [`crate::EventBus`] are encoded once per publish, not once per
+    /// subscriber).
+    #[doc(hidden)]
+    fn into_wire(self) -> Result<(Option<String>, Wire<Self::Data>), Error>
+    where
+        Self: Sized,
+    {
+        let (id, data) = self.into_parts()?;
+        Ok((id, Wire::Value(data)))
+    }
+}
+
+/// An event's data: a value to encode, or its JSON.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Wire<T> {
+    /// To be encoded.
+    Value(T),
+    /// Encoded already.
+    Json(Arc<RawValue>),
 }
 
 impl<T: Output> Event for T {
@@ -73,13 +130,24 @@ impl<T: Output> Event for Tracked<T> {
     const TRACKED: bool = true;
 
     fn into_parts(self) -> Result<(Option<String>, T), Error> {
-        if self.id.is_empty() || self.id.contains(['\0', '\n', '\r']) {
-            return Err(
-                Error::internal(format!("invalid tracked event id {:?}", self.id)).with_message(
-                    "Internal server error: a subscription produced an invalid event id",
-                ),
-            );
-        }
+        check_id(&self.id)?;
         Ok((Some(self.id), self.data))
     }
+
+    fn into_wire(self) -> Result<(Option<String>, Wire<T>), Error> {
+        check_id(&self.id)?;
+        let data = match self.encoded {
+            Some(json) => Wire::Json(json),
+            None => Wire::Value(self.data),
+        };
+        Ok((Some(self.id), data))
+    }
+}
+
+fn check_id(id: &str) -> Result<(), Error> {
+    if id.is_empty() || id.contains(['\0', '\n', '\r']) {
+        return Err(Error::internal(format!("invalid tracked event id {id:?}"))
+            .with_message("Internal server error: a subscription produced an invalid event id"));
+    }
+    Ok(())
 }

@@ -16,6 +16,7 @@ use ts_rs::TS;
 
 pub mod auth;
 pub mod live;
+pub mod redis_server;
 pub mod streamed;
 pub mod validated;
 pub mod wire;

@@ -1,7 +1,7 @@
 //! Subscriptions of the contract router (conformance-ideas §3.1), an event bus fan-out
 //! (`posts.add` → `posts.onAdd`), and the three ways a WebSocket client authenticates.
 
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -174,7 +174,7 @@ pub async fn idle(input: Option<Resume>) -> impl Stream<Item = Tracked<u32>> {
 }
 
 /// A post on the bus.
-#[derive(Debug, Clone, Serialize, TS, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, TS, JsonSchema)]
 pub struct BusPost {
     /// Its title.
     pub title: String,
@@ -195,21 +195,31 @@ pub struct Added {
     pub id: String,
 }
 
-static POSTS: LazyLock<EventBus<BusPost>> = LazyLock::new(|| EventBus::new(1000));
+static POSTS: OnceLock<EventBus<BusPost>> = OnceLock::new();
+
+/// The bus of `posts`: in memory unless [`use_posts_bus`] chose another one first.
+fn posts() -> &'static EventBus<BusPost> {
+    POSTS.get_or_init(|| EventBus::new(1000))
+}
+
+/// Makes `posts` use `bus` (e.g. Redis, shared by several server processes); call it before
+/// serving. Fails if the in-memory default is in use already.
+pub fn use_posts_bus(bus: EventBus<BusPost>) -> Result<(), EventBus<BusPost>> {
+    POSTS.set(bus)
+}
 
 /// Publishes a post to every `posts.onAdd` subscriber.
 #[procedure(mutation, name = "add")]
-pub async fn add_post(input: AddPost) -> Added {
-    Added {
-        id: POSTS.publish(BusPost { title: input.title }),
-    }
+pub async fn add_post(input: AddPost) -> Result<Added, Error> {
+    let id = posts().publish(BusPost { title: input.title }).await?;
+    Ok(Added { id })
 }
 
 /// Every post added from now on; with `lastEventId`, first the ones missed since.
 #[procedure(subscription, name = "onAdd")]
 pub async fn on_add(input: Option<Resume>) -> impl Stream<Item = Result<Tracked<BusPost>, Error>> {
     let last = input.unwrap_or_default().last_event_id;
-    POSTS.subscribe(last.as_deref())
+    posts().subscribe(last.as_deref()).await
 }
 
 /// What the authenticated tick streams send.
@@ -280,7 +290,7 @@ pub struct LiveStreams {
 pub async fn live_streams() -> LiveStreams {
     LiveStreams {
         on_forever: u32::try_from(FOREVER_LIVE.load(Ordering::SeqCst)).unwrap_or(u32::MAX),
-        post_subscribers: u32::try_from(POSTS.subscriber_count()).unwrap_or(u32::MAX),
+        post_subscribers: u32::try_from(posts().subscriber_count()).unwrap_or(u32::MAX),
     }
 }
 

@@ -54,13 +54,13 @@ async fn slow(ms: u64) -> u64 {
 /// The 10 Hz tick, live.
 #[procedure(subscription)]
 async fn ticks() -> impl Stream<Item = Result<Tracked<Tick>, Error>> {
-    TICKS.subscribe(None)
+    TICKS.subscribe(None).await
 }
 
 /// The 50 Hz tick, live.
 #[procedure(subscription)]
 async fn ticks50() -> impl Stream<Item = Result<Tracked<Tick>, Error>> {
-    TICKS_50.subscribe(None)
+    TICKS_50.subscribe(None).await
 }
 
 #[tokio::main]
@@ -81,7 +81,8 @@ async fn main() -> anyhow::Result<()> {
             let mut interval = tokio::time::interval(Duration::from_millis(every));
             loop {
                 interval.tick().await;
-                bus.publish(Tick { sent_us: now_us() });
+                // In memory: publishing cannot fail.
+                let _ = bus.publish(Tick { sent_us: now_us() }).await;
             }
         });
     }

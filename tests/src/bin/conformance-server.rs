@@ -2,7 +2,10 @@
 //! WebSocket at `/trpc`, nested under axum beside the test-control endpoints.
 //!
 //! Run with: `cargo run -p oxrpc-tests --bin conformance-server -- --port 0 [--profile options]
-//! [--path-separator ~]`
+//! [--path-separator ~] [--redis redis://127.0.0.1:6379]`
+//!
+//! With `--redis`, `posts.add` / `posts.onAdd` go through a Redis stream (topic `posts`,
+//! retention 200 events) shared by every conformance server given the same URL.
 //!
 //! Prints `listening on http://127.0.0.1:PORT` once ready; stops gracefully on SIGINT/SIGTERM
 //! (WebSocket clients are told to reconnect first).
@@ -43,6 +46,16 @@ async fn main() -> anyhow::Result<()> {
                     .context("--port must be a number")?
             }
             "--profile" => profile = args.next().context("--profile needs a value")?,
+            "--redis" => {
+                let url = args.next().context("--redis needs a URL")?;
+                let redis = oxrpc::bus::Redis::open(&url)
+                    .map_err(|e| anyhow::anyhow!("--redis {url}: {e}"))?
+                    .retention(200);
+                let bus = oxrpc::EventBus::redis(&redis, "posts");
+                if oxrpc_tests::live::use_posts_bus(bus).is_err() {
+                    bail!("--redis given twice");
+                }
+            }
             "--path-separator" => {
                 let value = args.next().context("--path-separator needs a value")?;
                 let mut chars = value.chars();
@@ -52,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
                 };
             }
             other => bail!(
-                "unknown argument {other:?}; usage: conformance-server [--port N] [--profile plain|options|inactivity] [--path-separator . | _ | ~ | -]"
+                "unknown argument {other:?}; usage: conformance-server [--port N] [--profile plain|options|inactivity] [--path-separator . | _ | ~ | -] [--redis URL]"
             ),
         }
     }
