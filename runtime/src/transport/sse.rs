@@ -171,8 +171,8 @@ impl SseTransport {
             let fail = |e: &Error| {
                 Bytes::from(sse::serialized_error(&dispatcher.policy().shape(e, Some(&path))))
             };
-            yield Bytes::from(sse::connected(config.reconnect_after_inactivity));
             if shared.streams.closed.load(Ordering::SeqCst) {
+                yield Bytes::from(sse::connected(config.reconnect_after_inactivity));
                 return;
             }
             let far = Duration::from_secs(86_400 * 365);
@@ -189,10 +189,17 @@ impl SseTransport {
             };
             let setup = tokio::select! {
                 biased;
-                _ = ends.changed() => return,
-                () = tokio::time::sleep_until(end_at) => return,
-                setup = setup => setup,
+                _ = ends.changed() => None,
+                () = tokio::time::sleep_until(end_at) => None,
+                setup = setup => Some(setup),
             };
+            let Some(setup) = setup else {
+                yield Bytes::from(sse::connected(config.reconnect_after_inactivity));
+                return;
+            };
+            // `connected` (the client's `onStarted`) only once the subscription is set up, as
+            // `started` over WebSocket: what is published after it is received.
+            yield Bytes::from(sse::connected(config.reconnect_after_inactivity));
             let mut events = match setup {
                 Ok(events) => events,
                 Err(e) => {
