@@ -25,6 +25,8 @@ export interface RunningServer {
   stderr(): string;
   /** SIGTERM, then SIGKILL after 3 s; resolves once the process has exited. Idempotent. */
   stop(): Promise<void>;
+  /** SIGKILL (a crash: no goodbye to its clients); resolves once the process has exited. */
+  kill(): Promise<void>;
 }
 
 /** How long the server may take to print its `listening on` line. */
@@ -133,12 +135,19 @@ export async function startServer(profile: Profile = 'plain', port = 0, extraArg
         reject(err);
       });
     });
+    const kill = async (): Promise<void> => {
+      const done = exited(child);
+      child.kill('SIGKILL');
+      await done;
+      await stop();
+    };
     return {
       url: `${origin.replace(/\/$/, '')}/trpc`,
       profile,
       pid,
       stderr: () => stderr,
       stop,
+      kill,
     };
   } catch (err) {
     await stop();

@@ -7,13 +7,16 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 
-use oxrpc::{Call, Error, Middleware, Next, Reply, RequestInfo, Router, procedure};
+use futures_util::Stream;
+use oxrpc::{
+    Call, Error, EventBus, Middleware, Next, Reply, RequestInfo, Router, Tracked, procedure,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 /// A user of the demo app.
-#[derive(Debug, Clone, Serialize, TS, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, TS, JsonSchema)]
 pub struct User {
     /// Unique id.
     pub id: u32,
@@ -25,10 +28,19 @@ pub struct User {
     pub created_by: String,
 }
 
-/// The in-memory user store (a real app would hold a database pool here).
-#[derive(Debug, Clone, Default)]
+/// The in-memory user store (a real app would hold a database pool here), and the bus that
+/// tells `user.onCreated` subscribers about new users.
+#[derive(Debug, Clone)]
 pub struct Db {
     users: Arc<RwLock<BTreeMap<u32, User>>>,
+    created: EventBus<User>,
+}
+
+impl Default for Db {
+    /// An empty store whose events stay in this process.
+    fn default() -> Self {
+        Db::with_events(EventBus::new(1000))
+    }
 }
 
 /// What every procedure receives: the store, and who is calling.
@@ -41,6 +53,16 @@ pub struct AppCtx {
 }
 
 impl Db {
+    /// An empty store publishing its events on `created`: e.g.
+    /// `EventBus::redis(&redis, "users")` to share them with the other instances of the
+    /// server (`--redis` of the quickstart server).
+    pub fn with_events(created: EventBus<User>) -> Self {
+        Db {
+            users: Arc::default(),
+            created,
+        }
+    }
+
     /// Builds the context of one request.
     pub fn context(
         &self,
@@ -156,20 +178,45 @@ impl Middleware for RequireUser {
 /// Creates a user. Only signed-in callers may: the compiler makes sure `RequireUser` runs.
 #[procedure(mutation, use = RequireUser)]
 pub async fn create(ctx: &Authed, input: NewUser) -> Result<User, Error> {
-    let mut users = ctx
-        .db
-        .users
-        .write()
-        .map_err(|_| Error::internal("user store poisoned"))?;
-    let id = users.keys().next_back().map_or(1, |last| last + 1);
-    let user = User {
-        id,
-        name: input.name,
-        email: input.email,
-        created_by: ctx.user.clone(),
+    let user = {
+        let mut users = ctx
+            .db
+            .users
+            .write()
+            .map_err(|_| Error::internal("user store poisoned"))?;
+        let id = users.keys().next_back().map_or(1, |last| last + 1);
+        let user = User {
+            id,
+            name: input.name,
+            email: input.email,
+            created_by: ctx.user.clone(),
+        };
+        users.insert(id, user.clone());
+        user
     };
-    users.insert(id, user.clone());
+    // Every `user.onCreated` subscriber hears about it, on every instance sharing the bus.
+    ctx.db.created.publish(user.clone()).await?;
     Ok(user)
+}
+
+/// Input of `user.onCreated`: the client fills `lastEventId` in when it reconnects.
+#[derive(Debug, Default, Deserialize, TS, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Resume {
+    /// The id of the last event this client received.
+    #[serde(default)]
+    #[ts(optional)]
+    pub last_event_id: Option<String>,
+}
+
+/// Every user created from now on; after a reconnect, first the ones created meanwhile.
+#[procedure(subscription)]
+pub async fn on_created(
+    ctx: &AppCtx,
+    input: Option<Resume>,
+) -> impl Stream<Item = Result<Tracked<User>, Error>> + use<> {
+    let last = input.unwrap_or_default().last_event_id;
+    ctx.db.created.subscribe(last.as_deref()).await
 }
 
 /// The API: `greet`, `whoami` and the `user` namespace.
@@ -182,6 +229,7 @@ pub fn router() -> Router<AppCtx> {
             Router::new()
                 .add(by_id::procedure())
                 .add(list::procedure())
-                .add(create::procedure()),
+                .add(create::procedure())
+                .add(on_created::procedure()),
         )
 }
