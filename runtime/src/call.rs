@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures_util::Stream;
 use serde_json::value::RawValue;
 
 use crate::error::Error;
+use crate::upload::RequestBody;
 use crate::validate::UnknownFields;
 
 /// A boxed, sendable future.
@@ -113,9 +114,19 @@ pub struct Call {
     pub(crate) meta: Meta,
     pub(crate) input: RawInput,
     pub(crate) options: CallOptions,
+    /// A binary or multipart body, for the input to take (once).
+    pub(crate) body: Mutex<Option<RequestBody>>,
 }
 
 impl Call {
+    /// Takes the body (binary and multipart inputs), if there is one and nobody took it.
+    pub(crate) fn take_body(&self) -> Option<RequestBody> {
+        self.body
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
     /// The full dotted path, e.g. `user.byId`.
     pub fn path(&self) -> &str {
         &self.path

@@ -8,7 +8,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::{FutureExt, StreamExt};
@@ -21,6 +21,7 @@ use crate::guard::{self, Contained};
 use crate::procedure::Procedure;
 use crate::protocol::error::ErrorPolicy;
 use crate::protocol::input;
+use crate::upload::{BodyKind, RequestBody};
 
 /// How a call reached the server, for its span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +122,7 @@ pub(crate) struct Invocation<'a> {
 pub(crate) fn invoke(
     inv: Invocation<'_>,
     input: RawInput,
+    body: Option<RequestBody>,
     last_event_id: Option<&str>,
     start: impl FnOnce(Arc<Call>) -> BoxFuture<Result<Reply, Error>>,
     report: impl Fn(&Error) + Send + Sync + 'static,
@@ -188,6 +190,7 @@ pub(crate) fn invoke(
         meta: inv.meta.clone(),
         input,
         options: inv.options,
+        body: Mutex::new(body),
     });
     let entered = span.enter();
     let started = std::panic::catch_unwind(AssertUnwindSafe(|| guard::contained(|| start(call))));
@@ -232,6 +235,8 @@ pub(crate) struct Entry {
     path: Arc<str>,
     kind: ProcedureKind,
     meta: Meta,
+    /// Whether the input is a binary or multipart body rather than JSON.
+    body: Option<BodyKind>,
     handler: ErasedHandler,
 }
 
@@ -244,6 +249,11 @@ impl Entry {
     /// Query, mutation or subscription.
     pub(crate) fn kind(&self) -> ProcedureKind {
         self.kind
+    }
+
+    /// The body its input takes, if not JSON.
+    pub(crate) fn body(&self) -> Option<BodyKind> {
+        self.body
     }
 }
 
@@ -280,6 +290,7 @@ impl Dispatcher {
         let procedures = procedures
             .map(|(path, procedure)| {
                 let (kind, meta) = (procedure.kind(), procedure.meta().clone());
+                let body = procedure.input().body_kind();
                 let procedure = procedure.clone();
                 let handler: ErasedHandler = Arc::new(move |ctx: &Context, call: Arc<Call>| {
                     match ctx.0.downcast_ref::<Ctx>() {
@@ -293,6 +304,7 @@ impl Dispatcher {
                     path: Arc::from(path),
                     kind,
                     meta,
+                    body,
                     handler,
                 };
                 (Box::from(path), entry)
@@ -364,6 +376,35 @@ impl Dispatcher {
         last_event_id: Option<&str>,
         site: Site,
     ) -> BoxFuture<Result<Reply, Error>> {
+        self.call_with(entry, ctx, input, None, last_event_id, site)
+    }
+
+    /// Runs a call whose input is a binary or multipart body (HTTP only).
+    pub(crate) fn call_with_body(
+        &self,
+        entry: &Entry,
+        ctx: &Context,
+        body: RequestBody,
+    ) -> BoxFuture<Result<Reply, Error>> {
+        self.call_with(
+            entry,
+            ctx,
+            None,
+            Some(body),
+            None,
+            Site::of(Via::Http, None),
+        )
+    }
+
+    fn call_with(
+        &self,
+        entry: &Entry,
+        ctx: &Context,
+        input: RawInput,
+        body: Option<RequestBody>,
+        last_event_id: Option<&str>,
+        site: Site,
+    ) -> BoxFuture<Result<Reply, Error>> {
         let invocation = Invocation {
             path: &entry.path,
             kind: entry.kind,
@@ -380,6 +421,7 @@ impl Dispatcher {
         invoke(
             invocation,
             input,
+            body,
             last_event_id,
             |call| (entry.handler)(ctx, call),
             move |e| this.0.policy.report(e, Some(&path)),

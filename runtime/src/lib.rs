@@ -82,6 +82,7 @@ pub mod service;
 mod subscription;
 mod transport;
 pub mod types;
+pub mod upload;
 pub mod validate;
 
 pub use bus::EventBus;

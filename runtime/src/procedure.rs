@@ -13,6 +13,7 @@ use crate::error::{Error, ErrorCode};
 use crate::middleware::Layer;
 use crate::subscription::{Event, Wire};
 use crate::types::{Input, Output, TypeInfo, short_type_name};
+use crate::upload;
 use crate::validate::{Issue, PathSegment, SchemaError, Validator};
 
 /// A schema compiled on first use (so building a router, e.g. in a build script, stays cheap).
@@ -323,6 +324,31 @@ fn decode_input<I: Input>(
         // A procedure without input ignores whatever was sent, as tRPC does.
         return I::deserialize(serde_json::Value::Null).map_err(Error::internal);
     }
+    match (info.body_kind(), call.take_body()) {
+        (Some(_), Some(body)) => return upload::decode::<I>(body, call.options.unknown_fields),
+        (Some(kind), None) => {
+            return Err(Error::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "`{}` takes a {} body: send {} with httpLink",
+                    call.path,
+                    kind.media_type(),
+                    kind.client_value()
+                ),
+            ));
+        }
+        (None, Some(body)) => {
+            return Err(Error::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "`{}` takes JSON input, not {}",
+                    call.path,
+                    body.kind.media_type()
+                ),
+            ));
+        }
+        (None, None) => {}
+    }
     let value = match call.input.as_deref() {
         None if !info.accepts_undefined() => {
             return Err(Error::bad_request(format!(
@@ -342,8 +368,15 @@ fn decode_input<I: Input>(
     if !issues.is_empty() {
         return Err(Error::invalid_input(issues));
     }
-    // The schema and serde agree almost always; when they don't, serde has the last word.
-    serde_path_to_error::deserialize(&value).map_err(|e| {
+    deserialize_validated(&value)
+}
+
+/// Deserializes an input that passed validation. The schema and serde agree almost always;
+/// when they don't, serde has the last word (its error becomes an issue at its path).
+pub(crate) fn deserialize_validated<I: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+) -> Result<I, Error> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e
             .path()
             .iter()
@@ -425,6 +458,7 @@ mod tests {
             meta: Meta::default(),
             input,
             options: crate::call::CallOptions::default(),
+            body: std::sync::Mutex::default(),
         })
     }
 

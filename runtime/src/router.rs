@@ -474,6 +474,7 @@ impl<Ctx: Send + 'static> Router<Ctx> {
         Ok(dispatch::invoke(
             invocation,
             input,
+            None,
             last_event_id,
             |call| procedure.invoke(ctx, call),
             |_| {},

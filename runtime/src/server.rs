@@ -131,6 +131,14 @@ impl<Ctx: Send + 'static> Server<Ctx> {
         self
     }
 
+    /// The largest binary or multipart upload (`Octets`, `FormData` inputs) accepted, in bytes
+    /// (default 16 MiB); a procedure may set its own with `max_size`. Uploads are streamed,
+    /// so this bounds the work, not the memory.
+    pub fn max_upload_size(mut self, bytes: usize) -> Self {
+        self.config.http.max_upload_size = bytes;
+        self
+    }
+
     /// The most calls one batch may hold (default 1,000, far above what a page sends in one
     /// tick); more get `BAD_REQUEST`. The client's `maxItems` keeps batches under it.
     pub fn max_batch_size(mut self, calls: usize) -> Self {

@@ -8,6 +8,7 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::upload::BodyKind;
 use crate::validate::{SchemaError, Validator};
 
 /// A type that can be a procedure's input.
@@ -47,6 +48,7 @@ pub struct TypeInfo {
     rust_name: &'static str,
     is_unit: bool,
     accepts_undefined: fn() -> bool,
+    body_kind: fn() -> Option<BodyKind>,
     ts_name: fn(&ts_rs::Config) -> String,
     ts_declarations: fn(&ts_rs::Config, &mut Vec<TsDeclaration>),
     json_schema: fn() -> schemars::Schema,
@@ -57,6 +59,7 @@ impl TypeInfo {
     pub(crate) fn of_input<T: Input>() -> Self {
         TypeInfo {
             accepts_undefined: || T::deserialize(serde_json::Value::Null).is_ok(),
+            body_kind: || BodyKind::of_schema_id(&T::schema_id()),
             json_schema: || {
                 schemars::generate::SchemaSettings::default()
                     .for_deserialize()
@@ -85,6 +88,7 @@ impl TypeInfo {
             rust_name: std::any::type_name::<T>(),
             is_unit: TypeId::of::<T>() == TypeId::of::<()>(),
             accepts_undefined: || false,
+            body_kind: || None,
             ts_name: T::name,
             ts_declarations: collect_declarations::<T>,
             json_schema: || schemars::SchemaGenerator::default().into_root_schema_for::<T>(),
@@ -104,6 +108,11 @@ impl TypeInfo {
     /// Whether an input of this type may be left out by the client (`()`, `Option<T>`, …).
     pub fn accepts_undefined(&self) -> bool {
         self.is_unit || (self.accepts_undefined)()
+    }
+
+    /// Whether the input is a binary or multipart body rather than JSON.
+    pub(crate) fn body_kind(&self) -> Option<BodyKind> {
+        (self.body_kind)()
     }
 
     /// The TypeScript type expression, e.g. `Array<User>`.

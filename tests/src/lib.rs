@@ -18,6 +18,7 @@ pub mod auth;
 pub mod live;
 pub mod redis_server;
 pub mod streamed;
+pub mod uploads;
 pub mod validated;
 pub mod wire;
 
@@ -242,6 +243,7 @@ pub fn router() -> Router<Ctx> {
         .merge(auth::router())
         .merge(live::router())
         .merge(streamed::router())
+        .merge(uploads::router())
         .with(auth::Audit)
         .error_formatter(|error: &Error, _: &ErrorInfo<'_>| ErrorExtra {
             retryable: error.code().http_status() >= 500,

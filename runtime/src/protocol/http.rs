@@ -236,21 +236,15 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Error> {
     };
     let text = value.to_str().unwrap_or("");
     let media = text.split(';').next().unwrap_or("").trim();
+    // (Binary and multipart bodies are routed to uploads before this.)
     if media.eq_ignore_ascii_case("application/json") {
         Ok(())
-    } else if media.eq_ignore_ascii_case("multipart/form-data")
-        || media.eq_ignore_ascii_case("application/octet-stream")
-    {
-        Err(Error::new(
-            ErrorCode::UnsupportedMediaType,
-            format!(
-                "Unsupported content-type \"{media}\": oxrpc does not accept FormData or binary inputs yet"
-            ),
-        ))
     } else {
         Err(Error::new(
             ErrorCode::UnsupportedMediaType,
-            format!("Unsupported content-type \"{text}\": send application/json"),
+            format!(
+                "Unsupported content-type \"{text}\": send application/json (or multipart/form-data, application/octet-stream to an upload procedure)"
+            ),
         ))
     }
 }

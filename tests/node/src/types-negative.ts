@@ -353,4 +353,24 @@ export async function negatives(): Promise<void> {
 
   // @ts-expect-error a transformer is rejected on a `transformer: false` router
   httpLink<AppRouter>({ url: 'http://127.0.0.1:1/trpc', transformer: { serialize: (v: unknown) => v, deserialize: (v: unknown) => v } });
+
+  // Binary and multipart inputs: exactly what the client sends as such.
+  await client.upload.mutate(new Uint8Array(2));
+  await client.upload.mutate(new Blob(['hi']));
+  await client.form.mutate(new FormData());
+  assertType<Equal<RouterInputs['upload'], Blob | Uint8Array | File>>();
+  assertType<Equal<RouterInputs['photo'], FormData>>();
+  assertType<Equal<RouterOutputs['upload'], { size: number }>>();
+
+  // @ts-expect-error a plain object is not a binary body
+  await client.upload.mutate({ size: 1 });
+
+  // @ts-expect-error a string is not a binary body
+  await client.upload.mutate('bytes');
+
+  // @ts-expect-error an object is not a FormData
+  await client.photo.mutate({ caption: 'x' });
+
+  // @ts-expect-error binary data is not a FormData
+  await client.form.mutate(new Uint8Array(1));
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use futures_util::future::join_all;
-use http::header::{ALLOW, CONTENT_LENGTH, HeaderValue};
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
@@ -18,12 +18,15 @@ use crate::dispatch::{Dispatcher, Entry, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::envelope;
 use crate::protocol::http::{self as wire, HttpMethod};
+use crate::upload::{BodyKind, BodyStream, RequestBody};
 
 /// Limits and switches of the HTTP transport.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpConfig {
     pub(crate) endpoint: String,
     pub(crate) max_body_size: usize,
+    /// Binary and multipart inputs: the default limit of one upload.
+    pub(crate) max_upload_size: usize,
     pub(crate) max_batch_size: usize,
     pub(crate) allow_batching: bool,
     pub(crate) allow_method_override: bool,
@@ -43,6 +46,7 @@ impl Default for HttpConfig {
         HttpConfig {
             endpoint: "/trpc".to_owned(),
             max_body_size: 2 * 1024 * 1024,
+            max_upload_size: 16 * 1024 * 1024,
             max_batch_size: 1_000,
             allow_batching: true,
             allow_method_override: false,
@@ -167,6 +171,13 @@ impl HttpTransport {
         let (parts, body) = req.into_parts();
         let input_text = match method {
             HttpMethod::Post => {
+                let content_type = parts
+                    .headers
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok());
+                if let Some(kind) = content_type.and_then(BodyKind::of_media_type) {
+                    return self.serve_upload(kind, target, parts, body).await;
+                }
                 wire::check_content_type(&parts.headers).map_err(|e| (e, None))?;
                 let read = read_body(body, &parts.headers, config.max_body_size);
                 let bytes = match tokio::time::timeout(config.body_read_timeout, read).await {
@@ -296,6 +307,138 @@ impl HttpTransport {
         }
         Ok(response)
     }
+}
+
+impl HttpTransport {
+    /// A binary or multipart input (spec §1.5): one call, never batched, its body streamed to
+    /// the procedure.
+    async fn serve_upload<B>(
+        &self,
+        kind: BodyKind,
+        target: wire::Target,
+        parts: http::request::Parts,
+        body: B,
+    ) -> Result<Response<Body>, Failure>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let config = &self.config;
+        let dispatcher = &self.dispatcher;
+        if target.batch {
+            let e = Error::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "{} inputs cannot be batched: send them with httpLink (e.g. through splitLink with isNonJsonSerializable)",
+                    kind.media_type()
+                ),
+            );
+            return Err((e, None));
+        }
+        let path = &target.paths[0];
+        let entry = dispatcher
+            .resolve(path, Want::Any, dispatcher.entry(path))
+            .map_err(|e| (e, Some(path.clone())))?;
+        HttpMethod::Post
+            .check(entry.kind(), path, false, config.allow_method_override)
+            .map_err(|e| (e, Some(path.clone())))?;
+        if entry.body() != Some(kind) {
+            let expected = match entry.body() {
+                Some(other) => format!("a {} body", other.media_type()),
+                None => "JSON input (application/json)".to_owned(),
+            };
+            let e = Error::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("`{path}` takes {expected}, not {}", kind.media_type()),
+            );
+            return Err((e, Some(path.clone())));
+        }
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let upload = RequestBody::new(
+            kind,
+            content_type,
+            declared,
+            body_stream(body, config.body_read_timeout),
+            config.max_upload_size,
+        );
+        let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
+        let info = RequestInfo::new(parts.method, parts.uri, parts.headers, peer);
+        let outcome = match dispatcher.create_context(info).await {
+            Ok(ctx) => Outcome::Running(dispatcher.call_with_body(entry, &ctx, upload)),
+            Err(e) => Outcome::Done(Err(e)),
+        };
+        let result = Outcome::settle_all(vec![outcome])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(Error::internal("a call had no outcome")));
+        let (status, body) = match result {
+            Ok(reply) => (200, envelope::result(reply.json_ref())),
+            Err(e) => (
+                e.code().http_status(),
+                envelope::error(&dispatcher.policy().shape(&e, Some(path))),
+            ),
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Ok(json_response(status, body))
+    }
+}
+
+/// A request body as a stream of chunks: a chunk that takes longer than `idle` to come fails
+/// it with `TIMEOUT`, a client that goes away with `BAD_REQUEST` (no one is left to read it).
+fn body_stream<B>(body: B, idle: Duration) -> BodyStream
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    enum Step {
+        Data(Option<Bytes>),
+        End,
+        Stalled,
+        Failed(BoxError),
+    }
+    Box::pin(async_stream::stream! {
+        let mut body = Box::pin(body);
+        loop {
+            // Converted at once: the body's own types need not be `Send`.
+            let step = match tokio::time::timeout(idle, body.frame()).await {
+                Err(_) => Step::Stalled,
+                Ok(None) => Step::End,
+                Ok(Some(Err(e))) => Step::Failed(e.into()),
+                Ok(Some(Ok(frame))) => Step::Data(frame.into_data().ok().map(|mut data| {
+                    let len = data.remaining();
+                    data.copy_to_bytes(len)
+                })),
+            };
+            match step {
+                Step::Data(Some(chunk)) => yield Ok(chunk),
+                Step::Data(None) => {}
+                Step::End => break,
+                Step::Stalled => {
+                    yield Err(Error::new(
+                        ErrorCode::Timeout,
+                        format!("The upload stalled: no data for {} ms", idle.as_millis()),
+                    ));
+                    break;
+                }
+                Step::Failed(cause) => {
+                    yield Err(Error::bad_request("The upload was cut short").with_cause(cause));
+                    break;
+                }
+            }
+        }
+    })
 }
 
 /// How much of an oversized body is read and thrown away before answering 413, so clients

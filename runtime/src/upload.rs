@@ -1,0 +1,674 @@
+//! Non-JSON inputs, as tRPC v11's `httpLink` sends them: binary bodies ([`Octets`], from a
+//! `Blob`, `File` or `Uint8Array`) and multipart forms ([`FormData`]). Both are streamed:
+//! the procedure reads the body as it arrives, within a size limit.
+//!
+//! ```
+//! use oxrpc::upload::{FormData, Octets};
+//! use oxrpc::{procedure, Error};
+//!
+//! /// Stores a file; answers its size.
+//! #[procedure(mutation)]
+//! async fn upload(input: Octets) -> Result<u64, Error> {
+//!     let mut body = input.max_size(50 * 1024 * 1024); // this procedure takes up to 50 MiB
+//!     let mut size = 0;
+//!     while let Some(chunk) = body.chunk().await? {
+//!         size += chunk.len() as u64; // write it somewhere
+//!     }
+//!     Ok(size)
+//! }
+//!
+//! #[derive(serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+//! struct Caption {
+//!     #[schemars(length(min = 1, max = 200))]
+//!     caption: String,
+//! }
+//!
+//! /// A caption (validated like any input) and any number of files.
+//! #[procedure(mutation)]
+//! async fn post_photos(input: FormData<Caption>) -> Result<Vec<String>, Error> {
+//!     let mut form = input;
+//!     let Caption { caption } = form.fields().await?;
+//!     let mut names = Vec::new();
+//!     while let Some(mut file) = form.next_file().await? {
+//!         names.push(format!("{caption}: {}", file.file_name().unwrap_or("?")));
+//!         while let Some(_chunk) = file.chunk().await? {}
+//!     }
+//!     Ok(names)
+//! }
+//! ```
+//!
+//! On the client (types: `Blob | Uint8Array | File` and `FormData`), send them through
+//! `httpLink`, e.g. `splitLink({ condition: (op) => isNonJsonSerializable(op.input), true:
+//! httpLink(…), false: httpBatchLink(…) })`. They cannot be batched or sent over WebSocket.
+
+use std::any::TypeId;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{Error, ErrorCode};
+use crate::types::{Input, TypeInfo};
+use crate::validate::{UnknownFields, Validator};
+
+/// The body of a binary or multipart request, as the transport hands it over.
+pub(crate) type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send>>;
+
+/// What kind of body a procedure's input takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    /// `application/octet-stream`: [`Octets`].
+    Octets,
+    /// `multipart/form-data`: [`FormData`].
+    Form,
+}
+
+impl BodyKind {
+    /// The body kind of a `content-type` (media type compared case-insensitively).
+    pub(crate) fn of_media_type(content_type: &str) -> Option<BodyKind> {
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case("application/octet-stream") {
+            Some(BodyKind::Octets)
+        } else if media.eq_ignore_ascii_case("multipart/form-data") {
+            Some(BodyKind::Form)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn media_type(self) -> &'static str {
+        match self {
+            BodyKind::Octets => "application/octet-stream",
+            BodyKind::Form => "multipart/form-data",
+        }
+    }
+
+    /// What the client sends for it.
+    pub(crate) fn client_value(self) -> &'static str {
+        match self {
+            BodyKind::Octets => "a Blob, File or Uint8Array",
+            BodyKind::Form => "a FormData",
+        }
+    }
+
+    /// The kind an input type takes, from the schema id our input types declare.
+    pub(crate) fn of_schema_id(id: &str) -> Option<BodyKind> {
+        if id == OCTETS_ID {
+            Some(BodyKind::Octets)
+        } else if id.starts_with(FORM_ID_PREFIX) {
+            Some(BodyKind::Form)
+        } else {
+            None
+        }
+    }
+}
+
+const OCTETS_ID: &str = "oxrpc::upload::Octets";
+const FORM_ID_PREFIX: &str = "oxrpc::upload::FormData<";
+
+/// A request body on its way to a procedure.
+pub(crate) struct RequestBody {
+    pub(crate) kind: BodyKind,
+    content_type: String,
+    declared_length: Option<u64>,
+    stream: BodyStream,
+    default_limit: usize,
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBody")
+            .field("content_type", &self.content_type)
+            .field("declared_length", &self.declared_length)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestBody {
+    pub(crate) fn new(
+        kind: BodyKind,
+        content_type: String,
+        declared_length: Option<u64>,
+        stream: BodyStream,
+        default_limit: usize,
+    ) -> Self {
+        RequestBody {
+            kind,
+            content_type,
+            declared_length,
+            stream,
+            default_limit,
+        }
+    }
+}
+
+thread_local! {
+    /// The body being decoded into an input right now (see [`decode`]).
+    static PENDING: RefCell<Option<(RequestBody, UnknownFields)>> = const { RefCell::new(None) };
+}
+
+/// Decodes `body` into the input type `I` ([`Octets`] or [`FormData`]): their `Deserialize`
+/// takes the body from here, synchronously, on this thread.
+pub(crate) fn decode<I: Input>(
+    body: RequestBody,
+    unknown_fields: UnknownFields,
+) -> Result<I, Error> {
+    PENDING.with(|slot| *slot.borrow_mut() = Some((body, unknown_fields)));
+    let decoded = I::deserialize(serde_json::Value::Null);
+    PENDING.with(|slot| slot.borrow_mut().take());
+    decoded.map_err(|e| {
+        Error::internal(e)
+            .with_message("Internal server error: the body could not be handed to the procedure")
+    })
+}
+
+fn take_pending<'de, D: Deserializer<'de>>(
+    kind: BodyKind,
+    deserializer: D,
+) -> Result<(RequestBody, UnknownFields), D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer)?;
+    match PENDING.with(|slot| slot.borrow_mut().take()) {
+        Some(pending) if pending.0.kind == kind => Ok(pending),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a {} request body",
+            kind.media_type()
+        ))),
+    }
+}
+
+/// The stream, counting bytes against a limit the procedure may change before reading.
+struct Limited {
+    stream: BodyStream,
+    limit: Arc<AtomicUsize>,
+    declared_length: Option<u64>,
+    read: usize,
+    done: bool,
+    /// The client sent everything, or went away: nothing left to drain.
+    finished: bool,
+}
+
+/// How much of a body the procedure left unread (it failed, or did not need the rest) is
+/// read and thrown away, so the client, still sending, gets the answer instead of a reset
+/// connection; beyond this, or after [`DRAIN_TIME`], the connection is closed.
+const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut stream =
+            std::mem::replace(&mut self.stream, Box::pin(futures_util::stream::empty()));
+        runtime.spawn(async move {
+            let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+            let mut drained = 0;
+            while drained <= DRAIN_LIMIT {
+                match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Ok(Some(Ok(chunk))) => drained += chunk.len(),
+                    _ => break,
+                }
+            }
+        });
+    }
+}
+
+impl Limited {
+    fn new(body: RequestBody) -> (Self, Arc<AtomicUsize>) {
+        let limit = Arc::new(AtomicUsize::new(body.default_limit));
+        let limited = Limited {
+            stream: body.stream,
+            limit: Arc::clone(&limit),
+            declared_length: body.declared_length,
+            read: 0,
+            done: false,
+            finished: false,
+        };
+        (limited, limit)
+    }
+}
+
+fn too_large(limit: usize) -> Error {
+    Error::new(
+        ErrorCode::PayloadTooLarge,
+        format!("The upload is larger than this procedure's limit of {limit} bytes"),
+    )
+}
+
+impl Stream for Limited {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let limit = self.limit.load(Ordering::Relaxed);
+        // A declared length over the limit fails before anything is read.
+        if self.read == 0 && self.declared_length.is_some_and(|len| len > limit as u64) {
+            self.done = true;
+            return Poll::Ready(Some(Err(too_large(limit))));
+        }
+        match self.stream.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.read += chunk.len();
+                if self.read > limit {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(too_large(limit))));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                (self.done, self.finished) = (true, true);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                (self.done, self.finished) = (true, true);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A binary input (`application/octet-stream`): what the client sent as a `Blob`, `File` or
+/// `Uint8Array`, streamed. On the TypeScript side its type is `Blob | Uint8Array | File`.
+///
+/// At most the server's `max_upload_size` is read unless the procedure says otherwise with
+/// [`Octets::max_size`]; beyond it reading fails with `PAYLOAD_TOO_LARGE`. A client that goes
+/// away mid-upload makes reading fail; nothing else is affected.
+pub struct Octets {
+    body: Limited,
+    limit: Arc<AtomicUsize>,
+    content_type: String,
+}
+
+impl fmt::Debug for Octets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Octets")
+            .field("content_type", &self.content_type)
+            .field("read", &self.body.read)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Octets {
+    /// Sets this upload's size limit in bytes (instead of the server's `max_upload_size`).
+    pub fn max_size(self, bytes: usize) -> Self {
+        self.limit.store(bytes, Ordering::Relaxed);
+        self
+    }
+
+    /// The size the client declared (`content-length`), if it did.
+    pub fn declared_size(&self) -> Option<u64> {
+        self.body.declared_length
+    }
+
+    /// The next chunk, or `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        self.body.next().await.transpose()
+    }
+
+    /// The whole body (within the size limit), in memory.
+    pub async fn bytes(mut self) -> Result<Bytes, Error> {
+        let mut all = bytes::BytesMut::new();
+        while let Some(chunk) = self.chunk().await? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all.freeze())
+    }
+}
+
+impl Stream for Octets {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.body).poll_next(cx)
+    }
+}
+
+impl<'de> Deserialize<'de> for Octets {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (body, _) = take_pending(BodyKind::Octets, deserializer)?;
+        let content_type = body.content_type.clone();
+        let (body, limit) = Limited::new(body);
+        Ok(Octets {
+            body,
+            limit,
+            content_type,
+        })
+    }
+}
+
+/// A multipart input (`multipart/form-data`): what the client sent as a `FormData`, streamed
+/// part by part. Text fields become `T` (deserialized and validated like any input: declare
+/// them as strings, FormData has no other type); files come one by one from
+/// [`FormData::next_file`]. On the TypeScript side its type is `FormData`.
+///
+/// Put the text fields before the files in the `FormData` (the client sends parts in the order
+/// they were appended): [`FormData::fields`] reads up to the first file.
+pub struct FormData<T = ()> {
+    multipart: multer::Multipart<'static>,
+    limit: Arc<AtomicUsize>,
+    unknown_fields: UnknownFields,
+    text: serde_json::Map<String, serde_json::Value>,
+    /// The first file, read while looking for text fields.
+    next: Option<multer::Field<'static>>,
+    ended: bool,
+    _fields: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for FormData<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FormData")
+            .field("text_fields", &self.text.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Input> FormData<T> {
+    /// Sets this upload's size limit in bytes, all parts together (instead of the server's
+    /// `max_upload_size`).
+    pub fn max_size(self, bytes: usize) -> Self {
+        self.limit.store(bytes, Ordering::Relaxed);
+        self
+    }
+
+    /// The text fields sent before the first file, as `T`: `BAD_REQUEST` with every issue
+    /// when they do not validate. A field sent more than once, or declared as a list
+    /// (`Vec<String>`), becomes an array of strings.
+    pub async fn fields(&mut self) -> Result<T, Error> {
+        while self.next.is_none() && !self.ended {
+            match self.multipart.next_field().await.map_err(multipart_error)? {
+                None => self.ended = true,
+                Some(field) if field.file_name().is_some() => self.next = Some(field),
+                Some(field) => self.add_text(field).await?,
+            }
+        }
+        let compiled = compiled_for::<T>()?;
+        let mut text = self.text.clone();
+        // A field declared as a list is a list even when sent once.
+        for name in &compiled.lists {
+            if let Some(value @ serde_json::Value::String(_)) = text.get_mut(name) {
+                *value = serde_json::Value::Array(vec![value.take()]);
+            }
+        }
+        let value = serde_json::Value::Object(text);
+        let issues = compiled.validator.validate(&value, self.unknown_fields);
+        if !issues.is_empty() {
+            return Err(Error::invalid_input(issues));
+        }
+        crate::procedure::deserialize_validated(&value)
+    }
+
+    /// The next file part, or `None` after the last one. Text fields met on the way are
+    /// kept for [`FormData::fields`].
+    pub async fn next_file(&mut self) -> Result<Option<FormFile>, Error> {
+        if let Some(field) = self.next.take() {
+            return Ok(Some(FormFile { field }));
+        }
+        while !self.ended {
+            match self.multipart.next_field().await.map_err(multipart_error)? {
+                None => self.ended = true,
+                Some(field) if field.file_name().is_some() => return Ok(Some(FormFile { field })),
+                Some(field) => self.add_text(field).await?,
+            }
+        }
+        Ok(None)
+    }
+
+    async fn add_text(&mut self, field: multer::Field<'static>) -> Result<(), Error> {
+        let name = field.name().unwrap_or_default().to_owned();
+        let text = field.text().await.map_err(multipart_error)?;
+        match self.text.get_mut(&name) {
+            Some(serde_json::Value::Array(values)) => values.push(text.into()),
+            Some(first) => *first = serde_json::Value::Array(vec![first.take(), text.into()]),
+            None => {
+                self.text.insert(name, text.into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de, T> Deserialize<'de> for FormData<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (body, unknown_fields) = take_pending(BodyKind::Form, deserializer)?;
+        let boundary = multer::parse_boundary(&body.content_type)
+            .map_err(|e| serde::de::Error::custom(format!("bad multipart content-type: {e}")))?;
+        let (body, limit) = Limited::new(body);
+        Ok(FormData {
+            multipart: multer::Multipart::new(body, boundary),
+            limit,
+            unknown_fields,
+            text: serde_json::Map::new(),
+            next: None,
+            ended: false,
+            _fields: PhantomData,
+        })
+    }
+}
+
+/// One file of a [`FormData`], streamed.
+pub struct FormFile {
+    field: multer::Field<'static>,
+}
+
+impl fmt::Debug for FormFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FormFile")
+            .field("name", &self.name())
+            .field("file_name", &self.file_name())
+            .field("content_type", &self.content_type())
+            .finish()
+    }
+}
+
+impl FormFile {
+    /// The form field's name (`formData.append(name, file)`).
+    pub fn name(&self) -> Option<&str> {
+        self.field.name()
+    }
+
+    /// The file's name, as the client gave it (do not use it as a path).
+    pub fn file_name(&self) -> Option<&str> {
+        self.field.file_name()
+    }
+
+    /// The file's content type, as the client gave it.
+    pub fn content_type(&self) -> Option<&str> {
+        self.field.content_type().map(|m| m.as_ref())
+    }
+
+    /// The next chunk of the file, or `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        self.field.chunk().await.map_err(multipart_error)
+    }
+
+    /// The whole file (within the form's size limit), in memory.
+    pub async fn bytes(self) -> Result<Bytes, Error> {
+        self.field.bytes().await.map_err(multipart_error)
+    }
+}
+
+/// The transport's own errors (too large, too slow, cut short) pass through multer intact.
+fn multipart_error(error: multer::Error) -> Error {
+    if let multer::Error::StreamReadFailed(inner) = error {
+        return match inner.downcast::<Error>() {
+            Ok(ours) => *ours,
+            Err(other) => Error::bad_request(format!("The upload failed: {other}")),
+        };
+    }
+    Error::bad_request(format!("Malformed multipart/form-data body: {error}"))
+}
+
+/// What `FormData` needs of a field type: its validator, and which fields are lists.
+struct Compiled {
+    validator: Validator,
+    lists: Vec<String>,
+}
+
+/// Compiled once per field type.
+fn compiled_for<T: Input>() -> Result<Arc<Compiled>, Error> {
+    static COMPILED: LazyLock<Mutex<HashMap<TypeId, Arc<Compiled>>>> =
+        LazyLock::new(Mutex::default);
+    let mut all = COMPILED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(compiled) = all.get(&TypeId::of::<T>()) {
+        return Ok(Arc::clone(compiled));
+    }
+    let info = TypeInfo::of_input::<T>();
+    let schema = info.json_schema();
+    let compiled = Arc::new(Compiled {
+        validator: info.validator().map_err(Error::internal)?,
+        lists: list_fields(schema.as_value()),
+    });
+    all.insert(TypeId::of::<T>(), Arc::clone(&compiled));
+    Ok(compiled)
+}
+
+/// The properties of an object schema that are arrays (or optional arrays).
+fn list_fields(schema: &serde_json::Value) -> Vec<String> {
+    fn is_list(schema: &serde_json::Value) -> bool {
+        let typed = |t: &serde_json::Value| t == "array";
+        match schema.get("type") {
+            Some(serde_json::Value::Array(types)) if types.iter().any(typed) => return true,
+            Some(t) if typed(t) => return true,
+            _ => {}
+        }
+        ["anyOf", "oneOf"].iter().any(|key| {
+            schema
+                .get(key)
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|options| options.iter().any(is_list))
+        })
+    }
+    schema
+        .get("properties")
+        .and_then(serde_json::Value::as_object)
+        .map(|properties| {
+            properties
+                .iter()
+                .filter(|(_, s)| is_list(s))
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// TypeScript: what the official client accepts for these inputs.
+
+impl ts_rs::TS for Octets {
+    type WithoutGenerics = Self;
+    type OptionInnerType = Self;
+
+    fn name(_: &ts_rs::Config) -> String {
+        "Blob | Uint8Array | File".to_owned()
+    }
+
+    fn inline(cfg: &ts_rs::Config) -> String {
+        Self::name(cfg)
+    }
+}
+
+impl<T> ts_rs::TS for FormData<T> {
+    type WithoutGenerics = FormData<()>;
+    type OptionInnerType = Self;
+
+    fn name(_: &ts_rs::Config) -> String {
+        "FormData".to_owned()
+    }
+
+    fn inline(cfg: &ts_rs::Config) -> String {
+        Self::name(cfg)
+    }
+}
+
+// JSON Schema: the id marks them as body inputs; the schema says what the body is.
+
+impl schemars::JsonSchema for Octets {
+    fn schema_name() -> Cow<'static, str> {
+        "Octets".into()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        OCTETS_ID.into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A binary body (application/octet-stream), not JSON",
+            "contentMediaType": "application/octet-stream"
+        })
+    }
+}
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for FormData<T> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("FormData_{}", T::schema_name()).into()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        format!("{FORM_ID_PREFIX}{}>", T::schema_id()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let fields = generator.subschema_for::<T>();
+        schemars::json_schema!({
+            "description": "A multipart/form-data body, not JSON; its text fields:",
+            "contentMediaType": "multipart/form-data",
+            "allOf": [fields]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_and_list_fields() {
+        assert_eq!(
+            BodyKind::of_media_type("Multipart/Form-Data; boundary=x"),
+            Some(BodyKind::Form)
+        );
+        assert_eq!(
+            BodyKind::of_media_type("application/octet-stream"),
+            Some(BodyKind::Octets)
+        );
+        assert_eq!(BodyKind::of_media_type("application/json"), None);
+        assert_eq!(
+            BodyKind::of_schema_id(&<Octets as schemars::JsonSchema>::schema_id()),
+            Some(BodyKind::Octets)
+        );
+        assert_eq!(
+            BodyKind::of_schema_id(&<FormData<()> as schemars::JsonSchema>::schema_id()),
+            Some(BodyKind::Form)
+        );
+        assert_eq!(BodyKind::of_schema_id("alloc::string::String"), None);
+
+        #[derive(serde::Deserialize, schemars::JsonSchema)]
+        #[allow(dead_code)]
+        struct Fields {
+            one: String,
+            many: Vec<String>,
+            maybe_many: Option<Vec<String>>,
+        }
+        let schema = schemars::schema_for!(Fields);
+        let mut lists = list_fields(schema.as_value());
+        lists.sort();
+        assert_eq!(lists, ["many", "maybe_many"]);
+    }
+}
