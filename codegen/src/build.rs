@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use oxrpc::Router;
 
-use crate::CodegenError;
+use crate::{CodegenError, TrpcVersion};
 
 /// Set to `1` to make [`emit`] fail on a stale frontend file instead of rewriting it (for CI).
 pub const CHECK_ENV: &str = "OXRPC_CODEGEN_CHECK";
@@ -35,6 +35,14 @@ pub enum Emitted {
 /// When the router cannot be rendered (e.g. two types share a TypeScript name) or a file
 /// cannot be written: a build script reports errors by failing.
 pub fn emit<Ctx>(router: &Router<Ctx>, frontend_path: impl AsRef<Path>) {
+    emit_for(router, frontend_path, TrpcVersion::default());
+}
+
+/// [`emit`] for a frontend on an older `@trpc/server` (e.g. [`TrpcVersion::Since11_0`]).
+///
+/// # Panics
+/// As [`emit`].
+pub fn emit_for<Ctx>(router: &Router<Ctx>, frontend_path: impl AsRef<Path>, since: TrpcVersion) {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_default();
@@ -43,7 +51,7 @@ pub fn emit<Ctx>(router: &Router<Ctx>, frontend_path: impl AsRef<Path>) {
     let check = std::env::var(CHECK_ENV).is_ok_and(|v| v == "1");
     println!("cargo:rerun-if-changed={}", target.display());
     println!("cargo:rerun-if-env-changed={CHECK_ENV}");
-    match emit_to(router, out_dir.as_deref(), &target, check) {
+    match emit_to_for(router, out_dir.as_deref(), &target, check, since) {
         Ok(Emitted::Written) => println!("cargo:warning=oxrpc: wrote {}", target.display()),
         Ok(Emitted::FolderMissing) => println!(
             "cargo:warning=oxrpc: not writing {}: its folder does not exist (the file is in OUT_DIR)",
@@ -62,7 +70,17 @@ pub fn emit_to<Ctx>(
     target: &Path,
     check: bool,
 ) -> Result<Emitted, CodegenError> {
-    let content = crate::render(router)?;
+    emit_to_for(router, out_dir, target, check, TrpcVersion::default())
+}
+
+fn emit_to_for<Ctx>(
+    router: &Router<Ctx>,
+    out_dir: Option<&Path>,
+    target: &Path,
+    check: bool,
+    since: TrpcVersion,
+) -> Result<Emitted, CodegenError> {
+    let content = crate::render_for(router, since)?;
     if let Some(out_dir) = out_dir {
         crate::write_if_changed(out_dir.join("AppRouter.d.ts"), &content)?;
     }

@@ -188,8 +188,26 @@ fn render_level(out: &mut String, level: &Level<'_>, depth: usize) {
     }
 }
 
+/// The oldest `@trpc/server` release the generated file must type-check with (the client's
+/// `@trpc/server` peer, installed next to `@trpc/client`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrpcVersion {
+    /// 11.4 and newer (the default): only the public `TRPC…` type names.
+    #[default]
+    Since11_4,
+    /// 11.0 and newer: `TRPCBuiltRouter` and the error-code types, public only since 11.4, come
+    /// from `@trpc/server/unstable-core-do-not-import` (what tRPC itself emits for them there).
+    Since11_0,
+}
+
 /// Renders the router as `AppRouter.d.ts`. The same router always gives the same bytes.
 pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
+    render_for(router, TrpcVersion::default())
+}
+
+/// [`render`] for clients as old as `since`.
+pub fn render_for<Ctx>(router: &Router<Ctx>, since: TrpcVersion) -> Result<String, CodegenError> {
     let cfg = ts_config();
     // `error.data` as the server sends it, declared from the runtime's own wire types.
     let wire_error_data = TypeInfo::error_data();
@@ -283,11 +301,20 @@ pub fn render<Ctx>(router: &Router<Ctx>) -> Result<String, CodegenError> {
     declarations.sort_by(|a, b| a.ident.cmp(&b.ident));
 
     let mut body = String::new();
-    body.push_str(
-        "import type {\n  TRPCBuiltRouter,\n  TRPCQueryProcedure,\n  TRPCMutationProcedure,\n  \
-         TRPCSubscriptionProcedure,\n  TRPC_ERROR_CODE_KEY,\n  TRPC_ERROR_CODE_NUMBER,\n  inferRouterInputs,\n  inferRouterOutputs,\n\
-         } from '@trpc/server';\n\n",
-    );
+    body.push_str(match since {
+        TrpcVersion::Since11_4 => {
+            "import type {\n  TRPCBuiltRouter,\n  TRPCQueryProcedure,\n  TRPCMutationProcedure,\n  \
+             TRPCSubscriptionProcedure,\n  TRPC_ERROR_CODE_KEY,\n  TRPC_ERROR_CODE_NUMBER,\n  inferRouterInputs,\n  inferRouterOutputs,\n\
+             } from '@trpc/server';\n\n"
+        }
+        TrpcVersion::Since11_0 => {
+            "import type {\n  TRPCQueryProcedure,\n  TRPCMutationProcedure,\n  TRPCSubscriptionProcedure,\n  \
+             inferRouterInputs,\n  inferRouterOutputs,\n} from '@trpc/server';\n\
+             // Public only since @trpc/server 11.4.\n\
+             import type {\n  BuiltRouter as TRPCBuiltRouter,\n  TRPC_ERROR_CODE_KEY,\n  TRPC_ERROR_CODE_NUMBER,\n\
+             } from '@trpc/server/unstable-core-do-not-import';\n\n"
+        }
+    });
     for decl in &declarations {
         body.push_str(&decl.code);
         body.push_str("\n\n");

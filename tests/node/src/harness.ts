@@ -3,7 +3,8 @@
  * probes and typed error assertions.
  */
 import assert from 'node:assert/strict';
-import { TRPCClientError } from '@trpc/client';
+import { createRequire } from 'node:module';
+import { httpLink, TRPCClientError } from '@trpc/client';
 import type { AppRouter } from '../generated/AppRouter.js';
 
 /** Default deadline of a single client call or raw request. */
@@ -40,8 +41,36 @@ export interface Exchange {
   responseBody?: string;
 }
 
-/** The `fetch` signature the tRPC links accept (a subset of the global `fetch`). */
-export type LinkFetch = (input: RequestInfo | URL | string, init?: RequestInit) => Promise<Response>;
+/** The `fetch` the tRPC links accept (its exact type differs between client versions). */
+export type LinkFetch = NonNullable<Parameters<typeof httpLink>[0]['fetch']>;
+
+/** A global-`fetch`-shaped function as a link's `fetch`. */
+export function linkFetch(f: (input: RequestInfo | URL | string, init?: RequestInit) => Promise<Response>): LinkFetch {
+  return f as unknown as LinkFetch;
+}
+
+/** The `@trpc/client` version the harness runs against (scripts/client-versions runs older ones). */
+export const CLIENT_VERSION: string = (
+  createRequire(import.meta.url)('@trpc/client/package.json') as { version: string }
+).version;
+
+/**
+ * The `content-type` the client puts on a `GET` (none since tRPC's contentTypeHeaders fix;
+ * 11.0.0 still sent `application/json`; 11.22.1 and newer send none).
+ */
+export function getContentType(): string | undefined {
+  return clientAtLeast('11.22.1') ? undefined : 'application/json';
+}
+
+/** Whether the client is `version` or newer (plain `major.minor.patch` versions). */
+export function clientAtLeast(version: string): boolean {
+  const parse = (v: string): number[] => v.split(/[.-]/).slice(0, 3).map(Number);
+  const [have, want] = [parse(CLIENT_VERSION), parse(version)];
+  for (let i = 0; i < 3; i += 1) {
+    if (have[i]! !== want[i]!) return have[i]! > want[i]!;
+  }
+  return true;
+}
 
 /** A `fetch` for the tRPC links that records every exchange; see conformance-ideas.md §2.1. */
 export interface Recorder {
@@ -57,7 +86,7 @@ export interface Recorder {
  */
 export function recorder(): Recorder {
   const exchanges: Exchange[] = [];
-  const recFetch: LinkFetch = async (input, init = {}) => {
+  const recFetch = linkFetch(async (input, init = {}) => {
     const url = new URL(input instanceof Request ? input.url : String(input));
     const headers: Record<string, string> = {};
     new Headers(init.headers).forEach((value, name) => {
@@ -79,7 +108,7 @@ export function recorder(): Recorder {
     // Plain JSON responses only (no streaming links here), so reading a clone in full is safe.
     exchange.responseBody = await res.clone().text();
     return res;
-  };
+  });
   return {
     fetch: recFetch,
     exchanges,

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { createTRPCClient, httpBatchStreamLink, httpLink, TRPCClientError } from '@trpc/client';
 import type { AppRouter } from '../generated/AppRouter.js';
 import { startServer, type RunningServer } from './server.js';
-import { rejectsWithClientError, withTimeout } from './harness.js';
+import { rejectsWithClientError, withTimeout, clientAtLeast, linkFetch } from './harness.js';
 
 const HOOK = { timeout: 30_000 };
 
@@ -24,8 +24,13 @@ describe('httpBatchStreamLink, plain profile', () => {
 
   for (const streamHeader of ['trpc-accept', 'accept'] as const) {
     it(`values and errors of one batch arrive (streamHeader: '${streamHeader}')`, async () => {
+      const sent: Headers[] = [];
+      const fetchRecording = linkFetch((input, init) => {
+        sent.push(new Headers(init?.headers));
+        return fetch(input, init);
+      });
       const client = createTRPCClient<AppRouter>({
-        links: [httpBatchStreamLink({ url: server.url, streamHeader })],
+        links: [httpBatchStreamLink({ url: server.url, streamHeader, fetch: fetchRecording })],
       });
       const hello = client.hello.query();
       const greet = client.greet.query({ name: 'stream', times: 2 });
@@ -33,6 +38,9 @@ describe('httpBatchStreamLink, plain profile', () => {
       assert.equal(await withTimeout(hello), 'hello world');
       assert.deepEqual(await withTimeout(greet), { text: 'hi stream', times: 2 });
       const err = await missing;
+      // Known since 11.22.1; 11.0.0 has no such option and always sends `trpc-accept`.
+      const header = clientAtLeast('11.22.1') ? streamHeader : 'trpc-accept';
+      assert.equal(sent[0]?.get(header), 'application/jsonl', `the ${header} header`);
       assert.equal(err.message, 'thing not found');
       assert.equal(err.data?.code, 'NOT_FOUND');
       assert.equal(err.data?.httpStatus, 404);

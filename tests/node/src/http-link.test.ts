@@ -18,8 +18,7 @@ import {
   rejectsWithClientError,
   responseStatus,
   withTimeout,
-  type Recorder,
-} from './harness.js';
+  type Recorder, getContentType } from './harness.js';
 
 /** Per-hook deadline: the server helper itself gives up after 20 s. */
 const HOOK = { timeout: 30_000 };
@@ -64,7 +63,7 @@ describe('httpLink, plain profile', () => {
       assert.deepEqual(inputParam(ex.url), { name: 'bob', times: 3 });
       assert.equal(ex.url.searchParams.has('batch'), false);
       assert.equal(ex.hasBody, false);
-      assert.equal(ex.headers['content-type'], undefined);
+      assert.equal(ex.headers['content-type'], getContentType());
       assert.equal(ex.status, 200);
       assert.match(ex.responseHeaders?.get('content-type') ?? '', /^application\/json/);
     });

@@ -9,6 +9,13 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { EventSource } from 'eventsource';
+
+// Clients before the links' `EventSource` option (11.0.0) use the global one, which Node 20
+// lacks: install the `eventsource` package's, as a Node app on such a client would.
+if (!('EventSource' in globalThis)) {
+  Object.assign(globalThis, { EventSource });
+}
 
 /** Server configuration profiles of the conformance server (conformance-ideas.md §3.2). */
 export type Profile = 'plain' | 'options' | 'inactivity';
