@@ -16,6 +16,7 @@ use ts_rs::TS;
 
 pub mod auth;
 pub mod live;
+pub mod pages;
 pub mod redis_server;
 pub mod streamed;
 pub mod uploads;
@@ -240,6 +241,7 @@ pub fn router() -> Router<Ctx> {
         .add(ctx::procedure())
         .nest("types", wire::router())
         .nest("validated", validated::router())
+        .nest("numbers", pages::router())
         .merge(auth::router())
         .merge(live::router())
         .merge(streamed::router())
