@@ -30,6 +30,7 @@ pub struct RequestInfo {
     peer_addr: Option<SocketAddr>,
     connection_params: Option<BTreeMap<String, String>>,
     transport: TransportKind,
+    response_headers: ResponseHeaders,
 }
 
 impl RequestInfo {
@@ -47,7 +48,13 @@ impl RequestInfo {
             peer_addr,
             connection_params: None,
             transport: TransportKind::Http,
+            response_headers: ResponseHeaders::default(),
         }
+    }
+
+    pub(crate) fn with_response_headers(mut self, headers: ResponseHeaders) -> Self {
+        self.response_headers = headers;
+        self
     }
 
     pub(crate) fn with_transport(mut self, transport: TransportKind) -> Self {
@@ -95,6 +102,56 @@ impl RequestInfo {
     /// The transport the request arrived on.
     pub fn transport(&self) -> TransportKind {
         self.transport
+    }
+
+    /// Headers to add to this request's HTTP response (tRPC's `resHeaders`), e.g. a
+    /// `set-cookie` from a sign-in mutation: keep the handle in your context. One handle per
+    /// request, shared by the calls of a batch. Applied to plain HTTP responses only: a
+    /// WebSocket's or an SSE stream's response, and a streamed (JSONL) batch's, has been sent
+    /// before any procedure runs, so headers set there are dropped.
+    pub fn response_headers(&self) -> ResponseHeaders {
+        self.response_headers.clone()
+    }
+}
+
+/// Headers for an HTTP response, set by procedures while the request runs.
+///
+/// ```
+/// use oxrpc::ResponseHeaders;
+/// let headers = ResponseHeaders::default();
+/// headers.append("set-cookie", "session=abc; HttpOnly; SameSite=Lax; Path=/").unwrap();
+/// assert_eq!(headers.snapshot().get("set-cookie").unwrap(), "session=abc; HttpOnly; SameSite=Lax; Path=/");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ResponseHeaders(Arc<std::sync::Mutex<HeaderMap>>);
+
+impl ResponseHeaders {
+    /// Adds a header (several values for one name are kept, as `set-cookie` needs).
+    /// Fails on a name or value that is not a valid HTTP header.
+    pub fn append(&self, name: &str, value: &str) -> Result<(), Error> {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| Error::internal(format!("invalid response header name {name:?}: {e}")))?;
+        let value = http::HeaderValue::from_str(value).map_err(|e| {
+            Error::internal(format!("invalid value for response header {name}: {e}"))
+        })?;
+        self.lock().append(name, value);
+        Ok(())
+    }
+
+    /// The headers set so far.
+    pub fn snapshot(&self) -> HeaderMap {
+        self.lock().clone()
+    }
+
+    /// Takes the headers set so far (the transport applies them to the response).
+    pub(crate) fn take(&self) -> HeaderMap {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HeaderMap> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

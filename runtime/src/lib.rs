@@ -87,7 +87,7 @@ pub mod validate;
 
 pub use bus::EventBus;
 pub use call::{Call, Meta, ProcedureKind, Reply};
-pub use context::{RequestInfo, TransportKind};
+pub use context::{RequestInfo, ResponseHeaders, TransportKind};
 pub use deferred::{Deferred, Streamed};
 pub use error::{Error, ErrorCode};
 pub use middleware::{Layer, Middleware, Next};

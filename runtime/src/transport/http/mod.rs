@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 
 use crate::body::{Body, BoxError, error_response, json_response};
 use crate::call::{BoxFuture, ProcedureKind, RawInput, Reply};
-use crate::context::{PeerAddr, RequestInfo};
+use crate::context::{PeerAddr, RequestInfo, ResponseHeaders};
 use crate::dispatch::{Dispatcher, Entry, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::envelope;
@@ -238,10 +238,12 @@ impl HttpTransport {
                 Err(e) => Outcome::Done(Err(e)),
             });
         }
+        let response_headers = ResponseHeaders::default();
         if !runnable.is_empty() {
             let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
             let info = RequestInfo::new(parts.method, parts.uri, parts.headers, peer)
-                .with_connection_params(target.connection_params.take());
+                .with_connection_params(target.connection_params.take())
+                .with_response_headers(response_headers.clone());
             match dispatcher.create_context(info).await {
                 Err(e) => {
                     for (i, _, _) in &runnable {
@@ -297,6 +299,7 @@ impl HttpTransport {
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = json_response(status, body);
+        apply_headers(&mut response, &response_headers);
         if status == StatusCode::METHOD_NOT_ALLOWED
             && let Some(kind) = target.paths.first().and_then(|p| dispatcher.kind_of(p))
         {
@@ -373,7 +376,9 @@ impl HttpTransport {
             config.max_upload_size,
         );
         let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
-        let info = RequestInfo::new(parts.method, parts.uri, parts.headers, peer);
+        let response_headers = ResponseHeaders::default();
+        let info = RequestInfo::new(parts.method, parts.uri, parts.headers, peer)
+            .with_response_headers(response_headers.clone());
         let outcome = match dispatcher.create_context(info).await {
             Ok(ctx) => Outcome::Running(dispatcher.call_with_body(entry, &ctx, upload)),
             Err(e) => Outcome::Done(Err(e)),
@@ -390,7 +395,24 @@ impl HttpTransport {
             ),
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Ok(json_response(status, body))
+        let mut response = json_response(status, body);
+        apply_headers(&mut response, &response_headers);
+        Ok(response)
+    }
+}
+
+/// Adds the headers procedures set; those the protocol sets itself (`content-type`, `vary`,
+/// `allow`…) are not theirs to change.
+fn apply_headers(response: &mut Response<Body>, headers: &ResponseHeaders) {
+    let set = headers.take();
+    if set.is_empty() {
+        return;
+    }
+    let own: Vec<http::HeaderName> = response.headers().keys().cloned().collect();
+    for (name, value) in &set {
+        if !own.contains(name) {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
     }
 }
 
