@@ -58,6 +58,10 @@ impl RequestInfo {
     }
 
     pub(crate) fn with_transport(mut self, transport: TransportKind) -> Self {
+        if transport != TransportKind::Http {
+            // Their responses are out before any procedure runs.
+            self.response_headers = ResponseHeaders::discarding();
+        }
         self.transport = transport;
         self
     }
@@ -118,40 +122,99 @@ impl RequestInfo {
 ///
 /// ```
 /// use oxrpc::ResponseHeaders;
-/// let headers = ResponseHeaders::default();
+/// let headers = ResponseHeaders::new();
 /// headers.append("set-cookie", "session=abc; HttpOnly; SameSite=Lax; Path=/").unwrap();
 /// assert_eq!(headers.snapshot().get("set-cookie").unwrap(), "session=abc; HttpOnly; SameSite=Lax; Path=/");
+/// // Framing is the server's business.
+/// assert!(headers.append("content-length", "0").is_err());
 /// ```
-#[derive(Debug, Clone, Default)]
-pub struct ResponseHeaders(Arc<std::sync::Mutex<HeaderMap>>);
+#[derive(Debug, Clone)]
+pub struct ResponseHeaders(Option<Arc<std::sync::Mutex<HeaderMap>>>);
+
+impl Default for ResponseHeaders {
+    fn default() -> Self {
+        ResponseHeaders::new()
+    }
+}
+
+/// Headers a procedure may not set: they frame the response or the connection.
+const FRAMING: [&str; 8] = [
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// At most this many header values per response.
+const MAX_HEADERS: usize = 100;
 
 impl ResponseHeaders {
-    /// Adds a header (several values for one name are kept, as `set-cookie` needs).
-    /// Fails on a name or value that is not a valid HTTP header.
+    /// A handle collecting headers.
+    pub fn new() -> Self {
+        ResponseHeaders(Some(Arc::default()))
+    }
+
+    /// A handle for a response that has gone out already (WebSocket, SSE): headers set on it
+    /// are dropped.
+    pub(crate) fn discarding() -> Self {
+        ResponseHeaders(None)
+    }
+
+    /// Adds a header (several values for one name are kept, as `set-cookie` needs). Fails on
+    /// a name or value that is not a valid HTTP header, on headers that frame the response
+    /// (`content-length`, `transfer-encoding`, `connection`…), and beyond 100 values.
     pub fn append(&self, name: &str, value: &str) -> Result<(), Error> {
         let name = http::HeaderName::from_bytes(name.as_bytes())
             .map_err(|e| Error::internal(format!("invalid response header name {name:?}: {e}")))?;
+        if FRAMING.contains(&name.as_str()) {
+            return Err(Error::internal(format!(
+                "procedures may not set the response header {name}"
+            )));
+        }
         let value = http::HeaderValue::from_str(value).map_err(|e| {
             Error::internal(format!("invalid value for response header {name}: {e}"))
         })?;
-        self.lock().append(name, value);
+        let Some(map) = &self.0 else {
+            return Ok(());
+        };
+        let mut map = map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= MAX_HEADERS {
+            return Err(Error::internal("too many response headers"));
+        }
+        map.append(name, value);
         Ok(())
     }
 
     /// The headers set so far.
     pub fn snapshot(&self) -> HeaderMap {
-        self.lock().clone()
+        self.0
+            .as_ref()
+            .map(|map| {
+                map.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+            .unwrap_or_default()
     }
 
     /// Takes the headers set so far (the transport applies them to the response).
     pub(crate) fn take(&self) -> HeaderMap {
-        std::mem::take(&mut *self.lock())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HeaderMap> {
         self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|map| {
+                std::mem::take(
+                    &mut *map
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                )
+            })
+            .unwrap_or_default()
     }
 }
 

@@ -165,12 +165,12 @@ pub(crate) fn decode<I: Input>(
     PENDING.with(|slot| *slot.borrow_mut() = Some((body, unknown_fields)));
     let decoded = I::deserialize(serde_json::Value::Null);
     PENDING.with(|slot| slot.borrow_mut().take());
-    decoded.map_err(|e| {
-        Error::internal(e)
-            .with_message("Internal server error: the body could not be handed to the procedure")
-    })
+    // Our inputs' `Deserialize` only fails on the request: a wrong kind, a bad boundary.
+    decoded.map_err(|e| Error::bad_request(format!("Bad upload: {e}")))
 }
 
+/// What the transport hands over is checked first (content type, boundary): a failure here is
+/// the request's fault.
 fn take_pending<'de, D: Deserializer<'de>>(
     kind: BodyKind,
     deserializer: D,
@@ -192,37 +192,6 @@ struct Limited {
     declared_length: Option<u64>,
     read: usize,
     done: bool,
-    /// The client sent everything, or went away: nothing left to drain.
-    finished: bool,
-}
-
-/// How much of a body the procedure left unread (it failed, or did not need the rest) is
-/// read and thrown away, so the client, still sending, gets the answer instead of a reset
-/// connection; beyond this, or after [`DRAIN_TIME`], the connection is closed.
-const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let mut stream =
-            std::mem::replace(&mut self.stream, Box::pin(futures_util::stream::empty()));
-        runtime.spawn(async move {
-            let deadline = tokio::time::Instant::now() + DRAIN_TIME;
-            let mut drained = 0;
-            while drained <= DRAIN_LIMIT {
-                match tokio::time::timeout_at(deadline, stream.next()).await {
-                    Ok(Some(Ok(chunk))) => drained += chunk.len(),
-                    _ => break,
-                }
-            }
-        });
-    }
 }
 
 impl Limited {
@@ -234,7 +203,6 @@ impl Limited {
             declared_length: body.declared_length,
             read: 0,
             done: false,
-            finished: false,
         };
         (limited, limit)
     }
@@ -270,11 +238,11 @@ impl Stream for Limited {
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => {
-                (self.done, self.finished) = (true, true);
+                self.done = true;
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                (self.done, self.finished) = (true, true);
+                self.done = true;
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,

@@ -8,6 +8,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
+use crate::Ctx;
+use crate::auth::{Authed, RequireUser};
+
 /// What `upload` answers.
 #[derive(Debug, Serialize, TS, JsonSchema)]
 pub struct Uploaded {
@@ -104,10 +107,18 @@ pub async fn photo(input: FormData<PhotoFields>) -> Result<Photo, Error> {
     })
 }
 
-/// `upload`, `uploadSmall`, `form`, `photo`.
-pub fn router<Ctx: Send + 'static>() -> Router<Ctx> {
+/// Like `upload`, for signed-in callers only: a refused upload still gets its answer (the
+/// body is drained, not reset).
+#[procedure(mutation, use = RequireUser)]
+pub async fn upload_private(_ctx: &Authed, input: Octets) -> Result<Uploaded, Error> {
+    count(input.max_size(1 << 30)).await
+}
+
+/// `upload`, `uploadSmall`, `uploadPrivate`, `form`, `photo`.
+pub fn router() -> Router<Ctx> {
     Router::new()
         .add(upload::procedure())
+        .add(upload_private::procedure())
         .add(upload_small::procedure())
         .add(form::procedure())
         .add(photo::procedure())

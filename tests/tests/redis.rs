@@ -249,3 +249,47 @@ async fn redis_restarting_loses_nothing_and_publishers_get_a_clear_error_meanwhi
     let extra = tokio::time::timeout(Duration::from_millis(300), on_b.next()).await;
     assert!(extra.is_err(), "no duplicate: {extra:?}");
 }
+
+#[tokio::test]
+async fn entries_not_written_by_a_bus_are_skipped_without_stalling_anyone() {
+    let redis = RedisServer::start();
+    let a = bus(&redis, "mixed");
+    let mut live = a.subscribe(None).await;
+    let first = a.publish(Msg { n: 0 }).await.expect("publish");
+    // Someone else writes into the stream: other fields, or JSON of another shape.
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut raw = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    for _ in 0..300 {
+        redis::cmd("XADD")
+            .arg("oxrpc:mixed")
+            .arg("*")
+            .arg("x")
+            .arg("y")
+            .query_async::<String>(&mut raw)
+            .await
+            .expect("XADD");
+    }
+    redis::cmd("XADD")
+        .arg("oxrpc:mixed")
+        .arg("*")
+        .arg("d")
+        .arg(r#"{"n":"not a number","extra":1}"#)
+        .query_async::<String>(&mut raw)
+        .await
+        .expect("XADD");
+    let last = a.publish(Msg { n: 1 }).await.expect("publish");
+    // Live: both events, the rest skipped.
+    let seen: Vec<u32> = take(&mut live, 2)
+        .await
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(seen, [0, 1]);
+    // Resuming across more than a page of foreign entries still reaches the last event.
+    let mut resumed = a.subscribe(Some(&first)).await;
+    let event = next(&mut resumed).await.expect("event");
+    assert_eq!((event.id(), event.data().n), (last.as_str(), 1));
+}

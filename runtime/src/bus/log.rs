@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tokio::sync::broadcast;
@@ -33,8 +34,9 @@ pub(crate) type LogError = Box<dyn std::error::Error + Send + Sync>;
 
 pub(crate) type LogFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, LogError>> + Send + 'a>>;
 
-/// Entries read from a log: ids and payloads (the events' JSON).
-pub(crate) type Entries = Vec<(LogId, String)>;
+/// Entries read from a log: ids and payloads (the events' JSON; `None` for an entry that an
+/// event bus did not write, which is skipped but still moves the reader past it).
+pub(crate) type Entries = Vec<(LogId, Option<String>)>;
 
 /// One topic of a shared, append-only, trimmed log.
 pub(crate) trait Log: Send + Sync + 'static {
@@ -62,6 +64,8 @@ pub(crate) trait Tail: Send + 'static {
 }
 
 const PAGE: usize = 256;
+/// After a failed start, how long new subscribers fail at once rather than trying again.
+const RETRY_START_AFTER: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -105,17 +109,18 @@ impl<T> Hub<T> {
 pub(crate) struct LogBus<T> {
     log: Arc<dyn Log>,
     hub: Mutex<Weak<Hub<T>>>,
-    /// Held while a hub starts, so concurrent first subscribers start one.
-    starting: tokio::sync::Mutex<()>,
+    /// Held while a hub starts, so concurrent first subscribers start one; remembers when the
+    /// last start failed, so those queued behind it fail at once instead of each waiting.
+    starting: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     buffer: usize,
 }
 
-impl<T: DeserializeOwned + Clone + Send + Sync + 'static> LogBus<T> {
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> LogBus<T> {
     pub(crate) fn new(log: Arc<dyn Log>, buffer: usize) -> Self {
         LogBus {
             log,
             hub: Mutex::new(Weak::new()),
-            starting: tokio::sync::Mutex::new(()),
+            starting: tokio::sync::Mutex::new(None),
             buffer: buffer.max(1),
         }
     }
@@ -131,11 +136,21 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> LogBus<T> {
         if let Some(hub) = self.running_hub() {
             return Ok(hub);
         }
-        let _starting = self.starting.lock().await;
+        let mut failed_at = self.starting.lock().await;
         if let Some(hub) = self.running_hub() {
             return Ok(hub);
         }
-        let start = with_timeout(self.log.timeout(), self.log.last_id()).await?;
+        if failed_at.is_some_and(|at| at.elapsed() < RETRY_START_AFTER) {
+            return Err("the log was unreachable a moment ago".into());
+        }
+        let start = match with_timeout(self.log.timeout(), self.log.last_id()).await {
+            Ok(start) => start,
+            Err(error) => {
+                *failed_at = Some(tokio::time::Instant::now());
+                return Err(error);
+            }
+        };
+        *failed_at = None;
         let (sender, _) = broadcast::channel(self.buffer);
         let latest = Arc::new(Mutex::new(start));
         let reader = tokio::spawn(read_loop(
@@ -178,12 +193,16 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> LogBus<T> {
             loop {
                 if catch_up {
                     catch_up = false;
-                    if retry(log.as_ref(), "check retention", || log.lost_after(last)).await {
-                        yield Err(super::missed_events_gone());
-                        break;
-                    }
+                    let mut gone = false;
                     loop {
-                        let page = retry(log.as_ref(), "read missed events", || log.range(last, PAGE)).await;
+                        let from = last;
+                        let page = retry(log.as_ref(), "read missed events", || log.range(from, PAGE)).await;
+                        // Checked after reading: trimming only removes the oldest entries, so
+                        // if nothing after `from` is gone now, nothing was when the page was read.
+                        if retry(log.as_ref(), "check retention", || log.lost_after(from)).await {
+                            gone = true;
+                            break;
+                        }
                         let full = page.len() == PAGE;
                         for (id, payload) in page {
                             last = id;
@@ -194,6 +213,10 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> LogBus<T> {
                         if !full {
                             break;
                         }
+                    }
+                    if gone {
+                        yield Err(super::missed_events_gone());
+                        break;
                     }
                 }
                 match receiver.recv().await {
@@ -211,7 +234,7 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> LogBus<T> {
     }
 }
 
-impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Backend<T> for LogBus<T> {
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Backend<T> for LogBus<T> {
     fn name(&self) -> &'static str {
         self.log.name()
     }
@@ -236,7 +259,7 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Backend<T> for LogBus<
 }
 
 /// Tails the log from `after`, broadcasting each entry; retries with backoff on failures.
-async fn read_loop<T: DeserializeOwned + Send + Sync + 'static>(
+async fn read_loop<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
     mut tail: Box<dyn Tail>,
     log: Arc<dyn Log>,
     mut after: LogId,
@@ -276,15 +299,23 @@ async fn read_loop<T: DeserializeOwned + Send + Sync + 'static>(
     }
 }
 
-/// Decodes an entry once; one that does not decode (written by another version of the
-/// program?) is logged and skipped rather than ending every subscription.
-fn decode<T: DeserializeOwned>(log: &dyn Log, id: LogId, payload: String) -> Option<Entry<T>> {
-    let decoded = RawValue::from_string(payload).and_then(|json| {
-        let data = serde_json::from_str::<T>(json.get())?;
-        Ok((data, json))
-    });
+/// Decodes an entry once, and encodes it again from `T` (so fields `T` no longer has, or
+/// that someone else wrote into the stream, never reach clients). One that does not decode
+/// (written by another version of the program, or not by an event bus) is logged and skipped
+/// rather than ending every subscription.
+fn decode<T: Serialize + DeserializeOwned>(
+    log: &dyn Log,
+    id: LogId,
+    payload: Option<String>,
+) -> Option<Entry<T>> {
+    let Some(payload) = payload else {
+        tracing::warn!(broker = log.name(), id = %log.format_id(id), "skipping a stream entry without event data");
+        return None;
+    };
+    let decoded = serde_json::from_str::<T>(&payload)
+        .and_then(|data| Ok((serde_json::value::to_raw_value(&data)?, data)));
     match decoded {
-        Ok((data, json)) => Some(Entry {
+        Ok((json, data)) => Some(Entry {
             id,
             id_text: log.format_id(id),
             data,
@@ -351,7 +382,7 @@ mod tests {
 
     #[derive(Default)]
     struct VecLog {
-        entries: Mutex<Vec<(LogId, String)>>,
+        entries: Mutex<Entries>,
         trimmed_before: Mutex<u64>,
         down: AtomicBool,
         notify: tokio::sync::Notify,
@@ -394,7 +425,7 @@ mod tests {
                 self.check()?;
                 let mut entries = self.entries.lock().expect("lock");
                 let id = (entries.last().map_or(0, |(id, _)| id.0) + 1, 0);
-                entries.push((id, payload.to_owned()));
+                entries.push((id, Some(payload.to_owned())));
                 drop(entries);
                 self.notify.notify_waiters();
                 Ok(id)

@@ -75,7 +75,7 @@ impl<T: Clone + Send + Sync + 'static> MemoryBus<T> {
                 let oldest = inner.replay.front().map_or(inner.next_id, |(id, ..)| *id);
                 // Missed events trimmed from the buffer, or an id from before a restart (this
                 // bus never issued it): either way the client cannot resume from it.
-                if after + 1 < oldest || after >= inner.next_id {
+                if after.saturating_add(1) < oldest || after >= inner.next_id {
                     return super::failed(super::missed_events_gone());
                 }
             }

@@ -130,8 +130,12 @@ impl<T: Serialize + Clone + Send + Sync + 'static> EventBus<T> {
     /// Events after `last_event_id` (those the broker still retains), then live events; with
     /// no id, live events only (everything published after this resolves is received).
     ///
-    /// An id this bus never issued gets a `BAD_REQUEST`; missed events that are no longer
-    /// retained, a `PRECONDITION_FAILED` (see the type's docs). Either ends the stream.
+    /// A malformed id gets `BAD_REQUEST`; one the bus cannot resume from (its missed events
+    /// are no longer retained, or it is newer than anything published: another history, such
+    /// as an in-memory bus before a restart) gets `PRECONDITION_FAILED`. Either ends the
+    /// stream. (In memory, ids restart at 1 with the process: an id from before a restart that
+    /// the new process has already reached cannot be told apart. Use a shared broker, or keep
+    /// your own ids, when clients outlive server restarts.)
     pub async fn subscribe(
         &self,
         last_event_id: Option<&str>,
@@ -167,6 +171,6 @@ fn missed_events_gone() -> Error {
 fn fell_behind() -> Error {
     Error::new(
         ErrorCode::PreconditionFailed,
-        "This subscriber fell too far behind and missed events; resubscribe with its lastEventId",
+        "This subscriber fell too far behind and missed events; resubscribe",
     )
 }

@@ -16,7 +16,8 @@ use super::log::{Entries, Log, LogError, LogFuture, LogId, Tail};
 const BLOCK: Duration = Duration::from_secs(5);
 
 /// A Redis server (or compatible: Valkey, KeyDB) shared by the instances of a server, for
-/// [`EventBus::redis`](crate::EventBus::redis). Requires Redis 6.2 or newer.
+/// [`EventBus::redis`](crate::EventBus::redis). Requires Redis 7.0 or newer (its `XINFO STREAM`
+/// fields tell a resuming client whether it missed trimmed events).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -171,8 +172,7 @@ impl Log for Topic {
     }
 
     fn parse_id(&self, id: &str) -> Option<LogId> {
-        let (ms, seq) = id.split_once('-')?;
-        Some((ms.parse().ok()?, seq.parse().ok()?))
+        parse_id(id)
     }
 
     fn format_id(&self, (ms, seq): LogId) -> String {
@@ -310,7 +310,7 @@ impl Tail for Reader {
                 .arg(BLOCK.as_millis() as u64)
                 .arg("STREAMS")
                 .arg(&self.key)
-                .arg(format!("{}-{}", after.0, after.1));
+                .arg(format!("{}-{}", after.0, after.1)); // `Topic::format_id`
             let reply = cmd.query_async::<Value>(connection).await?;
             match reply {
                 Value::Nil => Ok(Vec::new()),
@@ -350,9 +350,13 @@ fn int(value: &Value) -> Option<u64> {
     }
 }
 
-fn id_of(value: &Value) -> Option<LogId> {
-    let (ms, seq) = text(value)?.split_once('-')?;
+fn parse_id(id: &str) -> Option<LogId> {
+    let (ms, seq) = id.split_once('-')?;
     Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+fn id_of(value: &Value) -> Option<LogId> {
+    parse_id(text(value)?)
 }
 
 /// Field/value pairs of a RESP2 flat array or a RESP3 map.
@@ -404,13 +408,10 @@ fn entries(value: Value) -> Result<Entries, LogError> {
                 _ => None,
             })
         });
-        match (id, payload) {
-            (Some(id), Some(payload)) => out.push((id, payload)),
-            (Some(id), None) => {
-                // Not written by an EventBus: skip it, but keep our place.
-                tracing::warn!(id = ?id, "skipping a stream entry without a `d` field");
-            }
-            (None, _) => return Err(malformed("a stream read", &Value::Array(parts))),
+        match id {
+            // No `d`: not written by an event bus; the reader skips it but moves past it.
+            Some(id) => out.push((id, payload)),
+            None => return Err(malformed("a stream read", &Value::Array(parts))),
         }
     }
     Ok(out)

@@ -99,6 +99,19 @@ describe('uploads: binary and FormData inputs', () => {
     assert.deepEqual(await withTimeout(client().uploadSmall.mutate(new Uint8Array(1000))), { size: 1000 });
   });
 
+  it('an upload refused before it is read (middleware, no boundary) still gets its answer', async () => {
+    // 5 MiB to a procedure behind an auth middleware: refused unread, the body drained.
+    const err = await rejectsWithClientError(client().uploadPrivate.mutate(new Uint8Array(5 * MiB)), 'unauthenticated upload');
+    assertClientError(err, { code: 'UNAUTHORIZED', httpStatus: 401, path: 'uploadPrivate' });
+    const noBoundary = await raw(`${server.url}/form`, {
+      method: 'POST',
+      headers: { 'content-type': 'multipart/form-data' },
+      body: 'no parts',
+    });
+    assert.equal(noBoundary.status, 400);
+    assert.match(assertErrorEnvelope(noBoundary.json, 'BAD_REQUEST', 400).message, /boundary/);
+  });
+
   it('what tRPC refuses is refused: batches, the wrong content type, GET, WebSocket', async () => {
     const octet = { 'content-type': 'application/octet-stream' };
     // A batch of an upload (the batching links cannot send one; raw callers can).

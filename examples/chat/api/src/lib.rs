@@ -93,7 +93,18 @@ impl Chat {
             .header("authorization")
             .and_then(|h| h.strip_prefix("Bearer "))
             .or_else(|| info.connection_params()?.get("token").map(String::as_str))
-            .or_else(|| cookie(info.header("cookie")?, "chat_token"));
+            // A cookie comes with every request to this host, also from other sites' pages
+            // (a cross-site WebSocket, for one): only trusted when the request says it comes
+            // from this very origin, or says nothing (not a browser).
+            .or_else(|| {
+                let same_origin = info.header("origin").is_none_or(|origin| {
+                    let host = origin.split_once("://").map_or(origin, |(_, host)| host);
+                    info.header("host") == Some(host)
+                });
+                same_origin
+                    .then(|| cookie(info.header("cookie")?, "chat_token"))
+                    .flatten()
+            });
         AppCtx {
             user: token.and_then(|t| self.store.user_of(t)),
             chat: self.clone(),

@@ -329,6 +329,8 @@ impl HttpTransport {
     {
         let config = &self.config;
         let dispatcher = &self.dispatcher;
+        // From here on the body drains itself if refused unread.
+        let stream = body_stream(body, config.body_read_timeout);
         if target.batch {
             let e = Error::new(
                 ErrorCode::UnsupportedMediaType,
@@ -368,13 +370,7 @@ impl HttpTransport {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let upload = RequestBody::new(
-            kind,
-            content_type,
-            declared,
-            body_stream(body, config.body_read_timeout),
-            config.max_upload_size,
-        );
+        let upload = RequestBody::new(kind, content_type, declared, stream, config.max_upload_size);
         let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
         let response_headers = ResponseHeaders::default();
         let info = RequestInfo::new(parts.method, parts.uri, parts.headers, peer)
@@ -430,7 +426,9 @@ where
         Stalled,
         Failed(BoxError),
     }
-    Box::pin(async_stream::stream! {
+    Box::pin(Draining {
+        finished: false,
+        inner: Box::pin(async_stream::stream! {
         let mut body = Box::pin(body);
         loop {
             // Converted at once: the body's own types need not be `Send`.
@@ -460,7 +458,59 @@ where
                 }
             }
         }
+        }),
     })
+}
+
+/// A request body that drains itself when dropped unread (the procedure failed, a middleware
+/// refused the call, or it did not need the rest): a client still sending then gets the answer
+/// instead of a reset connection. At most [`DRAIN_LIMIT`] bytes within [`DRAIN_TIME`].
+struct Draining {
+    inner: BodyStream,
+    /// Everything arrived, or the client went away: nothing to drain.
+    finished: bool,
+}
+
+/// How long a body left unread may take to drain.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+impl futures_util::Stream for Draining {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) {
+            self.finished = true;
+        }
+        polled
+    }
+}
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut rest = std::mem::replace(&mut self.inner, Box::pin(futures_util::stream::empty()));
+        runtime.spawn(async move {
+            let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+            let mut drained = 0u64;
+            while drained <= DRAIN_LIMIT {
+                match tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut rest))
+                    .await
+                {
+                    Ok(Some(Ok(chunk))) => drained += chunk.len() as u64,
+                    _ => break,
+                }
+            }
+        });
+    }
 }
 
 /// How much of an oversized body is read and thrown away before answering 413, so clients
