@@ -130,6 +130,14 @@ async fn one_reader_per_topic_per_process_whatever_the_subscriber_count() {
         connected <= 4,
         "{connected} connections for 200 subscribers"
     );
+    // Opening the topic again through the same handle shares the bus and its reader.
+    let handle = Redis::open(&redis.url()).expect("url");
+    let first: EventBus<Msg> = EventBus::redis(&handle, "again");
+    let mut one = first.subscribe(None).await;
+    let second: EventBus<Msg> = EventBus::redis(&handle.clone(), "again");
+    assert_eq!(second.subscriber_count(), 1, "the same bus");
+    second.publish(Msg { n: 7 }).await.expect("publish");
+    assert_eq!(take(&mut one, 1).await[0].1, 7);
     drop(subscribers);
     assert_eq!(a.subscriber_count(), 0);
 }

@@ -106,14 +106,17 @@ impl<T: Serialize + Clone + Send + Sync + 'static> EventBus<T> {
     /// shared by every process that opens the same topic: see [`Redis`] for the guarantees
     /// and what to configure. Connections are made on first use, so this never fails; while
     /// Redis is unreachable, publishing fails with `SERVICE_UNAVAILABLE` and subscribers wait.
+    /// Opening the same topic again through the same `Redis` (or a clone) returns the same
+    /// bus, so a process keeps one reader per topic however often it is opened.
     #[cfg(feature = "redis")]
     pub fn redis(redis: &Redis, topic: &str) -> Self
     where
         T: serde::de::DeserializeOwned,
     {
-        EventBus {
-            backend: Arc::new(log::LogBus::new(redis.log(topic), redis.buffer_size())),
-        }
+        let bus = redis.shared_bus(topic, || {
+            Arc::new(log::LogBus::<T>::new(redis.log(topic), redis.buffer_size()))
+        });
+        EventBus { backend: bus }
     }
 
     /// Publishes an event to every subscriber (in every process, with a shared broker);

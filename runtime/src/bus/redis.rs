@@ -12,6 +12,12 @@ use tokio::sync::Mutex;
 
 use super::log::{Entries, Log, LogError, LogFuture, LogId, Tail};
 
+/// Open buses by stream key and bus type (weak: a bus nobody uses goes away).
+type Buses = std::collections::HashMap<
+    (String, std::any::TypeId),
+    std::sync::Weak<dyn std::any::Any + Send + Sync>,
+>;
+
 /// How long one blocking read of a topic's reader waits for new entries.
 const BLOCK: Duration = Duration::from_secs(5);
 
@@ -45,6 +51,9 @@ const BLOCK: Duration = Duration::from_secs(5);
 pub struct Redis {
     client: Client,
     connection: Arc<Mutex<Option<MultiplexedConnection>>>,
+    /// The buses opened through this handle and its clones, by key and event type, so that
+    /// opening a topic again shares its reader instead of starting another.
+    buses: Arc<std::sync::Mutex<Buses>>,
     prefix: String,
     retention: usize,
     timeout: Duration,
@@ -70,6 +79,7 @@ impl Redis {
         Ok(Redis {
             client: Client::open(url)?,
             connection: Arc::default(),
+            buses: Arc::default(),
             prefix: "oxrpc:".to_owned(),
             retention: 10_000,
             timeout: Duration::from_secs(2),
@@ -106,6 +116,35 @@ impl Redis {
 
     pub(super) fn buffer_size(&self) -> usize {
         self.buffer
+    }
+
+    /// The bus of `topic` for events of type `T`: the one already open through this handle
+    /// (or a clone), else a new one made by `open`.
+    pub(super) fn shared_bus<B: Send + Sync + 'static>(
+        &self,
+        topic: &str,
+        open: impl FnOnce() -> Arc<B>,
+    ) -> Arc<B> {
+        let key = (
+            format!("{}{topic}", self.prefix),
+            std::any::TypeId::of::<B>(),
+        );
+        let mut buses = self
+            .buses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        buses.retain(|_, bus| bus.strong_count() > 0);
+        if let Some(bus) = buses
+            .get(&key)
+            .and_then(|bus| bus.upgrade())
+            .and_then(|bus| bus.downcast::<B>().ok())
+        {
+            return bus;
+        }
+        let bus = open();
+        let erased: Arc<dyn std::any::Any + Send + Sync> = bus.clone();
+        buses.insert(key, Arc::downgrade(&erased));
+        bus
     }
 
     pub(super) fn log(&self, topic: &str) -> Arc<dyn Log> {
