@@ -134,6 +134,18 @@ impl fmt::Debug for RequestBody {
 }
 
 impl RequestBody {
+    /// A body already in memory (tests), with the default limit.
+    fn in_memory(kind: BodyKind, content_type: String, bytes: Bytes) -> Self {
+        let len = bytes.len() as u64;
+        RequestBody {
+            kind,
+            content_type,
+            declared_length: Some(len),
+            stream: Box::pin(futures_util::stream::once(std::future::ready(Ok(bytes)))),
+            default_limit: usize::MAX,
+        }
+    }
+
     pub(crate) fn new(
         kind: BodyKind,
         content_type: String,
@@ -306,16 +318,39 @@ impl Stream for Octets {
     }
 }
 
-impl<'de> Deserialize<'de> for Octets {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (body, _) = take_pending(BodyKind::Octets, deserializer)?;
+impl Octets {
+    fn from_body(body: RequestBody) -> Octets {
         let content_type = body.content_type.clone();
         let (body, limit) = Limited::new(body);
-        Ok(Octets {
+        Octets {
             body,
             limit,
             content_type,
-        })
+        }
+    }
+
+    /// An upload of `bytes`, for tests: call the procedure's function with it (the
+    /// `#[procedure]` function stays an ordinary `async fn`).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use oxrpc::upload::Octets;
+    /// assert_eq!(&Octets::from_bytes("hello").bytes().await.unwrap()[..], b"hello");
+    /// # });
+    /// ```
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Octets {
+        Octets::from_body(RequestBody::in_memory(
+            BodyKind::Octets,
+            "application/octet-stream".to_owned(),
+            bytes.into(),
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for Octets {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (body, _) = take_pending(BodyKind::Octets, deserializer)?;
+        Ok(Octets::from_body(body))
     }
 }
 
@@ -410,11 +445,10 @@ impl<T: Input> FormData<T> {
     }
 }
 
-impl<'de, T> Deserialize<'de> for FormData<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (body, unknown_fields) = take_pending(BodyKind::Form, deserializer)?;
+impl<T> FormData<T> {
+    fn from_body(body: RequestBody, unknown_fields: UnknownFields) -> Result<Self, String> {
         let boundary = multer::parse_boundary(&body.content_type)
-            .map_err(|e| serde::de::Error::custom(format!("bad multipart content-type: {e}")))?;
+            .map_err(|e| format!("bad multipart content-type: {e}"))?;
         let (body, limit) = Limited::new(body);
         Ok(FormData {
             multipart: multer::Multipart::new(body, boundary),
@@ -425,6 +459,120 @@ impl<'de, T> Deserialize<'de> for FormData<T> {
             ended: false,
             _fields: PhantomData,
         })
+    }
+
+    /// A form made of `parts`, in order, for tests: call the procedure's function with it.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::collections::BTreeMap;
+    /// use oxrpc::upload::{FormData, FormPart};
+    ///
+    /// let mut form = FormData::<BTreeMap<String, String>>::from_parts([
+    ///     FormPart::text("caption", "sunset"),
+    ///     FormPart::file("photo", "p.jpg", "image/jpeg", &b"jpeg"[..]),
+    /// ]);
+    /// assert_eq!(form.fields().await.unwrap()["caption"], "sunset");
+    /// let file = form.next_file().await.unwrap().unwrap();
+    /// assert_eq!((file.file_name(), file.content_type()), (Some("p.jpg"), Some("image/jpeg")));
+    /// assert_eq!(&file.bytes().await.unwrap()[..], b"jpeg");
+    /// # });
+    /// ```
+    pub fn from_parts(parts: impl IntoIterator<Item = FormPart>) -> Self {
+        const BOUNDARY: &str = "oxrpc-form-boundary-5f0c1a";
+        let mut body = bytes::BytesMut::new();
+        // As browsers do: quotes escaped, line breaks dropped from names.
+        let quoted = |text: &str| text.replace('"', "%22").replace(['\r', '\n'], "");
+        for part in parts {
+            body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+            match part {
+                FormPart::Text { name, value } => {
+                    let name = quoted(&name);
+                    body.extend_from_slice(
+                        format!("content-disposition: form-data; name=\"{name}\"\r\n\r\n")
+                            .as_bytes(),
+                    );
+                    body.extend_from_slice(value.as_bytes());
+                }
+                FormPart::File {
+                    name,
+                    file_name,
+                    content_type,
+                    bytes,
+                } => {
+                    let (name, file_name) = (quoted(&name), quoted(&file_name));
+                    let content_type = quoted(&content_type);
+                    body.extend_from_slice(
+                        format!(
+                            "content-disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\ncontent-type: {content_type}\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    );
+                    body.extend_from_slice(&bytes);
+                }
+            }
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+        let body = RequestBody::in_memory(BodyKind::Form, content_type, body.freeze());
+        // The boundary above always parses.
+        Self::from_body(body, UnknownFields::Ignore).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+}
+
+/// One part of a [`FormData`] made with [`FormData::from_parts`].
+#[derive(Debug, Clone)]
+pub enum FormPart {
+    /// A text field.
+    Text {
+        /// The field's name.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// A file.
+    File {
+        /// The field's name.
+        name: String,
+        /// The file's name.
+        file_name: String,
+        /// Its content type.
+        content_type: String,
+        /// Its content.
+        bytes: Bytes,
+    },
+}
+
+impl FormPart {
+    /// A text field.
+    pub fn text(name: impl Into<String>, value: impl Into<String>) -> Self {
+        FormPart::Text {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    /// A file.
+    pub fn file(
+        name: impl Into<String>,
+        file_name: impl Into<String>,
+        content_type: impl Into<String>,
+        bytes: impl Into<Bytes>,
+    ) -> Self {
+        FormPart::File {
+            name: name.into(),
+            file_name: file_name.into(),
+            content_type: content_type.into(),
+            bytes: bytes.into(),
+        }
+    }
+}
+
+impl<'de, T> Deserialize<'de> for FormData<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (body, unknown_fields) = take_pending(BodyKind::Form, deserializer)?;
+        FormData::from_body(body, unknown_fields).map_err(serde::de::Error::custom)
     }
 }
 
