@@ -13,7 +13,7 @@ use futures_util::Stream;
 use serde_json::value::RawValue;
 
 use crate::error::Error;
-use crate::upload::RequestBody;
+use crate::request_body::RequestBody;
 use crate::validate::UnknownFields;
 
 /// A boxed, sendable future.

@@ -21,7 +21,7 @@ use crate::guard::{self, Contained};
 use crate::procedure::Procedure;
 use crate::protocol::error::ErrorPolicy;
 use crate::protocol::input;
-use crate::upload::{BodyKind, RequestBody};
+use crate::request_body::{BodyKind, RequestBody};
 
 /// How a call reached the server, for its span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

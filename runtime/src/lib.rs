@@ -76,6 +76,7 @@ mod guard;
 mod middleware;
 mod procedure;
 mod protocol;
+mod request_body;
 mod router;
 mod server;
 pub mod service;

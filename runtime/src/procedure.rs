@@ -14,7 +14,7 @@ use crate::middleware::Layer;
 use crate::subscription::{Event, Wire};
 use crate::types::{Input, Output, TypeInfo, short_type_name};
 use crate::upload;
-use crate::validate::{Issue, PathSegment, SchemaError, Validator};
+use crate::validate::{SchemaError, Validator};
 
 /// A schema compiled on first use (so building a router, e.g. in a build script, stays cheap).
 type LazyValidator = Arc<OnceLock<Result<Validator, SchemaError>>>;
@@ -368,33 +368,7 @@ fn decode_input<I: Input>(
     if !issues.is_empty() {
         return Err(Error::invalid_input(issues));
     }
-    deserialize_validated(&value)
-}
-
-/// Deserializes an input that passed validation. The schema and serde agree almost always;
-/// when they don't, serde has the last word (its error becomes an issue at its path).
-pub(crate) fn deserialize_validated<I: serde::de::DeserializeOwned>(
-    value: &serde_json::Value,
-) -> Result<I, Error> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e
-            .path()
-            .iter()
-            .filter_map(|segment| match segment {
-                serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
-                serde_path_to_error::Segment::Map { key } => Some(PathSegment::Key(key.clone())),
-                serde_path_to_error::Segment::Enum { variant } => {
-                    Some(PathSegment::Key(variant.clone()))
-                }
-                serde_path_to_error::Segment::Unknown => None,
-            })
-            .collect();
-        Error::invalid_input(vec![Issue::new(
-            path,
-            "invalid_type",
-            e.into_inner().to_string(),
-        )])
-    })
+    crate::types::deserialize_validated(&value)
 }
 
 /// Serializes an output (with its parts sent later, on a streamed call), validating it
@@ -437,6 +411,7 @@ fn encode_output<O: Output>(
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
+    use crate::validate::PathSegment;
 
     fn block_on<F: Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()

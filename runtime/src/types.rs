@@ -8,7 +8,9 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::upload::BodyKind;
+use crate::error::Error;
+use crate::request_body::BodyKind;
+use crate::validate::{Issue, PathSegment};
 use crate::validate::{SchemaError, Validator};
 
 /// A type that can be a procedure's input.
@@ -195,6 +197,32 @@ pub(crate) fn short_type_name(full: &str) -> String {
     }
     out.push_str(&full[segment_start..]);
     out
+}
+
+/// Deserializes an input that passed validation. The schema and serde agree almost always;
+/// when they don't, serde has the last word (its error becomes an issue at its path).
+pub(crate) fn deserialize_validated<I: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+) -> Result<I, Error> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(PathSegment::Key(key.clone())),
+                serde_path_to_error::Segment::Enum { variant } => {
+                    Some(PathSegment::Key(variant.clone()))
+                }
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        Error::invalid_input(vec![Issue::new(
+            path,
+            "invalid_type",
+            e.into_inner().to_string(),
+        )])
+    })
 }
 
 #[cfg(test)]

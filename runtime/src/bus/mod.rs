@@ -1,7 +1,7 @@
 //! Publish/subscribe for subscriptions: one [`EventBus`] API over interchangeable brokers.
 //!
 //! - [`EventBus::new`]: in memory, one process (the default; nothing to run).
-//! - [`EventBus::redis`] (feature `redis`): a Redis stream shared by every instance of the
+//! - `EventBus::redis` (feature `redis`): a Redis stream shared by every instance of the
 //!   server, so a client may resume on another instance after a reconnect.
 //!
 //! Either way an event is encoded to JSON once per publish and decoded at most once per

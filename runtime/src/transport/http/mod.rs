@@ -18,7 +18,7 @@ use crate::dispatch::{Dispatcher, Entry, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::envelope;
 use crate::protocol::http::{self as wire, HttpMethod};
-use crate::upload::{BodyKind, BodyStream, RequestBody};
+use crate::request_body::{BodyKind, BodyStream, RequestBody};
 
 /// Limits and switches of the HTTP transport.
 #[derive(Debug, Clone)]
