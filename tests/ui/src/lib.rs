@@ -1,0 +1,1 @@
+//! Holds no code: the UI cases are in `pass/` and `fail/`, run by `tests/ui.rs`.
