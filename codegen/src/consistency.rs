@@ -188,6 +188,68 @@ pub(crate) fn check(
     problems
 }
 
+/// The keys oxrpc itself puts into `error.data` (the runtime drops them from typed errors).
+const RESERVED_DATA_KEYS: &[&str] = &["code", "httpStatus", "path", "stack", "issues", "zodError"];
+
+/// The top-level property names of every object an object-or-union-of-objects schema admits;
+/// `None` if some branch is not an object.
+fn object_keys(root: &Value, schema: &Value, keys: &mut Vec<String>) -> Option<()> {
+    let schema = deref(root, schema);
+    if let Some(branches) = schema
+        .get("oneOf")
+        .or_else(|| schema.get("anyOf"))
+        .and_then(Value::as_array)
+    {
+        for branch in branches {
+            object_keys(root, branch, keys)?;
+        }
+        return Some(());
+    }
+    let props = schema.get("properties").and_then(Value::as_object);
+    let is_object = schema.get("type").and_then(Value::as_str) == Some("object");
+    if props.is_none() && !is_object {
+        return None;
+    }
+    keys.extend(props.into_iter().flat_map(|p| p.keys().cloned()));
+    Some(())
+}
+
+/// A procedure's typed error type must serialize to an object, and its fields must not clash
+/// with oxrpc's own fields of `error.data` or with the root error formatter's.
+pub(crate) fn typed_error_problems(
+    path: &str,
+    error: &oxrpc::types::TypeInfo,
+    formatter: Option<&Value>,
+) -> Vec<String> {
+    let name = error.rust_name();
+    let schema = error.json_schema().to_value();
+    let mut keys = Vec::new();
+    if object_keys(&schema, &schema, &mut keys).is_none() {
+        return vec![format!(
+            "`{name}` (the error type of `{path}`): a TypedError must serialize to a JSON object: a struct, or an \
+             enum with `#[serde(tag = \"kind\")]`"
+        )];
+    }
+    let mut formatter_keys = Vec::new();
+    if let Some(formatter) = formatter {
+        let _ = object_keys(formatter, formatter, &mut formatter_keys);
+    }
+    let mut problems = Vec::new();
+    for key in keys {
+        if RESERVED_DATA_KEYS.contains(&key.as_str()) {
+            problems.push(format!(
+                "`{name}` (the error type of `{path}`): field `{key}` clashes with oxrpc's own `error.data.{key}`; rename it"
+            ));
+        } else if formatter_keys.contains(&key) {
+            problems.push(format!(
+                "`{name}` (the error type of `{path}`): field `{key}` clashes with the error formatter's `error.data.{key}`; rename one"
+            ));
+        }
+    }
+    problems.dedup();
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

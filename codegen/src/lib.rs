@@ -51,6 +51,7 @@ const TAKEN: &[&str] = &[
     "ValidationIssue",
     "ErrorData",
     "ErrorShape",
+    "TypedErrorShape",
     "inferRouterInputs",
     "inferRouterOutputs",
 ];
@@ -132,10 +133,20 @@ fn output_type(info: &TypeInfo, cfg: &ts_rs::Config) -> String {
     }
 }
 
+/// One procedure as the router type declares it.
+struct RenderedProcedure<'a> {
+    kind: ProcedureKind,
+    docs: Option<&'a str>,
+    input: String,
+    output: String,
+    /// `TypedErrorShape<E>` for a procedure with a typed error type.
+    error_shape: Option<String>,
+}
+
 /// A namespace level of the router tree.
 #[derive(Default)]
 struct Level<'a> {
-    procedures: BTreeMap<&'a str, (ProcedureKind, Option<&'a str>, String, String)>,
+    procedures: BTreeMap<&'a str, RenderedProcedure<'a>>,
     children: BTreeMap<&'a str, Level<'a>>,
 }
 
@@ -167,10 +178,22 @@ fn render_level(out: &mut String, level: &Level<'_>, depth: usize) {
         .collect();
     keys.sort_unstable();
     for key in keys {
-        if let Some((kind, docs, input, output)) = level.procedures.get(key) {
+        if let Some(procedure) = level.procedures.get(key) {
+            let RenderedProcedure {
+                kind,
+                docs,
+                input,
+                output,
+                error_shape,
+            } = procedure;
             if let Some(docs) = docs {
                 jsdoc(out, docs, &indent);
             }
+            // Clients before 11.20 ignore `errorShape` (trpc-types §2).
+            let error_shape = error_shape
+                .as_ref()
+                .map(|shape| format!("; errorShape: {shape}"))
+                .unwrap_or_default();
             let alias = match kind {
                 ProcedureKind::Mutation => "TRPCMutationProcedure",
                 ProcedureKind::Subscription => "TRPCSubscriptionProcedure",
@@ -178,7 +201,7 @@ fn render_level(out: &mut String, level: &Level<'_>, depth: usize) {
             };
             let _ = writeln!(
                 out,
-                "{indent}{key}: {alias}<{{ input: {input}; output: {output}; meta: object }}>;"
+                "{indent}{key}: {alias}<{{ input: {input}; output: {output}; meta: object{error_shape} }}>;"
             );
         } else if let Some(child) = level.children.get(key) {
             let _ = writeln!(out, "{indent}{key}: {{");
@@ -216,7 +239,8 @@ pub fn render_for<Ctx>(router: &Router<Ctx>, since: TrpcVersion) -> Result<Strin
     let error_data = router.error_data_type();
     let infos = router
         .procedures()
-        .flat_map(|(_, p)| [p.input(), p.output()])
+        .flat_map(|(_, p)| [Some(p.input()), Some(p.output()), p.error_type()])
+        .flatten()
         .chain(error_data);
     for info in infos {
         for decl in info.ts_declarations(&cfg) {
@@ -240,14 +264,27 @@ pub fn render_for<Ctx>(router: &Router<Ctx>, since: TrpcVersion) -> Result<Strin
         }
     }
     let mut problems = Vec::new();
+    for (path, procedure) in router.procedures() {
+        if let Some(error) = procedure.error_type() {
+            problems.extend(consistency::typed_error_problems(
+                path,
+                error,
+                error_data
+                    .map(|info| info.json_schema().to_value())
+                    .as_ref(),
+            ));
+        }
+    }
     let roles = router
         .procedures()
         .flat_map(|(_, p)| {
             [
-                (p.input(), consistency::Role::Input),
-                (p.output(), consistency::Role::Output),
+                Some((p.input(), consistency::Role::Input)),
+                Some((p.output(), consistency::Role::Output)),
+                p.error_type().map(|e| (e, consistency::Role::Output)),
             ]
         })
+        .flatten()
         .chain(error_data.map(|info| (info, consistency::Role::Output)))
         .chain([(&wire_error_data, consistency::Role::Output)]);
     for (info, role) in roles {
@@ -277,11 +314,11 @@ pub fn render_for<Ctx>(router: &Router<Ctx>, since: TrpcVersion) -> Result<Strin
         });
         level.procedures.insert(
             leaf,
-            (
-                procedure.kind(),
-                procedure.docs(),
-                input_type(procedure.input(), &cfg),
-                match procedure.kind() {
+            RenderedProcedure {
+                kind: procedure.kind(),
+                docs: procedure.docs(),
+                input: input_type(procedure.input(), &cfg),
+                output: match procedure.kind() {
                     // Tracked events reach the client as `{ id, data }` (trpc-types §3.4).
                     ProcedureKind::Subscription if procedure.is_tracked() => format!(
                         "AsyncIterable<{{ id: string; data: {} }}, void, any>",
@@ -295,9 +332,13 @@ pub fn render_for<Ctx>(router: &Router<Ctx>, since: TrpcVersion) -> Result<Strin
                     }
                     _ => output_type(procedure.output(), &cfg),
                 },
-            ),
+                error_shape: procedure
+                    .error_type()
+                    .map(|e| format!("TypedErrorShape<{}>", e.ts_name(&cfg))),
+            },
         );
     }
+    let any_typed_errors = router.procedures().any(|(_, p)| p.error_type().is_some());
     declarations.sort_by(|a, b| a.ident.cmp(&b.ident));
 
     let mut body = String::new();
@@ -328,6 +369,20 @@ pub fn render_for<Ctx>(router: &Router<Ctx>, since: TrpcVersion) -> Result<Strin
          export interface ErrorShape {{\n  message: string;\n  code: TRPC_ERROR_CODE_NUMBER;\n  \
          data: ErrorData{extra};\n}}\n\n"
     );
+    if any_typed_errors {
+        let _ = write!(
+            body,
+            "/**\n * The error shape of a procedure with a typed error `TError` (a Rust function returning\n \
+             * `Result<T, E>` with `E: oxrpc::TypedError`): `TError`'s fields in `data` beside the usual\n \
+             * ones, or the root shape for the procedure's other errors. `TError`'s keys are absent\n \
+             * from the root branch, so checking its tag (`error.data?.kind === '…'`) narrows.\n \
+             */\n\
+             export type TypedErrorShape<TError> =\n  \
+             | {{ message: string; code: TRPC_ERROR_CODE_NUMBER; data: ErrorData{extra} & TError }}\n  \
+             | {{\n      message: string;\n      code: TRPC_ERROR_CODE_NUMBER;\n      \
+             data: ErrorData{extra} & {{ [K in keyof TError]?: undefined }};\n    }};\n\n"
+        );
+    }
     body.push_str(
         "export type AppRouter = TRPCBuiltRouter<\n  \
          { ctx: object; meta: object; errorShape: ErrorShape; transformer: false },\n  {\n",
@@ -351,7 +406,8 @@ pub fn render_for<Ctx>(router: &Router<Ctx>, since: TrpcVersion) -> Result<Strin
 /// The JSON Schema of every procedure's input and output, validation constraints included:
 /// `{"procedures": {"user.byId": {"kind": "query", "description": …, "input": {…}, "output": {…}}}}`.
 /// Each schema is self-contained (its own `$defs`); inputs describe what the server accepts,
-/// outputs what it sends. Procedures without input have no `input` key.
+/// outputs what it sends. Procedures without input have no `input` key; procedures with a
+/// typed error type have an `error` key (the fields it adds to `error.data`).
 pub fn json_schema<Ctx>(router: &Router<Ctx>) -> serde_json::Value {
     let mut procedures = serde_json::Map::new();
     for (path, procedure) in router.procedures() {
@@ -364,6 +420,10 @@ pub fn json_schema<Ctx>(router: &Router<Ctx>) -> serde_json::Value {
             entry.insert("input".into(), procedure.input().json_schema().to_value());
         }
         entry.insert("output".into(), procedure.output().json_schema().to_value());
+        if let Some(error) = procedure.error_type() {
+            // What a typed error adds to `error.data`.
+            entry.insert("error".into(), error.json_schema().to_value());
+        }
         procedures.insert(path.to_owned(), entry.into());
     }
     serde_json::json!({
@@ -558,6 +618,100 @@ mod tests {
             Ok::<_, Error>(h)
         }));
         render(&r).expect("honest");
+    }
+
+    mod typed {
+        use oxrpc::{ErrorCode, TypedError};
+
+        macro_rules! typed_error {
+            ($name:ident) => {
+                impl std::fmt::Display for $name {
+                    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(stringify!($name))
+                    }
+                }
+                impl TypedError for $name {
+                    fn code(&self) -> ErrorCode {
+                        ErrorCode::Conflict
+                    }
+                }
+            };
+        }
+
+        #[derive(serde::Serialize, ts_rs::TS, schemars::JsonSchema)]
+        #[serde(tag = "kind")]
+        #[allow(dead_code)] // only its types are rendered
+        pub(super) enum Good {
+            SoldOut { stock: u32 },
+            Closed,
+        }
+        typed_error!(Good);
+
+        /// Serializes as a string: not an object.
+        #[derive(serde::Serialize, ts_rs::TS, schemars::JsonSchema)]
+        #[allow(dead_code)] // only its types are rendered
+        pub(super) enum Untagged {
+            A,
+        }
+        typed_error!(Untagged);
+
+        #[derive(serde::Serialize, ts_rs::TS, schemars::JsonSchema)]
+        pub(super) struct Clashing {
+            pub(super) path: String,
+        }
+        typed_error!(Clashing);
+    }
+
+    #[test]
+    fn typed_errors_get_their_own_error_shape() {
+        let r = Router::<()>::new()
+            .add(
+                Procedure::query("buy", |_: (), (): ()| async {
+                    Err::<u8, Error>(typed::Good::Closed.into())
+                })
+                .errors::<typed::Good>(),
+            )
+            .add(Procedure::query("plain", |_: (), (): ()| async {
+                Ok::<_, Error>(1u8)
+            }));
+        let text = render(&r).expect("renders");
+        assert!(
+            text.contains("buy: TRPCQueryProcedure<{ input: void; output: number; meta: object; errorShape: TypedErrorShape<Good> }>;"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "plain: TRPCQueryProcedure<{ input: void; output: number; meta: object }>;"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("export type TypedErrorShape<TError> ="),
+            "{text}"
+        );
+        assert!(text.contains("export type Good = "), "{text}");
+        let schema = json_schema(&r);
+        assert!(schema["procedures"]["buy"]["error"].is_object());
+        assert!(schema["procedures"]["plain"].get("error").is_none());
+        // Without typed errors, the helper type is not emitted.
+        let text = render(&router()).expect("renders");
+        assert!(!text.contains("TypedErrorShape"), "{text}");
+    }
+
+    #[test]
+    fn typed_errors_that_cannot_be_sent_as_data_are_refused() {
+        let r = Router::<()>::new().add(
+            Procedure::query("u", |_: (), (): ()| async { Ok::<_, Error>(1u8) })
+                .errors::<typed::Untagged>(),
+        );
+        let text = render(&r).expect_err("not an object").to_string();
+        assert!(text.contains("must serialize to a JSON object"), "{text}");
+        let r = Router::<()>::new().add(
+            Procedure::query("c", |_: (), (): ()| async { Ok::<_, Error>(1u8) })
+                .errors::<typed::Clashing>(),
+        );
+        let text = render(&r).expect_err("reserved key").to_string();
+        assert!(text.contains("field `path` clashes"), "{text}");
     }
 
     fn scratch(name: &str) -> PathBuf {

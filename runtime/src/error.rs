@@ -4,6 +4,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+use serde_json::{Map, Value};
+
 use crate::validate::Issue;
 
 /// Declares [`ErrorCode`] and its three mappings from one table, so the name, the
@@ -119,6 +121,7 @@ pub struct Error {
     message: Cow<'static, str>,
     cause: Option<Cause>,
     issues: Option<Arc<[Issue]>>,
+    data: Option<Arc<Map<String, Value>>>,
 }
 
 impl Error {
@@ -129,6 +132,7 @@ impl Error {
             message: message.into(),
             cause: None,
             issues: None,
+            data: None,
         }
     }
 
@@ -224,6 +228,19 @@ impl Error {
         &self.message
     }
 
+    /// The fields a [`TypedError`] adds to `error.data` (its serialized value), if this error
+    /// came from one.
+    pub fn data(&self) -> Option<&Map<String, Value>> {
+        self.data.as_deref()
+    }
+
+    /// Adds a typed error's fields to `error.data`, keeping this error's code, message, cause
+    /// and issues (what [`TypedError::adopt`] does).
+    pub(crate) fn with_typed_data<E: TypedError>(mut self, typed: &E) -> Self {
+        self.data = typed_fields(typed).map(Arc::new);
+        self
+    }
+
     /// The private cause, if any.
     pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
         self.cause.as_deref()
@@ -252,6 +269,7 @@ impl fmt::Debug for Error {
             .field("message", &self.message)
             .field("cause", &self.cause)
             .field("issues", &self.issues)
+            .field("data", &self.data)
             .finish()
     }
 }
@@ -271,6 +289,123 @@ impl std::error::Error for Error {
 impl From<ErrorCode> for Error {
     fn from(code: ErrorCode) -> Self {
         Error::from_code(code)
+    }
+}
+
+/// A procedure's own error type: the cases a client can tell apart, each with typed data.
+///
+/// A procedure whose function returns `Result<T, E>` with `E: TypedError` declares `E` as its
+/// error type. A returned `E` reaches the client with the code [`TypedError::code`] gives, its
+/// `Display` text as the message, and its fields (its `serde` serialization, which must be a
+/// JSON object) added to `error.data` next to `code`, `httpStatus`, `path` and the root
+/// error formatter's fields. The generated `.d.ts` gives the procedure the error shape
+/// "`E`'s data, or the root shape" (`$types.errorShape`), so `safe()` and
+/// `TRPCClientError` narrow on `E`'s tag:
+///
+/// ```
+/// use oxrpc::{procedure, ErrorCode, TypedError};
+///
+/// #[derive(Debug, serde::Serialize, ts_rs::TS, schemars::JsonSchema)]
+/// #[serde(tag = "kind", rename_all = "camelCase")]
+/// pub enum BuyError {
+///     SoldOut { stock: u32 },
+///     Declined,
+/// }
+///
+/// impl std::fmt::Display for BuyError {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str(match self {
+///             BuyError::SoldOut { .. } => "sold out",
+///             BuyError::Declined => "payment declined",
+///         })
+///     }
+/// }
+///
+/// impl TypedError for BuyError {
+///     fn code(&self) -> ErrorCode {
+///         match self {
+///             BuyError::SoldOut { .. } => ErrorCode::Conflict,
+///             BuyError::Declined => ErrorCode::PaymentRequired,
+///         }
+///     }
+/// }
+///
+/// #[procedure(mutation)]
+/// pub async fn buy(quantity: u32) -> Result<u32, BuyError> {
+///     if quantity > 3 { Err(BuyError::SoldOut { stock: 3 }) } else { Ok(quantity) }
+/// }
+///
+/// // On the wire: {"message":"sold out","code":-32009,
+/// //   "data":{"code":"CONFLICT","httpStatus":409,"path":"buy","kind":"soldOut","stock":3}}
+/// let e = oxrpc::Error::from(BuyError::SoldOut { stock: 3 });
+/// assert_eq!(e.code(), ErrorCode::Conflict);
+/// assert_eq!(e.message(), "sold out");
+/// assert_eq!(e.data().unwrap()["kind"], "soldOut");
+/// ```
+///
+/// Failures outside the typed contract (a database error, say) can live in a variant marked
+/// `#[serde(skip)]` holding an [`Error`], returned by [`TypedError::untyped`]: they are sent as
+/// that error, in the root shape. oxrpc's own fields (`code`, `httpStatus`, `path`, `stack`,
+/// `issues`, `zodError`) cannot be replaced: such fields of `E` are dropped (and refused by
+/// codegen).
+pub trait TypedError:
+    fmt::Display + serde::Serialize + ts_rs::TS + schemars::JsonSchema + Send + Sync + 'static
+{
+    /// The tRPC code this case is sent with (it decides the HTTP status).
+    fn code(&self) -> ErrorCode;
+
+    /// A case that is not part of the typed contract: `Some(error)` sends `error` instead, with
+    /// no typed data. The default: every case is typed.
+    fn untyped(&self) -> Option<Error> {
+        None
+    }
+
+    /// An error of this procedure that its function did not return (invalid input, an error
+    /// ending a subscription's stream, a panic): `Some(case)` adds that case's fields to its
+    /// `error.data`, keeping its code, message and validation issues, so the client sees the
+    /// typed shape for it too (tRPC's `.errors()` formatter sees these as well). The default
+    /// leaves them in the root shape.
+    fn adopt(error: &Error) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        let _ = error;
+        None
+    }
+}
+
+/// The keys oxrpc itself puts into `error.data`; neither a formatter nor a typed error can
+/// replace them.
+pub(crate) const RESERVED_DATA_KEYS: &[&str] =
+    &["code", "httpStatus", "path", "stack", "issues", "zodError"];
+
+/// A typed error's fields: its serialization, which must be an object; reserved keys dropped.
+fn typed_fields<E: TypedError>(typed: &E) -> Option<Map<String, Value>> {
+    match serde_json::to_value(typed) {
+        Ok(Value::Object(mut map)) => {
+            map.retain(|key, _| !RESERVED_DATA_KEYS.contains(&key.as_str()));
+            Some(map)
+        }
+        Ok(_) => {
+            tracing::error!(
+                error_type = std::any::type_name::<E>(),
+                "a TypedError must serialize to a JSON object (a struct, or an enum with `#[serde(tag = \"…\")]`); its data was dropped"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::error!(error_type = std::any::type_name::<E>(), error = %e, "a TypedError could not be serialized; its data was dropped");
+            None
+        }
+    }
+}
+
+impl<E: TypedError> From<E> for Error {
+    fn from(typed: E) -> Self {
+        if let Some(error) = typed.untyped() {
+            return error;
+        }
+        Error::new(typed.code(), typed.to_string()).with_typed_data(&typed)
     }
 }
 

@@ -90,7 +90,7 @@ pub use bus::EventBus;
 pub use call::{Call, Meta, ProcedureKind, Reply};
 pub use context::{RequestInfo, ResponseHeaders, TransportKind};
 pub use deferred::{Deferred, Streamed};
-pub use error::{Error, ErrorCode};
+pub use error::{Error, ErrorCode, TypedError};
 pub use middleware::{Layer, Middleware, Next};
 pub use oxrpc_macros::procedure;
 pub use procedure::Procedure;
@@ -198,6 +198,73 @@ pub mod __private {
     /// Turns a handler's `Result<T, E>` into `Result<T, oxrpc::Error>`.
     pub fn into_result<T, E: Into<crate::Error>>(result: Result<T, E>) -> Result<T, crate::Error> {
         result.map_err(Into::into)
+    }
+
+    /// The error type of an async function returning `Result<T, E>` with no parameter (also
+    /// through aliases such as `anyhow::Result<T>`, and with `impl Trait` in `T`).
+    pub fn error_type_of0<F, Fut, T, E>(_: &F) -> ErrorTypeOf<E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: core::future::Future<Output = Result<T, E>>,
+    {
+        ErrorTypeOf::new()
+    }
+
+    /// [`error_type_of0`] for one parameter.
+    pub fn error_type_of1<F, A, Fut, T, E>(_: &F) -> ErrorTypeOf<E>
+    where
+        F: FnOnce(A) -> Fut,
+        Fut: core::future::Future<Output = Result<T, E>>,
+    {
+        ErrorTypeOf::new()
+    }
+
+    /// [`error_type_of0`] for two parameters.
+    pub fn error_type_of2<F, A, B, Fut, T, E>(_: &F) -> ErrorTypeOf<E>
+    where
+        F: FnOnce(A, B) -> Fut,
+        Fut: core::future::Future<Output = Result<T, E>>,
+    {
+        ErrorTypeOf::new()
+    }
+
+    /// Declares a function's error type on its procedure when it is a [`crate::TypedError`]
+    /// (autoref dispatch: [`Typed`] is found first when it applies, [`Untyped`] otherwise).
+    pub struct ErrorTypeOf<E>(core::marker::PhantomData<E>);
+
+    impl<E> ErrorTypeOf<E> {
+        /// The probe for `E`.
+        pub fn new() -> Self {
+            ErrorTypeOf(core::marker::PhantomData)
+        }
+    }
+
+    impl<E> Default for ErrorTypeOf<E> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// The error type is a [`crate::TypedError`]: the procedure declares it.
+    pub trait Typed {
+        /// Declares the error type.
+        fn declare<Ctx: 'static>(&self, p: crate::Procedure<Ctx>) -> crate::Procedure<Ctx>;
+    }
+    impl<E: crate::TypedError> Typed for ErrorTypeOf<E> {
+        fn declare<Ctx: 'static>(&self, p: crate::Procedure<Ctx>) -> crate::Procedure<Ctx> {
+            p.errors::<E>()
+        }
+    }
+
+    /// Any other error type (`oxrpc::Error`, `anyhow::Error`, …): nothing to declare.
+    pub trait Untyped {
+        /// Leaves the procedure as it is.
+        fn declare<Ctx: 'static>(&self, p: crate::Procedure<Ctx>) -> crate::Procedure<Ctx>;
+    }
+    impl<E> Untyped for &ErrorTypeOf<E> {
+        fn declare<Ctx: 'static>(&self, p: crate::Procedure<Ctx>) -> crate::Procedure<Ctx> {
+            p
+        }
     }
 
     /// What a subscription function returns.

@@ -9,7 +9,7 @@ use futures_util::{Stream, StreamExt};
 
 use crate::call::{BoxFuture, Call, EncodedEvent, Handler, Meta, ProcedureKind, Reply};
 use crate::deferred::{self, Encoded};
-use crate::error::{Error, ErrorCode};
+use crate::error::{Error, ErrorCode, TypedError};
 use crate::middleware::Layer;
 use crate::subscription::{Event, Wire};
 use crate::types::{Input, Output, TypeInfo, short_type_name};
@@ -40,6 +40,7 @@ pub struct Procedure<Ctx> {
     meta: Meta,
     input: TypeInfo,
     output: TypeInfo,
+    error: Option<TypeInfo>,
     tracked: bool,
     handler: Handler<Ctx>,
     location: &'static Location<'static>,
@@ -54,6 +55,7 @@ impl<Ctx> Clone for Procedure<Ctx> {
             meta: self.meta.clone(),
             input: self.input,
             output: self.output,
+            error: self.error,
             tracked: self.tracked,
             handler: Arc::clone(&self.handler),
             location: self.location,
@@ -135,6 +137,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
             meta: Meta::default(),
             input,
             output,
+            error: None,
             tracked: false,
             handler: Arc::new(erased),
             location,
@@ -197,6 +200,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
             meta: Meta::default(),
             input,
             output,
+            error: None,
             tracked: E::TRACKED,
             handler: Arc::new(erased),
             location: Location::caller(),
@@ -241,10 +245,49 @@ impl<Ctx> Procedure<Ctx> {
             meta: self.meta,
             input: self.input,
             output: self.output,
+            error: self.error,
             tracked: self.tracked,
             handler: f(self.handler),
             location: self.location,
         }
+    }
+
+    /// Declares `E` as the procedure's error type (tRPC's `.errors()`): the generated `.d.ts`
+    /// types its error shape as `E`'s data or the root shape, and errors of the procedure that
+    /// the handler did not return itself go through [`TypedError::adopt`]. `#[procedure]` calls
+    /// this for a function returning `Result<T, E>` with `E: TypedError`; a hand-built procedure
+    /// returns `Err(e.into())` and calls it itself.
+    ///
+    /// Middleware added afterwards (`.with(…)`) is outside: its errors keep the root shape.
+    pub fn errors<E: TypedError>(mut self) -> Self
+    where
+        Ctx: 'static,
+    {
+        self.error = Some(TypeInfo::of_output::<E>());
+        let inner = self.handler;
+        self.handler = Arc::new(move |ctx: Ctx, call: Arc<Call>| {
+            let fut = inner(ctx, call);
+            Box::pin(async move {
+                match fut.await {
+                    Ok(reply) => Ok(reply.map_events(|events| {
+                        Box::pin(events.map(|event| event.map_err(adopt::<E>)))
+                    })),
+                    Err(error) => Err(adopt::<E>(error)),
+                }
+            })
+        });
+        self
+    }
+
+    /// Applies `f` (lets `#[procedure]` insert a step into its builder chain). Not public API.
+    #[doc(hidden)]
+    pub fn __then(self, f: impl FnOnce(Self) -> Self) -> Self {
+        f(self)
+    }
+
+    /// The error type declared with [`Procedure::errors`], if any.
+    pub fn error_type(&self) -> Option<&TypeInfo> {
+        self.error.as_ref()
     }
 
     /// Renames the procedure (its last path segment).
@@ -303,6 +346,18 @@ impl<Ctx> fmt::Debug for Procedure<Ctx> {
             .field("output", &self.output)
             .field("location", &format_args!("{}", self.location))
             .finish_non_exhaustive()
+    }
+}
+
+/// An error of a procedure with a typed error type `E`: kept if it already carries typed
+/// data, else given the fields of the case `E::adopt` picks for it, if any.
+fn adopt<E: TypedError>(error: Error) -> Error {
+    if error.data().is_some() {
+        return error;
+    }
+    match E::adopt(&error) {
+        Some(typed) => error.with_typed_data(&typed),
+        None => error,
     }
 }
 
@@ -480,5 +535,86 @@ mod tests {
         assert!(p.input().accepts_undefined());
         let out = block_on(p.invoke((), call(None))).expect("ok");
         assert_eq!(out.json(), Some("null"));
+    }
+
+    #[derive(Debug, serde::Serialize, ts_rs::TS, schemars::JsonSchema)]
+    #[serde(tag = "reason")]
+    enum Refusal {
+        Full,
+        BadInput,
+    }
+
+    impl fmt::Display for Refusal {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("full")
+        }
+    }
+
+    impl TypedError for Refusal {
+        fn code(&self) -> ErrorCode {
+            ErrorCode::Conflict
+        }
+
+        fn adopt(error: &Error) -> Option<Self> {
+            (error.code() == ErrorCode::BadRequest).then_some(Refusal::BadInput)
+        }
+    }
+
+    #[test]
+    fn a_typed_error_type_is_declared_and_adopts_the_procedures_other_errors() {
+        let p = Procedure::query("q", |_: (), n: u8| async move {
+            match n {
+                0 => Err(Refusal::Full.into()),
+                1 => Err(Error::forbidden()),
+                _ => Ok(n),
+            }
+        })
+        .errors::<Refusal>();
+        assert_eq!(
+            p.error_type().map(TypeInfo::rust_name),
+            Some(std::any::type_name::<Refusal>())
+        );
+        let reason = |e: &Error| e.data().map(|d| d["reason"].clone());
+        // Returned by the handler: its own case.
+        let e = block_on(p.invoke((), raw("0"))).expect_err("fails");
+        assert_eq!((e.code(), e.message()), (ErrorCode::Conflict, "full"));
+        assert_eq!(reason(&e), Some("Full".into()));
+        // Invalid input: adopted, issues and message kept.
+        let e = block_on(p.invoke((), raw("\"x\""))).expect_err("fails");
+        assert_eq!(e.code(), ErrorCode::BadRequest);
+        assert!(e.issues().is_some_and(|i| !i.is_empty()));
+        assert_eq!(reason(&e), Some("BadInput".into()));
+        // Not adopted: root shape.
+        let e = block_on(p.invoke((), raw("1"))).expect_err("fails");
+        assert_eq!((e.code(), e.data()), (ErrorCode::Forbidden, None));
+        // Without `.errors()`, nothing is declared.
+        let plain = Procedure::query("q", |_: (), n: u8| async move { Ok::<_, Error>(n) });
+        assert!(plain.error_type().is_none());
+    }
+
+    #[test]
+    fn a_subscriptions_stream_errors_are_adopted_too() {
+        let p = Procedure::subscription("s", |_: (), (): ()| async {
+            Ok::<_, Error>(futures_util::stream::iter([
+                Ok(1u8),
+                Err(Error::bad_request("late")),
+            ]))
+        })
+        .errors::<Refusal>();
+        let events = block_on(async {
+            let reply = p.invoke((), call(None)).await.expect("starts");
+            reply
+                .into_events()
+                .expect("a stream")
+                .collect::<Vec<_>>()
+                .await
+        });
+        assert_eq!(events.len(), 2);
+        let e = events[1].as_ref().expect_err("the second item fails");
+        assert_eq!(e.message(), "late");
+        assert_eq!(
+            e.data().map(|d| d["reason"].clone()),
+            Some("BadInput".into())
+        );
     }
 }

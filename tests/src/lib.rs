@@ -19,6 +19,7 @@ pub mod live;
 pub mod pages;
 pub mod redis_server;
 pub mod streamed;
+pub mod typed;
 pub mod uploads;
 pub mod validated;
 pub mod wire;
@@ -246,6 +247,7 @@ pub fn router() -> Router<Ctx> {
         .merge(live::router())
         .merge(streamed::router())
         .merge(uploads::router())
+        .merge(typed::router())
         .with(auth::Audit)
         .error_formatter(|error: &Error, _: &ErrorInfo<'_>| ErrorExtra {
             retryable: error.code().http_status() >= 500,

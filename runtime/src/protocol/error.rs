@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::error::Error;
+use crate::error::{Error, RESERVED_DATA_KEYS};
 use crate::types::TypeInfo;
 use crate::validate::{Issue, PathSegment};
 
@@ -72,9 +72,6 @@ impl fmt::Debug for ErrorFormatter {
             .finish_non_exhaustive()
     }
 }
-
-/// The keys oxrpc itself puts into `error.data`; a formatter cannot replace them.
-const RESERVED_DATA_KEYS: &[&str] = &["code", "httpStatus", "path", "stack", "issues", "zodError"];
 
 /// How errors are shown to clients, and who hears about them.
 #[derive(Clone, Default)]
@@ -205,6 +202,10 @@ impl ErrorPolicy {
             None => Map::new(),
         };
         extra.retain(|key, _| !RESERVED_DATA_KEYS.contains(&key.as_str()));
+        // A typed error's own fields (reserved keys already dropped) win over the formatter's.
+        if let Some(typed) = error.data() {
+            extra.extend(typed.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         let issues = error.issues();
         ErrorShape {
             message: error.message(),
@@ -367,5 +368,93 @@ mod tests {
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 0);
         policy.report(&e, None);
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[derive(Debug, Serialize, ts_rs::TS, schemars::JsonSchema)]
+    #[serde(tag = "kind", rename_all = "camelCase")]
+    enum Refused {
+        SoldOut {
+            stock: u32,
+            /// Reserved: dropped on the wire (codegen refuses it).
+            code: u8,
+        },
+        Retry {
+            retryable: bool,
+        },
+        #[serde(skip)]
+        #[ts(skip)]
+        #[schemars(skip)]
+        Other(Error),
+    }
+
+    impl fmt::Display for Refused {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(match self {
+                Refused::SoldOut { .. } => "sold out",
+                Refused::Retry { .. } => "try again",
+                Refused::Other(_) => "other",
+            })
+        }
+    }
+
+    impl crate::TypedError for Refused {
+        fn code(&self) -> ErrorCode {
+            match self {
+                Refused::SoldOut { .. } => ErrorCode::Conflict,
+                Refused::Retry { .. } => ErrorCode::ServiceUnavailable,
+                Refused::Other(e) => e.code(),
+            }
+        }
+
+        fn untyped(&self) -> Option<Error> {
+            match self {
+                Refused::Other(e) => Some(e.clone()),
+                _ => None,
+            }
+        }
+    }
+
+    #[derive(Serialize, ts_rs::TS, schemars::JsonSchema)]
+    struct Extra {
+        retryable: bool,
+        region: &'static str,
+    }
+
+    #[test]
+    fn typed_fields_join_the_standard_data_and_the_formatters() {
+        let policy = ErrorPolicy {
+            formatter: Some(ErrorFormatter::new(|e: &Error, _: &ErrorInfo<'_>| Extra {
+                retryable: e.code().http_status() >= 500,
+                region: "eu",
+            })),
+            ..ErrorPolicy::default()
+        };
+        let e = Error::from(Refused::SoldOut { stock: 2, code: 9 });
+        assert_eq!(
+            policy.shape(&e, Some("buy")).to_json(),
+            r#"{"message":"sold out","code":-32009,"data":{"code":"CONFLICT","httpStatus":409,"path":"buy","kind":"soldOut","region":"eu","retryable":false,"stock":2}}"#
+        );
+        // A typed field wins over the formatter's field of the same name.
+        let e = Error::from(Refused::Retry { retryable: false });
+        let json: Value = serde_json::from_str(&policy.shape(&e, None).to_json()).expect("json");
+        assert_eq!(json["data"]["retryable"], false);
+        assert_eq!(json["data"]["httpStatus"], 503);
+        // An untyped case is that error, in the root shape.
+        let e = Error::from(Refused::Other(Error::not_found("gone")));
+        assert_eq!(e.code(), ErrorCode::NotFound);
+        assert!(e.data().is_none());
+        assert_eq!(
+            policy.shape(&e, None).to_json(),
+            r#"{"message":"gone","code":-32004,"data":{"code":"NOT_FOUND","httpStatus":404,"region":"eu","retryable":false}}"#
+        );
+    }
+
+    #[test]
+    fn typed_data_survives_clones_and_keeps_the_error_displayable() {
+        let e = Error::from(Refused::SoldOut { stock: 1, code: 0 });
+        let copy = e.clone();
+        assert_eq!(copy.data(), e.data());
+        assert_eq!(e.to_string(), "CONFLICT: sold out");
+        assert!(format!("{e:?}").contains("soldOut"));
     }
 }
