@@ -85,20 +85,61 @@ pub(crate) struct Query {
     pub(crate) connection_params: Option<String>,
 }
 
-/// Reads `batch`, `input` and `connectionParams` (the first of each wins).
+/// Reads `batch`, `input` and `connectionParams` (the first of each wins) as
+/// `application/x-www-form-urlencoded` (`+` is a space), decoding only what is used: the hot
+/// path of every `GET`, so it allocates only the values it keeps.
 pub(crate) fn parse_query(query: Option<&str>) -> Query {
     let mut out = Query::default();
-    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match &*key {
-            "batch" => out.batch = value == "1",
-            "input" if out.input.is_none() => out.input = Some(value.into_owned()),
+    for pair in query.unwrap_or("").split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match &*form_decode(key) {
+            "batch" => out.batch = form_decode(value) == "1",
+            "input" if out.input.is_none() => out.input = Some(form_decode(value).into_owned()),
             "connectionParams" if out.connection_params.is_none() => {
-                out.connection_params = Some(value.into_owned());
+                out.connection_params = Some(form_decode(value).into_owned());
             }
             _ => {}
         }
     }
     out
+}
+
+/// Decodes one form-urlencoded component: `+` → space, `%XY` → byte (a `%` not followed by two
+/// hex digits stays as it is), invalid UTF-8 replaced (what `URLSearchParams` does).
+fn form_decode(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.bytes().any(|b| b == b'%' || b == b'+') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                if let Some((Some(hi), Some(lo))) = bytes
+                    .get(i + 1..i + 3)
+                    .map(|pair| (hex(pair[0]), hex(pair[1])))
+                {
+                    // Two hex digits: at most 0xFF.
+                    out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    match String::from_utf8(out) {
+        Ok(s) => std::borrow::Cow::Owned(s),
+        Err(e) => std::borrow::Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
 }
 
 /// The one procedure path of a non-batch request (a subscription candidate for SSE).
@@ -342,5 +383,21 @@ mod tests {
         assert_eq!(batch_status([200, 404]), 207);
         assert!(check_one_kind([ProcedureKind::Query, ProcedureKind::Query]).is_ok());
         assert!(check_one_kind([ProcedureKind::Query, ProcedureKind::Mutation]).is_err());
+    }
+
+    #[test]
+    fn query_parameters_decode_as_urlsearchparams_does() {
+        let q = parse_query(Some(
+            "batch=1&input=%7B%220%22%3A%22a+b%22%7D&input=second&x=%zz",
+        ));
+        assert!(q.batch);
+        assert_eq!(q.input.as_deref(), Some(r#"{"0":"a b"}"#));
+        // Encoded keys, a stray `%`, invalid UTF-8 replaced, empty pieces skipped.
+        let q = parse_query(Some("&&%69nput=100%25+%2B%zz%FF&connectionParams&batch=0"));
+        assert!(!q.batch);
+        assert_eq!(q.input.as_deref(), Some("100% +%zz\u{fffd}"));
+        assert_eq!(q.connection_params.as_deref(), Some(""));
+        let q = parse_query(None);
+        assert!(!q.batch && q.input.is_none() && q.connection_params.is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! Raw JSON inputs from the wire: parsed to raw JSON text (never to a tree: serde_json's raw
 //! values are captured without recursion), with the limits every transport shares.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 
@@ -88,17 +88,83 @@ pub(crate) fn parse(text: &str) -> Result<RawInput, Error> {
         })
 }
 
-/// Parses a batch input `{"0":…,"1":…}` into one input per call.
+/// Parses a batch input `{"0":…,"1":…}` into one input per call, in one pass: each call's
+/// raw value is captured by its index (keys that are not a call's index are skipped, a repeated
+/// key keeps its last value).
 pub(crate) fn parse_batch(text: &str, calls: usize) -> Result<Vec<RawInput>, Error> {
-    let Some(all) = parse(text)? else {
+    if text.trim().is_empty() {
         return Ok(vec![None; calls]);
-    };
-    let mut map: HashMap<&str, &RawValue> = serde_json::from_str(all.get()).map_err(|_| {
-        Error::bad_request("\"input\" needs to be an object when doing a batch call")
-    })?;
-    Ok((0..calls)
-        .map(|i| map.remove(i.to_string().as_str()).map(RawValue::to_owned))
-        .collect())
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = serde::de::DeserializeSeed::deserialize(BatchInputs(calls), &mut de)
+        .and_then(|inputs| de.end().map(|()| inputs));
+    parsed.map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            Error::bad_request("\"input\" needs to be an object when doing a batch call")
+        }
+        _ if nests_deeper_than(text.as_bytes(), MAX_DEPTH) => too_deep(),
+        _ => Error::new(
+            ErrorCode::ParseError,
+            format!("Input is not valid JSON: {e}"),
+        ),
+    })
+}
+
+/// Deserializes a batch object straight into one slot per call.
+struct BatchInputs(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for BatchInputs {
+    type Value = Vec<RawInput>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BatchInputs {
+    type Value = Vec<RawInput>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object of inputs by call index")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut inputs: Vec<RawInput> = vec![None; self.0];
+        while let Some(CallIndex(index)) = map.next_key()? {
+            match index.and_then(|i| inputs.get_mut(i)) {
+                Some(slot) => *slot = Some(map.next_value()?),
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(inputs)
+    }
+}
+
+/// A batch key: the call index it names, if it is one written as tRPC writes it (`"0"`,
+/// `"12"`: decimal digits, no sign, no leading zero).
+struct CallIndex(Option<usize>);
+
+impl<'de> serde::Deserialize<'de> for CallIndex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl serde::de::Visitor<'_> for Key {
+            type Value = CallIndex;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a call index")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<CallIndex, E> {
+                let canonical = !key.is_empty()
+                    && key.bytes().all(|b| b.is_ascii_digit())
+                    && (key.len() == 1 || !key.starts_with('0'));
+                Ok(CallIndex(canonical.then(|| key.parse().ok()).flatten()))
+            }
+        }
+        d.deserialize_str(Key)
+    }
 }
 
 /// Merges the client's last seen event id into a subscription input (spec §6.3): an object
@@ -188,5 +254,35 @@ mod tests {
             ErrorCode::BadRequest
         );
         assert_eq!(parse_batch("", 2).expect("none").len(), 2);
+    }
+
+    #[test]
+    fn batch_keys_must_name_a_call_as_trpc_writes_it() {
+        let v = parse_batch(
+            r#"{"0":1,"01":2,"+1":3,"9":4,"x":{"deep":[1]},"\u0031":5,"0":6}"#,
+            2,
+        )
+        .expect("ok");
+        // "0" repeated: the last value wins; "\u0031" is "1"; the rest name no call.
+        assert_eq!(v[0].as_deref().map(RawValue::get), Some("6"));
+        assert_eq!(v[1].as_deref().map(RawValue::get), Some("5"));
+        for (text, code) in [
+            ("null", ErrorCode::BadRequest),
+            ("\"0\"", ErrorCode::BadRequest),
+            (r#"{"0":1"#, ErrorCode::ParseError),
+            (r#"{"0":1} x"#, ErrorCode::ParseError),
+            (r#"{"0":[1,}"#, ErrorCode::ParseError),
+        ] {
+            assert_eq!(parse_batch(text, 1).expect_err(text).code(), code, "{text}");
+        }
+        // Captured without recursion; the depth limit is checked per input (by dispatch).
+        let deep = format!(r#"{{"0":{}{}}}"#, "[".repeat(200), "]".repeat(200));
+        let v = parse_batch(&deep, 1).expect("captured");
+        assert!(
+            check_depth(&v[0])
+                .expect_err("deep")
+                .message()
+                .contains("nested too deeply")
+        );
     }
 }

@@ -1,9 +1,11 @@
-//! The server the WebSocket and SSE benchmarks drive: `ping` echoes a number, `slow` sleeps,
-//! `ticks` and `ticks50` deliver a 10 Hz and a 50 Hz tick (carrying its send time) from an
-//! [`oxrpc::EventBus`] to every subscriber.
+//! The server the WebSocket, SSE and request-cost benchmarks drive: `ping` echoes a number,
+//! `slow` sleeps, `ticks` and `ticks50` deliver a 10 Hz and a 50 Hz tick (carrying its send
+//! time) from an [`oxrpc::EventBus`] to every subscriber; `greet` and `add` are the bench
+//! contract's query and mutation (issue 13).
 //!
-//! Run with: `cargo run --release -p oxrpc-tests --bin bench-server -- --port 0`
-//! (prints `listening on http://127.0.0.1:PORT`; stops on SIGINT/SIGTERM).
+//! Run with: `cargo run --release -p oxrpc-tests --bin bench-server -- --port 0 [--no-ticks]`
+//! (prints `listening on http://127.0.0.1:PORT`; stops on SIGINT/SIGTERM). `--no-ticks` stops
+//! the tick publishers, so an idle server does no work (instruction counts per request).
 
 use std::io::Write as _;
 use std::sync::LazyLock;
@@ -63,12 +65,49 @@ async fn ticks50() -> impl Stream<Item = Result<Tracked<Tick>, Error>> {
     TICKS_50.subscribe(None).await
 }
 
+/// What `greet` returns.
+#[derive(Debug, Serialize, TS, JsonSchema)]
+struct Greeting {
+    /// `"hello " + input`.
+    greeting: String,
+}
+
+/// `{ greeting: "hello " + input }`.
+#[procedure(query)]
+async fn greet(name: String) -> Greeting {
+    Greeting {
+        greeting: format!("hello {name}"),
+    }
+}
+
+/// Input of `add`.
+#[derive(Debug, serde::Deserialize, TS, JsonSchema)]
+struct AddInput {
+    a: f64,
+    b: f64,
+}
+
+/// `a + b`, as an integer when it is one (`3`, not `3.0`).
+#[procedure(mutation)]
+async fn add(input: AddInput) -> serde_json::Number {
+    let sum = input.a + input.b;
+    if sum.fract() == 0.0 && sum.abs() < 9.0e15 {
+        #[allow(clippy::cast_possible_truncation)]
+        serde_json::Number::from(sum as i64)
+    } else {
+        serde_json::Number::from_f64(sum).unwrap_or_else(|| serde_json::Number::from(0))
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut port = 0u16;
+    let mut ticks = true;
     while let Some(arg) = args.next() {
-        if arg == "--port" {
+        if arg == "--no-ticks" {
+            ticks = false;
+        } else if arg == "--port" {
             port = args
                 .next()
                 .context("--port needs a value")?
@@ -76,7 +115,10 @@ async fn main() -> anyhow::Result<()> {
                 .context("--port must be a number")?;
         }
     }
-    for (bus, every) in [(&*TICKS, 100), (&*TICKS_50, 20)] {
+    for (bus, every) in [(&*TICKS, 100), (&*TICKS_50, 20)]
+        .into_iter()
+        .filter(|_| ticks)
+    {
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_millis(every));
             loop {
@@ -88,6 +130,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let router: Router<()> = Router::new()
         .add(ping::procedure())
+        .add(greet::procedure())
+        .add(add::procedure())
         .add(slow::procedure())
         .add(ticks::procedure())
         .add(ticks50::procedure());
