@@ -144,10 +144,15 @@ fn form_decode(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// The one procedure path of a non-batch request (a subscription candidate for SSE).
 pub(crate) fn single_path(rest: &str, query: Option<&str>, separator: char) -> Option<String> {
-    if query.is_some_and(|q| q.split('&').any(|kv| kv == "batch=1")) {
+    if is_batch(query) {
         return None;
     }
     decode_path(rest, separator).ok()
+}
+
+/// Whether a query string asks for a batch (`batch=1`).
+pub(crate) fn is_batch(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv == "batch=1"))
 }
 
 /// The separators tRPC's `pathSeparator` option allows in URLs (`post~byId`).
