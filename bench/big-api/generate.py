@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Generates a big API workspace for compile-time measurements (issue 15).
+
+    bench/big-api/generate.py OUT_DIR [--procedures 1000] [--baseline]
+
+OUT_DIR gets a Cargo workspace of its own (`api/`, and `server/` whose build script writes
+the `.d.ts`) shaped like a real app: PROCEDURES procedures across 20 namespaces (every
+fourth with a nested `admin` router), one input struct each (3 to 8 fields), PROCEDURES / 5
+output models with enums, internally tagged unions, maps, arrays and options, and a generic
+`Page<T>`. With --baseline the same types and functions are generated with the same serde /
+ts-rs / schemars derives but without `#[procedure]`, a router or a server: what the crate costs
+without oxrpc. Deterministic: the same arguments give the same files. Dependencies point at
+this repository by path. Nothing generated is committed.
+
+bench/big-api/measure runs the measurements.
+"""
+
+import argparse
+import os
+import textwrap
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+NAMESPACES = 20
+FIELD_TYPES = [
+    ("u32", "{i}"),
+    ("String", "format!(\"v{i}\")"),
+    ("bool", "{i} % 2 == 0"),
+    ("f64", "{i} as f64 / 2.0"),
+    ("Option<String>", "None"),
+    ("Vec<u32>", "vec![{i}]"),
+    ("i64", "-{i}"),
+    ("Option<u64>", "Some({i})"),
+]
+
+
+def model(k):
+    return f"""
+/// Output model {k}.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, JsonSchema)]
+pub struct Model{k} {{
+    /// Identifier.
+    pub id: u64,
+    /// Display name.
+    pub name: String,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// An optional score.
+    pub score: Option<f64>,
+    /// Free-form attributes.
+    pub attrs: BTreeMap<String, String>,
+    /// What kind of thing it is.
+    pub kind: Kind{k},
+    /// Its state.
+    pub state: State{k},
+}}
+
+/// Kinds of model {k}.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Kind{k} {{
+    /// One.
+    Alpha,
+    /// Two.
+    Beta,
+    /// Three.
+    Gamma,
+}}
+
+/// States of model {k}: a tagged union.
+#[derive(Debug, Clone, Serialize, Deserialize, TS, JsonSchema)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum State{k} {{
+    /// Waiting.
+    Pending {{ since: u64 }},
+    /// Done.
+    Done {{ at: u64, by: String }},
+    /// Gone.
+    Archived,
+}}
+
+impl Model{k} {{
+    /// A sample value.
+    pub fn sample(id: u64) -> Self {{
+        Model{k} {{
+            id,
+            name: format!("model {k} #{{id}}"),
+            tags: vec!["a".into()],
+            score: Some(1.5),
+            attrs: BTreeMap::new(),
+            kind: Kind{k}::Beta,
+            state: State{k}::Pending {{ since: id }},
+        }}
+    }}
+}}
+"""
+
+
+def input_struct(n):
+    count = 3 + n % 6
+    fields = []
+    for j in range(count):
+        ty, _ = FIELD_TYPES[(n + j) % len(FIELD_TYPES)]
+        fields.append(f"    /// Field {j}.\n    pub f{j}: {ty},")
+    return (
+        f"\n/// Input of procedure {n}.\n"
+        "#[derive(Debug, Clone, Serialize, Deserialize, TS, JsonSchema)]\n"
+        f"pub struct Input{n} {{\n" + "\n".join(fields) + "\n}\n"
+    )
+
+
+def procedure(n, models, baseline):
+    k = n % models
+    kind = ["query", "mutation", "query", "query"][n % 4]
+    paged = n % 3 == 0
+    output = f"Page<Model{k}>" if paged else f"Model{k}"
+    body = (
+        f"Page {{ items: vec![Model{k}::sample(input.f0_id())], next_cursor: None }}"
+        if paged
+        else f"Model{k}::sample(input.f0_id())"
+    )
+    attr = "" if baseline else f"#[procedure({kind})]\n"
+    return (
+        f"\n/// Procedure {n}.\n{attr}"
+        f"pub async fn proc_{n}(input: Input{n}) -> Result<{output}, Error> {{\n"
+        f"    Ok({body})\n}}\n"
+    )
+
+
+def f0_id_impl(n):
+    ty, _ = FIELD_TYPES[n % len(FIELD_TYPES)]
+    expr = {
+        "u32": "u64::from(self.f0)",
+        "String": "self.f0.len() as u64",
+        "bool": "u64::from(self.f0)",
+        "f64": "self.f0 as u64",
+        "Option<String>": "self.f0.as_ref().map_or(0, |s| s.len() as u64)",
+        "Vec<u32>": "self.f0.len() as u64",
+        "i64": "self.f0.unsigned_abs()",
+        "Option<u64>": "self.f0.unwrap_or(0)",
+    }[ty]
+    return f"impl Input{n} {{\n    fn f0_id(&self) -> u64 {{\n        {expr}\n    }}\n}}\n"
+
+
+def generate(out, procedures, baseline):
+    models = max(1, procedures // 5)
+    api = os.path.join(out, "api", "src")
+    os.makedirs(api, exist_ok=True)
+    ns_of = lambda n: n % NAMESPACES
+    admin_of = lambda n: ns_of(n) % 4 == 0 and (n // NAMESPACES) % 2 == 1
+    error_import = "Error" if baseline else "Error, Router, procedure"
+
+    with open(os.path.join(out, "Cargo.toml"), "w") as f:
+        members = '["api"]' if baseline else '["api", "server"]'
+        f.write(textwrap.dedent(f"""\
+            [workspace]
+            resolver = "3"
+            members = {members}
+
+            [workspace.dependencies]
+            oxrpc = {{ path = "{REPO}/runtime" }}
+            oxrpc-codegen = {{ path = "{REPO}/codegen" }}
+            serde = {{ version = "1", features = ["derive"] }}
+            ts-rs = {{ version = "12", features = ["serde-json-impl"] }}
+            schemars = "1"
+            tokio = {{ version = "1", features = ["rt-multi-thread", "macros"] }}
+            """))
+    with open(os.path.join(out, "api", "Cargo.toml"), "w") as f:
+        f.write(textwrap.dedent("""\
+            [package]
+            name = "big-api"
+            version = "0.1.0"
+            edition = "2024"
+            publish = false
+
+            [dependencies]
+            oxrpc.workspace = true
+            serde.workspace = true
+            ts-rs.workspace = true
+            schemars.workspace = true
+            """))
+    lines = [
+        "//! A generated API (bench/big-api/generate.py).",
+        "#![allow(missing_docs, clippy::all)]",
+        "use std::collections::BTreeMap;",
+        "use schemars::JsonSchema;",
+        "use serde::{Deserialize, Serialize};",
+        "use ts_rs::TS;",
+        f"use oxrpc::{{{error_import}}};",
+        "",
+        "/// A page of items.",
+        "#[derive(Debug, Clone, Serialize, Deserialize, TS, JsonSchema)]",
+        "pub struct Page<T> {",
+        "    /// The items.",
+        "    pub items: Vec<T>,",
+        "    /// Where the next page starts.",
+        "    pub next_cursor: Option<String>,",
+        "}",
+    ]
+    for k in range(models):
+        lines.append(model(k))
+    for ns in range(NAMESPACES):
+        lines.append(f"\npub mod ns{ns} {{\n    use super::*;\n")
+        for n in range(procedures):
+            if ns_of(n) == ns and not admin_of(n):
+                lines.append(textwrap.indent(input_struct(n) + f0_id_impl(n) + procedure(n, models, baseline), "    "))
+        if any(ns_of(n) == ns and admin_of(n) for n in range(procedures)):
+            lines.append("\n    pub mod admin {\n        use super::*;\n")
+            for n in range(procedures):
+                if ns_of(n) == ns and admin_of(n):
+                    lines.append(textwrap.indent(input_struct(n) + f0_id_impl(n) + procedure(n, models, baseline), "        "))
+            lines.append("    }\n")
+        lines.append("}\n")
+    if not baseline:
+        lines.append("\n/// The whole API.\npub fn router() -> Router<()> {\n    Router::new()")
+        for ns in range(NAMESPACES):
+            adds = "".join(
+                f".add(ns{ns}::proc_{n}::procedure())" for n in range(procedures) if ns_of(n) == ns and not admin_of(n)
+            )
+            admin = "".join(
+                f".add(ns{ns}::admin::proc_{n}::procedure())" for n in range(procedures) if ns_of(n) == ns and admin_of(n)
+            )
+            nested = f'.nest("admin", Router::new(){admin})' if admin else ""
+            lines.append(f'        .nest("ns{ns}", Router::new(){adds}{nested})')
+        lines.append("}\n")
+    with open(os.path.join(api, "lib.rs"), "w") as f:
+        f.write("\n".join(lines))
+
+    if baseline:
+        return
+    server = os.path.join(out, "server")
+    os.makedirs(os.path.join(server, "src"), exist_ok=True)
+    with open(os.path.join(server, "Cargo.toml"), "w") as f:
+        f.write(textwrap.dedent("""\
+            [package]
+            name = "big-server"
+            version = "0.1.0"
+            edition = "2024"
+            publish = false
+
+            [dependencies]
+            big-api = { path = "../api" }
+            oxrpc.workspace = true
+            tokio.workspace = true
+
+            [build-dependencies]
+            big-api = { path = "../api" }
+            oxrpc-codegen.workspace = true
+            """))
+    with open(os.path.join(server, "build.rs"), "w") as f:
+        f.write('fn main() {\n    oxrpc_codegen::build::emit(&big_api::router(), "AppRouter.d.ts");\n}\n')
+    with open(os.path.join(server, "src", "main.rs"), "w") as f:
+        f.write(textwrap.dedent("""\
+            #[tokio::main]
+            async fn main() {
+                let listening = oxrpc::Server::new(big_api::router()).bind("127.0.0.1:0").await.expect("bind");
+                println!("listening on http://{}", listening.local_addr());
+            }
+            """))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out")
+    parser.add_argument("--procedures", type=int, default=1000)
+    parser.add_argument("--baseline", action="store_true")
+    args = parser.parse_args()
+    generate(args.out, args.procedures, args.baseline)
+
+
+if __name__ == "__main__":
+    main()
