@@ -188,9 +188,6 @@ pub(crate) fn check(
     problems
 }
 
-/// The keys oxrpc itself puts into `error.data` (the runtime drops them from typed errors).
-const RESERVED_DATA_KEYS: &[&str] = &["code", "httpStatus", "path", "stack", "issues", "zodError"];
-
 /// The top-level property names of every object an object-or-union-of-objects schema admits;
 /// `None` if some branch is not an object.
 fn object_keys(root: &Value, schema: &Value, keys: &mut Vec<String>) -> Option<()> {
@@ -214,12 +211,34 @@ fn object_keys(root: &Value, schema: &Value, keys: &mut Vec<String>) -> Option<(
     Some(())
 }
 
+/// The fields `error.data` already has, and whose they are: oxrpc's own (read from the
+/// schema of the wire `ErrorData`, so the list cannot drift from what the runtime sends) and
+/// the root error formatter's.
+pub(crate) fn error_data_keys(
+    wire: &oxrpc::types::TypeInfo,
+    formatter: Option<&oxrpc::types::TypeInfo>,
+) -> Vec<(String, &'static str)> {
+    let mut taken = Vec::new();
+    for (info, owner) in [
+        (Some(wire), "oxrpc's own"),
+        (formatter, "the error formatter's"),
+    ] {
+        let Some(schema) = info.map(|i| i.json_schema().to_value()) else {
+            continue;
+        };
+        let mut keys = Vec::new();
+        let _ = object_keys(&schema, &schema, &mut keys);
+        taken.extend(keys.into_iter().map(|k| (k, owner)));
+    }
+    taken
+}
+
 /// A procedure's typed error type must serialize to an object, and its fields must not clash
-/// with oxrpc's own fields of `error.data` or with the root error formatter's.
+/// with the fields `error.data` already has ([`error_data_keys`]).
 pub(crate) fn typed_error_problems(
     path: &str,
     error: &oxrpc::types::TypeInfo,
-    formatter: Option<&Value>,
+    taken: &[(String, &'static str)],
 ) -> Vec<String> {
     let name = error.rust_name();
     let schema = error.json_schema().to_value();
@@ -230,23 +249,17 @@ pub(crate) fn typed_error_problems(
              enum with `#[serde(tag = \"kind\")]`"
         )];
     }
-    let mut formatter_keys = Vec::new();
-    if let Some(formatter) = formatter {
-        let _ = object_keys(formatter, formatter, &mut formatter_keys);
-    }
     let mut problems = Vec::new();
     for key in keys {
-        if RESERVED_DATA_KEYS.contains(&key.as_str()) {
-            problems.push(format!(
-                "`{name}` (the error type of `{path}`): field `{key}` clashes with oxrpc's own `error.data.{key}`; rename it"
-            ));
-        } else if formatter_keys.contains(&key) {
-            problems.push(format!(
-                "`{name}` (the error type of `{path}`): field `{key}` clashes with the error formatter's `error.data.{key}`; rename one"
-            ));
+        if let Some((_, owner)) = taken.iter().find(|(k, _)| *k == key) {
+            let problem = format!(
+                "`{name}` (the error type of `{path}`): field `{key}` clashes with {owner} `error.data.{key}`; rename it"
+            );
+            if !problems.contains(&problem) {
+                problems.push(problem);
+            }
         }
     }
-    problems.dedup();
     problems
 }
 

@@ -264,14 +264,13 @@ pub fn render_for<Ctx>(router: &Router<Ctx>, since: TrpcVersion) -> Result<Strin
         }
     }
     let mut problems = Vec::new();
+    let taken_data_keys = consistency::error_data_keys(&wire_error_data, error_data);
     for (path, procedure) in router.procedures() {
         if let Some(error) = procedure.error_type() {
             problems.extend(consistency::typed_error_problems(
                 path,
                 error,
-                error_data
-                    .map(|info| info.json_schema().to_value())
-                    .as_ref(),
+                &taken_data_keys,
             ));
         }
     }
@@ -660,6 +659,12 @@ mod tests {
             pub(super) path: String,
         }
         typed_error!(Clashing);
+
+        #[derive(serde::Serialize, ts_rs::TS, schemars::JsonSchema)]
+        pub(super) struct Regional {
+            pub(super) region: String,
+        }
+        typed_error!(Regional);
     }
 
     #[test]
@@ -711,7 +716,23 @@ mod tests {
                 .errors::<typed::Clashing>(),
         );
         let text = render(&r).expect_err("reserved key").to_string();
-        assert!(text.contains("field `path` clashes"), "{text}");
+        assert!(
+            text.contains("field `path` clashes with oxrpc's own"),
+            "{text}"
+        );
+        let r = Router::<()>::new()
+            .add(
+                Procedure::query("r", |_: (), (): ()| async { Ok::<_, Error>(1u8) })
+                    .errors::<typed::Regional>(),
+            )
+            .error_formatter(|_: &Error, _: &oxrpc::ErrorInfo<'_>| typed::Regional {
+                region: "eu".into(),
+            });
+        let text = render(&r).expect_err("formatter key").to_string();
+        assert!(
+            text.contains("field `region` clashes with the error formatter's"),
+            "{text}"
+        );
     }
 
     fn scratch(name: &str) -> PathBuf {

@@ -15,7 +15,7 @@ use crate::body::{BoxError, error_response, no_content};
 use crate::call::{BoxFuture, ProcedureKind};
 use crate::dispatch::Dispatcher;
 use crate::error::{Error, ErrorCode};
-use crate::protocol::http::{in_endpoint, is_batch, single_path, strip_endpoint};
+use crate::protocol::http::{in_endpoint, single_path, strip_endpoint};
 use crate::transport::http::HttpTransport;
 use crate::transport::sse::SseTransport;
 use crate::transport::ws::{WsTransport, is_upgrade};
@@ -71,16 +71,9 @@ impl HttpService {
             return None;
         }
         let rest = strip_endpoint(req.uri().path(), &self.0.endpoint)?;
-        // Every `GET` passes here: a path that decoding would leave as it is (the common case)
-        // is looked up as it is, and copied only for a subscription.
-        let separator = self.0.path_separator;
-        if !rest.contains('%') && (separator == '.' || !rest.contains(separator)) {
-            let sse = self.0.dispatcher.kind_of(rest) == Some(ProcedureKind::Subscription)
-                && !is_batch(req.uri().query());
-            return sse.then(|| rest.to_owned());
-        }
         let path = single_path(rest, req.uri().query(), self.0.path_separator)?;
-        (self.0.dispatcher.kind_of(&path) == Some(ProcedureKind::Subscription)).then_some(path)
+        (self.0.dispatcher.kind_of(&path) == Some(ProcedureKind::Subscription))
+            .then(|| path.into_owned())
     }
 
     /// Answers one request. Never fails: every problem becomes a tRPC error response.

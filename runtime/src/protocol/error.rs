@@ -338,6 +338,23 @@ mod tests {
         }
     }
 
+    /// The keys formatters and typed errors may not replace are exactly the fields of the wire
+    /// `ErrorData` (codegen reads them from the same schema).
+    #[test]
+    fn reserved_keys_are_the_wire_error_data_fields() {
+        let schema = TypeInfo::error_data().json_schema().to_value();
+        let mut fields: Vec<&str> = schema["properties"]
+            .as_object()
+            .expect("an object schema")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut reserved = RESERVED_DATA_KEYS.to_vec();
+        fields.sort_unstable();
+        reserved.sort_unstable();
+        assert_eq!(fields, reserved);
+    }
+
     #[test]
     fn causes_reach_clients_only_in_dev_mode() {
         let e = Error::internal(std::io::Error::other("db password wrong"));

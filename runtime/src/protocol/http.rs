@@ -1,6 +1,8 @@
 //! The HTTP side of the wire (spec §1, §3, §5): which procedures a URL names, where each
 //! call's input is, which methods reach which kinds, and what the client accepts.
 
+use std::borrow::Cow;
+
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method};
 
@@ -63,7 +65,7 @@ pub(crate) fn parse_target(
     let paths = if batch {
         decoded.split(',').map(str::to_owned).collect()
     } else {
-        vec![decoded]
+        vec![decoded.into_owned()]
     };
     Ok(Target {
         paths,
@@ -109,9 +111,9 @@ pub(crate) fn parse_query(query: Option<&str>) -> Query {
 
 /// Decodes one form-urlencoded component: `+` → space, `%XY` → byte (a `%` not followed by two
 /// hex digits stays as it is), invalid UTF-8 replaced (what `URLSearchParams` does).
-fn form_decode(text: &str) -> std::borrow::Cow<'_, str> {
+fn form_decode(text: &str) -> Cow<'_, str> {
     if !text.bytes().any(|b| b == b'%' || b == b'+') {
-        return std::borrow::Cow::Borrowed(text);
+        return Cow::Borrowed(text);
     }
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -137,30 +139,34 @@ fn form_decode(text: &str) -> std::borrow::Cow<'_, str> {
         i += 1;
     }
     match String::from_utf8(out) {
-        Ok(s) => std::borrow::Cow::Owned(s),
-        Err(e) => std::borrow::Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        Ok(s) => Cow::Owned(s),
+        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
     }
 }
 
-/// The one procedure path of a non-batch request (a subscription candidate for SSE).
-pub(crate) fn single_path(rest: &str, query: Option<&str>, separator: char) -> Option<String> {
-    if is_batch(query) {
+/// The one procedure path of a non-batch request (a subscription candidate for SSE),
+/// borrowed from the URL when decoding leaves it as it is.
+pub(crate) fn single_path<'a>(
+    rest: &'a str,
+    query: Option<&str>,
+    separator: char,
+) -> Option<Cow<'a, str>> {
+    if query.is_some_and(|q| q.split('&').any(|kv| kv == "batch=1")) {
         return None;
     }
     decode_path(rest, separator).ok()
-}
-
-/// Whether a query string asks for a batch (`batch=1`).
-pub(crate) fn is_batch(query: Option<&str>) -> bool {
-    query.is_some_and(|q| q.split('&').any(|kv| kv == "batch=1"))
 }
 
 /// The separators tRPC's `pathSeparator` option allows in URLs (`post~byId`).
 pub(crate) const PATH_SEPARATORS: [char; 4] = ['.', '_', '~', '-'];
 
 /// Percent-decodes a URL path and turns the `pathSeparator` back into dots (the dotted form
-/// keeps working, as with tRPC's server).
-fn decode_path(rest: &str, separator: char) -> Result<String, Error> {
+/// keeps working, as with tRPC's server). Borrowed when there is nothing to change (the common
+/// case: every `GET` is checked for a subscription path).
+fn decode_path(rest: &str, separator: char) -> Result<Cow<'_, str>, Error> {
+    if !rest.contains('%') && (separator == '.' || !rest.contains(separator)) {
+        return Ok(Cow::Borrowed(rest));
+    }
     let bytes = rest.as_bytes();
     let well_formed = bytes.iter().enumerate().all(|(i, b)| {
         *b != b'%'
@@ -175,10 +181,10 @@ fn decode_path(rest: &str, separator: char) -> Result<String, Error> {
     let Ok(decoded) = percent_encoding::percent_decode_str(rest).decode_utf8() else {
         return Err(Error::bad_request("The procedure path is not valid UTF-8"));
     };
-    Ok(if separator == '.' {
-        decoded.into_owned()
+    Ok(if separator == '.' || !decoded.contains(separator) {
+        decoded
     } else {
-        decoded.replace(separator, ".")
+        Cow::Owned(decoded.replace(separator, "."))
     })
 }
 
