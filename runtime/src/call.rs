@@ -104,6 +104,9 @@ pub(crate) struct CallOptions {
     pub(crate) unknown_fields: UnknownFields,
     pub(crate) validate_output: bool,
     pub(crate) streaming: bool,
+    /// Inputs and outputs travel through the superjson transformer (network calls of a
+    /// router with [`crate::Router::superjson`]; never the server-side caller).
+    pub(crate) superjson: bool,
 }
 
 /// One call, as middleware sees it: path, kind, meta and the raw input.
@@ -113,6 +116,8 @@ pub struct Call {
     pub(crate) kind: ProcedureKind,
     pub(crate) meta: Meta,
     pub(crate) input: RawInput,
+    /// The superjson envelope the input came in, with the transformer on.
+    pub(crate) superjson_input: RawInput,
     pub(crate) options: CallOptions,
     /// A binary or multipart body, for the input to take (once).
     pub(crate) body: Mutex<Option<RequestBody>>,
@@ -143,6 +148,7 @@ impl Call {
     }
 
     /// The input as sent (JSON text), before validation; `None` when the client sent none.
+    /// With the superjson transformer: its JSON, annotations applied (what validation sees).
     pub fn input(&self) -> Option<&RawValue> {
         self.input.as_deref()
     }
@@ -195,7 +201,8 @@ impl Reply {
         }
     }
 
-    /// The output as JSON text; `None` for `undefined` (a `()` output) and for streams.
+    /// The output as JSON text; `None` for `undefined` (a `()` output) and for streams. With
+    /// the superjson transformer: the envelope the client receives (`{"json":…,"meta":…}`).
     pub fn json(&self) -> Option<&str> {
         self.json_ref().map(RawValue::get)
     }

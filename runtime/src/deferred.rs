@@ -24,6 +24,7 @@ use serde_json::value::RawValue;
 use crate::call::{BoxFuture, Part, Parted};
 use crate::error::{Error, ErrorCode};
 use crate::guard::Contained;
+use crate::protocol::superjson::{self, Annotated};
 
 type BoxStream<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Error>> + Send>>;
 
@@ -148,8 +149,15 @@ fn register<S: Serializer>(serializer: S, part: Option<Part>) -> Result<S::Ok, S
 
 const REFUSED: &str = "oxrpc: stream-like output outside a streamed response";
 
-fn encode<T: Serialize>(value: &T) -> Result<Box<RawValue>, Error> {
-    serde_json::value::to_raw_value(value).map_err(|e| {
+/// A part's value as it travels: plain JSON, or a superjson envelope when the output it
+/// belongs to was serialized for superjson.
+fn encode<T: Serialize>(value: &T, superjson: bool) -> Result<Box<RawValue>, Error> {
+    let encoded = if superjson {
+        superjson::encode(value).map(|annotated| annotated.envelope())
+    } else {
+        serde_json::value::to_raw_value(value)
+    };
+    encoded.map_err(|e| {
         Error::internal(e).with_message("Internal server error: the output could not be serialized")
     })
 }
@@ -157,10 +165,11 @@ fn encode<T: Serialize>(value: &T) -> Result<Box<RawValue>, Error> {
 impl<T: Serialize + Send + 'static> Serialize for Deferred<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let future = self.future.lock().ok().and_then(|mut f| f.take());
+        let superjson = superjson::marking();
         let part = future.map(|future| {
             // Encoding runs inside the guard too: a panicking `Serialize` is contained.
             let encoded: BoxFuture<Result<Box<RawValue>, Error>> =
-                Box::pin(async move { future.await.and_then(|v| encode(&v)) });
+                Box::pin(async move { future.await.and_then(|v| encode(&v, superjson)) });
             let guarded = AssertUnwindSafe(Contained(encoded))
                 .catch_unwind()
                 .map(|settled| {
@@ -177,10 +186,11 @@ impl<T: Serialize + Send + 'static> Serialize for Deferred<T> {
 impl<T: Serialize + Send + 'static> Serialize for Streamed<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let stream = self.stream.lock().ok().and_then(|mut s| s.take());
+        let superjson = superjson::marking();
         let part = stream.map(|stream| {
             // A panic (in the stream or in encoding) ends the iteration with an internal error.
             let encoded: BoxStream<Box<RawValue>> =
-                Box::pin(stream.map(|item| item.and_then(|v| encode(&v))));
+                Box::pin(stream.map(move |item| item.and_then(|v| encode(&v, superjson))));
             let guarded = AssertUnwindSafe(Contained(encoded))
                 .catch_unwind()
                 .map(|item| {
@@ -194,8 +204,13 @@ impl<T: Serialize + Send + 'static> Serialize for Streamed<T> {
     }
 }
 
-/// Serializes an output, collecting its parts when `streaming` allows them.
-pub(crate) fn serialize<T: Serialize>(value: &T, streaming: bool) -> Result<Encoded, Error> {
+/// Serializes an output, collecting its parts when `streaming` allows them; for the superjson
+/// transformer with its annotations (parts are encoded the same way, later).
+pub(crate) fn serialize<T: Serialize>(
+    value: &T,
+    streaming: bool,
+    superjson: bool,
+) -> Result<Encoded, Error> {
     /// Puts the previous collector back however serialization ends (a panicking `Serialize`
     /// must not leave this thread collecting).
     struct Restore(Option<Vec<Part>>);
@@ -205,28 +220,38 @@ pub(crate) fn serialize<T: Serialize>(value: &T, streaming: bool) -> Result<Enco
         }
     }
     let restore = Restore(COLLECTOR.with(|c| c.replace(streaming.then(Vec::new))));
-    let raw = serde_json::value::to_raw_value(value);
+    let raw = if superjson {
+        superjson::annotate(|| serde_json::value::to_raw_value(value))
+    } else {
+        serde_json::value::to_raw_value(value).map(|json| Ok(Annotated { json, values: None }))
+    };
     let parts = COLLECTOR
         .with(|c| c.borrow_mut().take())
         .unwrap_or_default();
     drop(restore);
-    let raw = match raw {
-        Ok(raw) => raw,
+    let failed = |e: serde_json::Error| {
+        Error::internal(e).with_message("Internal server error: the output could not be serialized")
+    };
+    let annotated = match raw {
+        Ok(Ok(annotated)) => annotated,
         Err(e) if e.to_string().contains(REFUSED) => return Err(refused()),
-        Err(e) => {
-            return Err(Error::internal(e)
-                .with_message("Internal server error: the output could not be serialized"));
-        }
+        Err(e) | Ok(Err(e)) => return Err(failed(e)),
     };
     if parts.is_empty() {
-        return Ok(Encoded::Plain(raw));
+        return Ok(Encoded::Plain(annotated));
     }
-    place(&raw, parts).map(Encoded::Parted)
+    let mut parted = place(&annotated.json, parts)?;
+    if superjson {
+        let envelope = superjson::envelope(parted.data.get(), annotated.values.as_deref());
+        parted.data = RawValue::from_string(envelope).map_err(Error::internal)?;
+    }
+    Ok(Encoded::Parted(parted))
 }
 
-/// A serialized output: plain JSON, or JSON with parts sent later.
+/// A serialized output: JSON (with its superjson annotations, if asked for), or JSON with
+/// parts sent later (a superjson envelope, if asked for).
 pub(crate) enum Encoded {
-    Plain(Box<RawValue>),
+    Plain(Annotated),
     Parted(Parted),
 }
 
@@ -313,6 +338,8 @@ macro_rules! ts_as {
     };
 }
 
+pub(crate) use ts_as;
+
 ts_as!(Deferred, "Promise<{}>");
 ts_as!(Streamed, "AsyncIterable<{}, void, any>");
 
@@ -373,10 +400,10 @@ mod tests {
             later: Deferred::new(async { Ok(1) }),
             boom: Boom,
         };
-        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| serialize(&out, true)));
+        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| serialize(&out, true, false)));
         assert!(caught.is_err());
         assert!(COLLECTOR.with(|c| c.borrow().is_none()));
-        let e = serialize(&Deferred::new(async { Ok(1) }), false)
+        let e = serialize(&Deferred::new(async { Ok(1) }), false, false)
             .err()
             .expect("refused again");
         assert_eq!(e.code(), ErrorCode::UnsupportedMediaType);
@@ -388,7 +415,7 @@ mod tests {
             now: 1,
             later: Deferred::new(async { Ok("x".to_owned()) }),
         };
-        let Ok(Encoded::Parted(parted)) = serialize(&out, true) else {
+        let Ok(Encoded::Parted(parted)) = serialize(&out, true, false) else {
             panic!("parted");
         };
         assert_eq!(parted.data.get(), r#"{"now":1,"later":0}"#);
@@ -398,18 +425,18 @@ mod tests {
             now: 1,
             later: Deferred::new(async { Ok("x".to_owned()) }),
         };
-        let e = serialize(&out, false).err().expect("refused");
+        let e = serialize(&out, false, false).err().expect("refused");
         assert_eq!(e.code(), ErrorCode::UnsupportedMediaType);
 
         let whole = Streamed::values(futures_util::stream::iter([1, 2]));
-        let Ok(Encoded::Parted(parted)) = serialize(&whole, true) else {
+        let Ok(Encoded::Parted(parted)) = serialize(&whole, true, false) else {
             panic!("parted");
         };
         assert_eq!(parted.data.get(), "0");
         assert!(parted.parts[0].0.is_none());
 
         let nested = vec![Deferred::new(async { Ok(1) })];
-        let e = serialize(&nested, true).err().expect("misplaced");
+        let e = serialize(&nested, true, false).err().expect("misplaced");
         assert_eq!(e.code(), ErrorCode::InternalServerError);
     }
 }

@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorCode};
 use crate::guard::{self, Contained};
 use crate::procedure::Procedure;
 use crate::protocol::error::ErrorPolicy;
-use crate::protocol::input;
+use crate::protocol::{input, superjson};
 use crate::request_body::{BodyKind, RequestBody};
 
 /// How a call reached the server, for its span.
@@ -174,14 +174,23 @@ pub(crate) fn invoke(
         }
     };
     let prepared = input::check_depth(&input).and_then(|()| {
-        if inv.kind == ProcedureKind::Subscription {
-            input::merge_last_event_id(input, last_event_id)
+        // With superjson, procedures see the decoded JSON; the envelope stays for inputs
+        // that take every value as itself (`oxrpc::js::Value`).
+        let (input, envelope) = match input {
+            Some(envelope) if inv.options.superjson => {
+                (superjson::decode_input(&envelope)?, Some(envelope))
+            }
+            input => (input, None),
+        };
+        let input = if inv.kind == ProcedureKind::Subscription {
+            input::merge_last_event_id(input, last_event_id)?
         } else {
-            Ok(input)
-        }
+            input
+        };
+        Ok((input, envelope))
     });
-    let input = match prepared {
-        Ok(input) => input,
+    let (input, superjson_input) = match prepared {
+        Ok(prepared) => prepared,
         Err(e) => return Box::pin(std::future::ready(finish(Ok(Err(e))))),
     };
     let call = Arc::new(Call {
@@ -189,6 +198,7 @@ pub(crate) fn invoke(
         kind: inv.kind,
         meta: inv.meta.clone(),
         input,
+        superjson_input,
         options: inv.options,
         body: Mutex::new(body),
     });
@@ -316,6 +326,8 @@ impl Dispatcher {
         });
         let mut options = options;
         options.validate_output |= policy.dev_mode;
+        let mut policy = policy;
+        policy.superjson = options.superjson;
         guard::install_hook();
         Dispatcher(Arc::new(Inner {
             procedures,

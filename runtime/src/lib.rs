@@ -73,6 +73,7 @@ mod deferred;
 mod dispatch;
 mod error;
 mod guard;
+pub mod js;
 mod middleware;
 mod procedure;
 mod protocol;

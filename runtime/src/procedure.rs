@@ -6,11 +6,13 @@ use std::panic::Location;
 use std::sync::{Arc, OnceLock};
 
 use futures_util::{Stream, StreamExt};
+use serde_json::value::RawValue;
 
 use crate::call::{BoxFuture, Call, EncodedEvent, Handler, Meta, ProcedureKind, Reply};
 use crate::deferred::{self, Encoded};
 use crate::error::{Error, ErrorCode, TypedError};
 use crate::middleware::Layer;
+use crate::protocol::superjson::{self, Annotated};
 use crate::subscription::{Event, Wire};
 use crate::types::{Input, Output, TypeInfo, short_type_name};
 use crate::upload;
@@ -177,7 +179,8 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
                             let (id, data) = event?.into_wire()?;
                             let data = match data {
                                 // Encoded once by the bus for every subscriber.
-                                Wire::Json(json) => json.as_ref().to_owned(),
+                                Wire::Json(encoded) if call.options.superjson => encoded.envelope(),
+                                Wire::Json(encoded) => encoded.json.clone(),
                                 Wire::Value(data) => {
                                     encode_output(&output, &output_validator, &call, &data)?
                                         .into_json()
@@ -404,6 +407,11 @@ fn decode_input<I: Input>(
         }
         (None, None) => {}
     }
+    if let Some(envelope) = &call.superjson_input
+        && let Some(input) = crate::js::Value::input_as::<I>(envelope)
+    {
+        return input;
+    }
     let value = match call.input.as_deref() {
         None if !info.accepts_undefined() => {
             return Err(Error::bad_request(format!(
@@ -434,14 +442,17 @@ fn encode_output<O: Output>(
     call: &Call,
     value: &O,
 ) -> Result<Reply, Error> {
+    let superjson = call.options.superjson;
     if info.is_unit() {
-        return Ok(Reply::value(None));
+        // `undefined`: nothing on plain JSON; superjson says it.
+        return Ok(Reply::value(superjson.then(superjson::undefined)));
     }
-    let raw = match deferred::serialize(value, call.options.streaming)? {
-        Encoded::Plain(raw) => raw,
-        // Its schema describes the resolved values, not the placeholders: not validated.
-        Encoded::Parted(parted) => return Ok(Reply::parted(parted)),
-    };
+    let Annotated { json: raw, values } =
+        match deferred::serialize(value, call.options.streaming, superjson)? {
+            Encoded::Plain(annotated) => annotated,
+            // Its schema describes the resolved values, not the placeholders: not validated.
+            Encoded::Parted(parted) => return Ok(Reply::parted(parted)),
+        };
     if call.options.validate_output {
         let json: serde_json::Value = serde_json::from_str(raw.get()).map_err(Error::internal)?;
         let issues =
@@ -458,6 +469,12 @@ fn encode_output<O: Output>(
             ))
             .with_message("Internal server error: output validation failed"));
         }
+    }
+    if superjson {
+        let envelope = superjson::envelope(raw.get(), values.as_deref());
+        return Ok(Reply::value(Some(
+            RawValue::from_string(envelope).map_err(Error::internal)?,
+        )));
     }
     Ok(Reply::value(Some(raw)))
 }
@@ -487,6 +504,7 @@ mod tests {
             kind: ProcedureKind::Query,
             meta: Meta::default(),
             input,
+            superjson_input: None,
             options: crate::call::CallOptions::default(),
             body: std::sync::Mutex::default(),
         })

@@ -239,6 +239,8 @@ impl<Ctx> Router<Ctx> {
             Some("validate_outputs")
         } else if self.formatter.is_some() {
             Some("error_formatter")
+        } else if self.options.superjson {
+            Some("superjson")
         } else {
             None
         };
@@ -331,6 +333,30 @@ impl<Ctx> Router<Ctx> {
     pub fn validate_outputs(mut self, on: bool) -> Self {
         self.options.validate_output = on;
         self
+    }
+
+    /// Speaks the superjson transformer (tRPC's `transformer: superjson`): every input, output,
+    /// error and event travels as superjson writes it, so the values of [`crate::js`]
+    /// (`Date`, `bigint`, `Set`, `Map`) and `undefined` reach the client as themselves. The
+    /// generated `.d.ts` says `transformer: true`, so the client's links must be given
+    /// `transformer: superjson` (a type error otherwise). Set it on the root router.
+    ///
+    /// ```
+    /// use oxrpc::{js::Date, Error, Procedure, Router};
+    ///
+    /// let router = Router::<()>::new()
+    ///     .add(Procedure::query("now", |_: (), (): ()| async { Ok::<_, Error>(Date::now()) }))
+    ///     .superjson();
+    /// assert!(router.uses_superjson());
+    /// ```
+    pub fn superjson(mut self) -> Self {
+        self.options.superjson = true;
+        self
+    }
+
+    /// Whether the router speaks the superjson transformer ([`Router::superjson`]).
+    pub fn uses_superjson(&self) -> bool {
+        self.options.superjson
     }
 
     /// Shapes `error.data` for clients (tRPC's `errorFormatter`): the fields of the value `f`
@@ -469,7 +495,11 @@ impl<Ctx: Send + 'static> Router<Ctx> {
             meta: procedure.meta(),
             via: Via::Caller,
             batch_index: None,
-            options: self.options,
+            // Rust calls Rust: values, not superjson envelopes.
+            options: CallOptions {
+                superjson: false,
+                ..self.options
+            },
         };
         Ok(dispatch::invoke(
             invocation,

@@ -3,9 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
-
 use crate::error::Error;
+use crate::protocol::superjson::Annotated;
 use crate::types::Output;
 
 /// An event with an id: the client remembers the last id it saw and, after a reconnect, sends
@@ -23,7 +22,7 @@ pub struct Tracked<T> {
     data: T,
     /// `data` as JSON, when an [`crate::EventBus`] already encoded it once for every
     /// subscriber (there is no mutable access to `data`, so it cannot go stale).
-    encoded: Option<Arc<RawValue>>,
+    encoded: Option<Arc<Annotated>>,
 }
 
 impl<T: fmt::Debug> fmt::Debug for Tracked<T> {
@@ -55,7 +54,7 @@ impl<T> Tracked<T> {
     }
 
     /// An event whose data was already encoded as `encoded` (shared by every subscriber).
-    pub(crate) fn pre_encoded(id: String, data: T, encoded: Arc<RawValue>) -> Self {
+    pub(crate) fn pre_encoded(id: String, data: T, encoded: Arc<Annotated>) -> Self {
         Tracked {
             id,
             data,
@@ -112,8 +111,9 @@ pub trait Event: Send + 'static {
 pub enum Wire<T> {
     /// To be encoded.
     Value(T),
-    /// Encoded already.
-    Json(Arc<RawValue>),
+    /// Encoded already (plain JSON and its superjson annotations).
+    #[allow(private_interfaces)]
+    Json(Arc<Annotated>),
 }
 
 impl<T: Output> Event for T {

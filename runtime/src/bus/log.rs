@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
 use super::{Backend, BackendFuture, BusStream};
 use crate::error::{Error, ErrorCode};
+use crate::protocol::superjson::Annotated;
 use crate::subscription::Tracked;
 
 /// A position in a log; ordered like the log.
@@ -73,7 +73,7 @@ struct Entry<T> {
     id: LogId,
     id_text: String,
     data: T,
-    json: Arc<RawValue>,
+    json: Arc<Annotated>,
 }
 
 impl<T: Clone> Entry<T> {
@@ -239,9 +239,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Backend<T>
         self.log.name()
     }
 
-    fn publish(&self, _data: T, json: Arc<RawValue>) -> BackendFuture<'_, Result<String, Error>> {
+    fn publish(&self, _data: T, json: Arc<Annotated>) -> BackendFuture<'_, Result<String, Error>> {
         Box::pin(async move {
-            match with_timeout(self.log.timeout(), self.log.append(json.get())).await {
+            match with_timeout(self.log.timeout(), self.log.append(json.json.get())).await {
                 Ok(id) => Ok(self.log.format_id(id)),
                 Err(error) => Err(unavailable(self.log.name(), &error)),
             }
@@ -313,7 +313,7 @@ fn decode<T: Serialize + DeserializeOwned>(
         return None;
     };
     let decoded = serde_json::from_str::<T>(&payload)
-        .and_then(|data| Ok((serde_json::value::to_raw_value(&data)?, data)));
+        .and_then(|data| Ok((crate::protocol::superjson::encode(&data)?, data)));
     match decoded {
         Ok((json, data)) => Some(Entry {
             id,

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde_json::value::RawValue;
+use crate::protocol::superjson::Annotated;
 use tokio::sync::broadcast;
 
 use super::{Backend, BackendFuture, BusStream};
@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::subscription::Tracked;
 
 /// One published event: its id, its data and the data's JSON (shared by every subscriber).
-type Entry<T> = (u64, T, Arc<RawValue>);
+type Entry<T> = (u64, T, Arc<Annotated>);
 
 struct Inner<T> {
     next_id: u64,
@@ -48,7 +48,7 @@ impl<T: Clone + Send + Sync + 'static> MemoryBus<T> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn publish_now(&self, data: T, json: Arc<RawValue>) -> String {
+    fn publish_now(&self, data: T, json: Arc<Annotated>) -> String {
         let mut inner = self.lock();
         let id = inner.next_id;
         inner.next_id += 1;
@@ -123,7 +123,7 @@ impl<T: Clone + Send + Sync + 'static> Backend<T> for MemoryBus<T> {
         "memory"
     }
 
-    fn publish(&self, data: T, json: Arc<RawValue>) -> BackendFuture<'_, Result<String, Error>> {
+    fn publish(&self, data: T, json: Arc<Annotated>) -> BackendFuture<'_, Result<String, Error>> {
         let id = self.publish_now(data, json);
         Box::pin(std::future::ready(Ok(id)))
     }

@@ -19,9 +19,9 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::protocol::superjson::Annotated;
 use futures_util::Stream;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use crate::error::{Error, ErrorCode};
 use crate::subscription::Tracked;
@@ -38,7 +38,7 @@ type BackendFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 trait Backend<T>: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Appends an event (`json` is `data` encoded); resolves to its id.
-    fn publish(&self, data: T, json: Arc<RawValue>) -> BackendFuture<'_, Result<String, Error>>;
+    fn publish(&self, data: T, json: Arc<Annotated>) -> BackendFuture<'_, Result<String, Error>>;
     /// Events after `last_event_id`, then live ones.
     fn subscribe<'a>(&'a self, last_event_id: Option<&'a str>) -> BackendFuture<'a, BusStream<T>>;
     fn subscriber_count(&self) -> usize;
@@ -124,7 +124,7 @@ impl<T: Serialize + Clone + Send + Sync + 'static> EventBus<T> {
     /// in time (the event may or may not have been stored, as with any broker), or
     /// `INTERNAL_SERVER_ERROR` when `data` cannot be encoded.
     pub async fn publish(&self, data: T) -> Result<String, Error> {
-        let json = serde_json::value::to_raw_value(&data).map_err(|e| {
+        let json = crate::protocol::superjson::encode(&data).map_err(|e| {
             Error::internal(e).with_message("Internal server error: an event could not be encoded")
         })?;
         self.backend.publish(data, Arc::from(json)).await

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde_json::value::RawValue;
 
 use crate::protocol::error::ErrorShape;
+use crate::protocol::superjson;
 
 /// `{"result":{"data":…}}`, or `{"result":{}}` for an `undefined` output.
 pub(crate) fn result(data: Option<&RawValue>) -> String {
@@ -24,12 +25,22 @@ pub(crate) fn result(data: Option<&RawValue>) -> String {
     }
 }
 
-/// `{"error":<shape>}`.
+/// `{"error":<shape>}`, the shape as it travels on its own (through the superjson
+/// transformer when it is on).
 pub(crate) fn error(shape: &ErrorShape<'_>) -> String {
-    let shape = shape.to_json();
+    error_of(&shape.to_wire())
+}
+
+/// `{"error":<shape>}` inside a larger message (a JSONL line goes through the transformer as
+/// a whole).
+pub(crate) fn error_in_line(shape: &ErrorShape<'_>) -> String {
+    error_of(&shape.to_json())
+}
+
+fn error_of(shape: &str) -> String {
     let mut out = String::with_capacity(shape.len() + 10);
     out.push_str("{\"error\":");
-    out.push_str(&shape);
+    out.push_str(shape);
     out.push('}');
     out
 }
@@ -117,8 +128,22 @@ pub(crate) fn jsonl_rejected(id: usize, shape: &ErrorShape<'_>) -> String {
 }
 
 /// One item of iterable chunk `id`: `[id,1,[[value]]]`.
-pub(crate) fn jsonl_yield(id: usize, value: &RawValue) -> String {
-    format!("[{id},1,[[{}]]]\n", one_line(value.get()))
+pub(crate) fn jsonl_yield(id: usize, value: &str) -> String {
+    format!("[{id},1,[[{}]]]\n", one_line(value))
+}
+
+/// Where a chunk line holds its value (`[id,n,[[value]…]]`), as a superjson path.
+pub(crate) const JSONL_VALUE_PATH: &str = "2.0.0";
+
+/// Where a settled call's line holds its output (`[i,0,[[{"result":{"data":…}}]]]`).
+pub(crate) const JSONL_OUTPUT_PATH: &str = "2.0.0.result.data";
+
+/// A JSONL line through the superjson transformer: the whole line is one value, `value_at`
+/// places the annotations of the value it carries.
+pub(crate) fn jsonl_superjson(line: &str, value_at: Option<(&str, &RawValue)>) -> String {
+    let mut out = superjson::wrap(line.strip_suffix('\n').unwrap_or(line), value_at);
+    out.push('\n');
+    out
 }
 
 /// Iterable chunk `id` ended, returning `undefined`: `[id,0,[[]]]`.
@@ -169,7 +194,7 @@ mod tests {
             jsonl_fulfilled(2, "0", &[(None, ChunkKind::Iterable, 3)]),
             "[2,0,[[0],[null,1,3]]]\n"
         );
-        assert_eq!(jsonl_yield(3, &raw), "[3,1,[[\"hello world\"]]]\n");
+        assert_eq!(jsonl_yield(3, raw.get()), "[3,1,[[\"hello world\"]]]\n");
         assert_eq!(jsonl_return(3), "[3,0,[[]]]\n");
         // Line breaks between tokens do not break the framing.
         assert_eq!(jsonl_settled(0, "[1,\r\n2]"), "[0,0,[[[1,  2]]]]\n");

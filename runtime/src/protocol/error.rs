@@ -80,6 +80,8 @@ pub(crate) struct ErrorPolicy {
     pub(crate) dev_mode: bool,
     pub(crate) formatter: Option<ErrorFormatter>,
     pub(crate) on_error: Option<Arc<OnErrorFn>>,
+    /// Shapes travel through the superjson transformer (`{"json":shape}`).
+    pub(crate) superjson: bool,
 }
 
 impl fmt::Debug for ErrorPolicy {
@@ -88,6 +90,7 @@ impl fmt::Debug for ErrorPolicy {
             .field("dev_mode", &self.dev_mode)
             .field("formatter", &self.formatter)
             .field("on_error", &self.on_error.is_some())
+            .field("superjson", &self.superjson)
             .finish()
     }
 }
@@ -95,6 +98,8 @@ impl fmt::Debug for ErrorPolicy {
 /// The error shape `{ message, code, data }` clients receive (`TRPCClientError['shape']`).
 #[derive(Debug, Serialize)]
 pub(crate) struct ErrorShape<'a> {
+    #[serde(skip)]
+    superjson: bool,
     message: &'a str,
     code: i32,
     data: ErrorData<'a>,
@@ -208,6 +213,7 @@ impl ErrorPolicy {
         }
         let issues = error.issues();
         ErrorShape {
+            superjson: self.superjson,
             message: error.message(),
             code: error.code().json_rpc_code(),
             data: ErrorData {
@@ -258,6 +264,17 @@ impl ErrorShape<'_> {
     pub(crate) fn to_json(&self) -> String {
         // Strings, numbers and string maps cannot fail to serialize.
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The shape as it travels on its own (an error envelope, a WebSocket error, an SSE
+    /// `serialized-error`): through the superjson transformer when it is on.
+    pub(crate) fn to_wire(&self) -> String {
+        let json = self.to_json();
+        if self.superjson {
+            super::superjson::envelope(&json, None)
+        } else {
+            json
+        }
     }
 }
 

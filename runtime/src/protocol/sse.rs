@@ -58,7 +58,7 @@ pub(crate) fn data(data: &RawValue, id: Option<&str>, last_id: Option<&str>) -> 
 /// An error on a known subscription path, in-band (the response stays 200); the body then
 /// ends without `return`.
 pub(crate) fn serialized_error(shape: &ErrorShape<'_>) -> String {
-    format!("event: serialized-error\ndata: {}\n\n", shape.to_json())
+    format!("event: serialized-error\ndata: {}\n\n", shape.to_wire())
 }
 
 /// The client's last event id: the `Last-Event-ID` header (native EventSource reconnects),

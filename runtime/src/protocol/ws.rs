@@ -10,6 +10,7 @@ use crate::call::{ProcedureKind, RawInput};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::error::ErrorShape;
 use crate::protocol::input::{self, ConnectionParams};
+use crate::protocol::superjson;
 
 /// The server's keep-alive ping, and the answer to a client's.
 pub(crate) const PING: &str = "PING";
@@ -152,7 +153,7 @@ pub(crate) fn connection_params(text: &str) -> Option<ConnectionParams> {
 
 /// An error that belongs to no request: `{"id":null,"error":…}`.
 pub(crate) fn error_without_id(shape: &ErrorShape<'_>) -> String {
-    format!(r#"{{"id":null,"error":{}}}"#, shape.to_json())
+    format!(r#"{{"id":null,"error":{}}}"#, shape.to_wire())
 }
 
 /// Echoes a request's `id` (and `jsonrpc`) on every frame that answers it.
@@ -193,14 +194,22 @@ impl ReplyTo {
         self.frame(r#""result":{"type":"started"}"#)
     }
 
-    /// One subscription event; a tracked one carries its id twice (spec §7.3).
-    pub(crate) fn event(&self, id: Option<&str>, data: &RawValue) -> String {
+    /// One subscription event; a tracked one carries its id twice (spec §7.3). With the
+    /// superjson transformer (`data` is then an envelope), a tracked event's `{id, data}`
+    /// pair goes through it as a whole (spec §4).
+    pub(crate) fn event(&self, id: Option<&str>, data: &RawValue, superjson: bool) -> String {
         match id {
             Some(id) => {
                 let id = serde_json::to_string(id).unwrap_or_default();
+                let pair = if superjson {
+                    let split = superjson::Split::of(data);
+                    let pair = format!(r#"{{"id":{id},"data":{}}}"#, split.json());
+                    superjson::wrap(&pair, split.values().map(|v| ("data", v)))
+                } else {
+                    format!(r#"{{"id":{id},"data":{}}}"#, data.get())
+                };
                 self.frame(&format!(
-                    r#""result":{{"type":"data","data":{{"id":{id},"data":{}}},"id":{id}}}"#,
-                    data.get()
+                    r#""result":{{"type":"data","data":{pair},"id":{id}}}"#
                 ))
             }
             None => self.frame(&format!(
@@ -217,7 +226,7 @@ impl ReplyTo {
 
     /// The request failed.
     pub(crate) fn error(&self, shape: &ErrorShape<'_>) -> String {
-        self.frame(&format!(r#""error":{}"#, shape.to_json()))
+        self.frame(&format!(r#""error":{}"#, shape.to_wire()))
     }
 }
 
@@ -251,7 +260,7 @@ mod tests {
         assert_eq!(stop.key(), "\"s\"");
         let data = RawValue::from_string("5".into()).expect("json");
         assert_eq!(
-            stop.event(Some("7"), &data),
+            stop.event(Some("7"), &data, false),
             r#"{"id":"s","result":{"type":"data","data":{"id":"7","data":5},"id":"7"}}"#
         );
         assert_eq!(stop.data(None), r#"{"id":"s","result":{"type":"data"}}"#);

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream, SelectAll};
 use http::{Response, StatusCode};
+use serde_json::value::RawValue;
 
 use crate::body::{Body, json_body_response};
 use crate::call::{BoxFuture, Part, Reply};
@@ -19,6 +20,7 @@ use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::protocol::envelope::{self, ChunkKind, ChunkRef};
 use crate::protocol::error::ErrorShape;
+use crate::protocol::superjson;
 use crate::transport::http::Outcome;
 
 /// Answers a streamed batch.
@@ -28,8 +30,8 @@ pub(super) fn respond(
     outcomes: Vec<Outcome>,
     ping: Option<Duration>,
 ) -> Response<Body> {
-    let head = envelope::jsonl_head(outcomes.len());
     let writer = Arc::new(Writer {
+        superjson: dispatcher.policy().superjson,
         dispatcher: dispatcher.clone(),
         paths,
         // Ids 0..n are the calls' own promises (the head).
@@ -49,7 +51,8 @@ pub(super) fn respond(
                 .boxed(),
         );
     }
-    let lines = stream::once(std::future::ready(Bytes::from(head))).chain(calls);
+    let head = writer.out(envelope::jsonl_head(writer.paths.len()), None);
+    let lines = stream::once(std::future::ready(head)).chain(calls);
     match ping {
         None => json_body_response(StatusCode::OK, Body::stream(lines)),
         Some(every) => json_body_response(StatusCode::OK, Body::stream(with_pings(lines, every))),
@@ -76,6 +79,8 @@ fn with_pings(
 
 /// Writes the lines of one response; hands out chunk ids.
 struct Writer {
+    /// Every line is one superjson value (spec §4).
+    superjson: bool,
     dispatcher: Dispatcher,
     paths: Vec<String>,
     next_id: AtomicUsize,
@@ -90,6 +95,26 @@ impl Writer {
         self.paths.get(call).map(String::as_str)
     }
 
+    /// A line as it goes out: with the superjson transformer, the whole line is one value
+    /// and `value_at` places the annotations of the value it carries.
+    fn out(&self, line: String, value_at: Option<(&str, &RawValue)>) -> Bytes {
+        if self.superjson {
+            Bytes::from(envelope::jsonl_superjson(&line, value_at))
+        } else {
+            Bytes::from(line)
+        }
+    }
+
+    /// An encoded value's JSON and (superjson) annotations.
+    fn value<'v>(&self, value: &'v RawValue) -> (&'v str, Option<&'v RawValue>) {
+        if self.superjson {
+            let split = superjson::Split::of(value);
+            (split.json(), split.values())
+        } else {
+            (value.get(), None)
+        }
+    }
+
     /// The lines of call `i`: one for a plain result or an error; for a value with parts, the
     /// nesting of §5.5, then the parts' chunks as they come.
     fn call_lines(
@@ -97,28 +122,38 @@ impl Writer {
         i: usize,
         result: Result<Reply, Error>,
     ) -> BoxStream<'static, Bytes> {
-        let line = |text: String| stream::once(std::future::ready(Bytes::from(text))).boxed();
+        let line = |bytes: Bytes| stream::once(std::future::ready(bytes)).boxed();
         let reply = match result {
             Err(e) => {
                 let shape = self.dispatcher.policy().shape(&e, self.path(i));
-                return line(envelope::jsonl_settled(i, &envelope::error(&shape)));
+                let settled = envelope::jsonl_settled(i, &envelope::error_in_line(&shape));
+                return line(self.out(settled, None));
             }
             Ok(reply) => reply,
         };
         let mut parted = match reply.take_parted() {
             Err(reply) => {
-                return line(envelope::jsonl_settled(
-                    i,
-                    &envelope::result(reply.json_ref()),
-                ));
+                let Some(output) = reply.json_ref() else {
+                    return line(
+                        self.out(envelope::jsonl_settled(i, &envelope::result(None)), None),
+                    );
+                };
+                let (json, values) = self.value(output);
+                let data = RawValue::from_string(json.to_owned()).ok();
+                let settled = envelope::jsonl_settled(i, &envelope::result(data.as_deref()));
+                let at = values.map(|v| (envelope::JSONL_OUTPUT_PATH, v));
+                return line(self.out(settled, at));
             }
             Ok(parted) => parted,
         };
         let (result_id, data_id) = (self.id(), self.id());
-        let mut lines = vec![envelope::jsonl_fulfilled(
-            i,
-            r#"{"result":0}"#,
-            &[(Some("result"), ChunkKind::Promise, result_id)],
+        let mut lines: Vec<(String, Option<Box<RawValue>>)> = vec![(
+            envelope::jsonl_fulfilled(
+                i,
+                r#"{"result":0}"#,
+                &[(Some("result"), ChunkKind::Promise, result_id)],
+            ),
+            None,
         )];
         let mut parts: SelectAll<BoxStream<'static, Bytes>> = SelectAll::new();
         if let [(None, _)] = &parted.parts[..] {
@@ -126,17 +161,23 @@ impl Writer {
             let Some((_, part)) = parted.parts.pop() else {
                 unreachable!("one part")
             };
-            lines.push(envelope::jsonl_fulfilled(
-                result_id,
-                r#"{"data":0}"#,
-                &[(Some("data"), kind_of(&part), data_id)],
+            lines.push((
+                envelope::jsonl_fulfilled(
+                    result_id,
+                    r#"{"data":0}"#,
+                    &[(Some("data"), kind_of(&part), data_id)],
+                ),
+                None,
             ));
             parts.push(self.part_lines(i, data_id, part));
         } else {
-            lines.push(envelope::jsonl_fulfilled(
-                result_id,
-                r#"{"data":0}"#,
-                &[(Some("data"), ChunkKind::Promise, data_id)],
+            lines.push((
+                envelope::jsonl_fulfilled(
+                    result_id,
+                    r#"{"data":0}"#,
+                    &[(Some("data"), ChunkKind::Promise, data_id)],
+                ),
+                None,
             ));
             let mut refs: Vec<(String, ChunkKind, usize)> = Vec::with_capacity(parted.parts.len());
             for (key, part) in parted.parts {
@@ -148,11 +189,18 @@ impl Writer {
                 .iter()
                 .map(|(key, kind, id)| (Some(key.as_str()), *kind, *id))
                 .collect();
-            lines.push(envelope::jsonl_fulfilled(data_id, parted.data.get(), &refs));
+            let (json, values) = self.value(&parted.data);
+            let values = values.map(ToOwned::to_owned);
+            lines.push((envelope::jsonl_fulfilled(data_id, json, &refs), values));
         }
-        stream::iter(lines.into_iter().map(Bytes::from))
-            .chain(parts)
-            .boxed()
+        let lines: Vec<Bytes> = lines
+            .into_iter()
+            .map(|(text, values)| {
+                let at = values.as_deref().map(|v| (envelope::JSONL_VALUE_PATH, v));
+                self.out(text, at)
+            })
+            .collect();
+        stream::iter(lines).chain(parts).boxed()
     }
 
     /// The chunks of one part: a promise's settlement, or an iterable's items and its end.
@@ -165,24 +213,30 @@ impl Writer {
         let writer = Arc::clone(self);
         match part {
             Part::Promise(value) => stream::once(value)
-                .map(move |settled| {
-                    Bytes::from(match settled {
-                        Ok(value) => envelope::jsonl_fulfilled(id, value.get(), &[]),
-                        Err(e) => writer.failed(call, id, &e, envelope::jsonl_rejected),
-                    })
+                .map(move |settled| match settled {
+                    Ok(value) => {
+                        let (json, values) = writer.value(&value);
+                        let at = values.map(|v| (envelope::JSONL_VALUE_PATH, v));
+                        writer.out(envelope::jsonl_fulfilled(id, json, &[]), at)
+                    }
+                    Err(e) => writer.failed(call, id, &e, envelope::jsonl_rejected),
                 })
                 .boxed(),
             Part::Iterable(mut items) => async_stream::stream! {
                 while let Some(item) = items.next().await {
                     match item {
-                        Ok(value) => yield Bytes::from(envelope::jsonl_yield(id, &value)),
+                        Ok(value) => {
+                            let (json, values) = writer.value(&value);
+                            let at = values.map(|v| (envelope::JSONL_VALUE_PATH, v));
+                            yield writer.out(envelope::jsonl_yield(id, json), at);
+                        }
                         Err(e) => {
-                            yield Bytes::from(writer.failed(call, id, &e, envelope::jsonl_iteration_error));
+                            yield writer.failed(call, id, &e, envelope::jsonl_iteration_error);
                             return;
                         }
                     }
                 }
-                yield Bytes::from(envelope::jsonl_return(id));
+                yield writer.out(envelope::jsonl_return(id), None);
             }
             .boxed(),
         }
@@ -195,10 +249,10 @@ impl Writer {
         id: usize,
         error: &Error,
         line: fn(usize, &ErrorShape<'_>) -> String,
-    ) -> String {
+    ) -> Bytes {
         let path = self.path(call);
         self.dispatcher.policy().report(error, path);
-        line(id, &self.dispatcher.policy().shape(error, path))
+        self.out(line(id, &self.dispatcher.policy().shape(error, path)), None)
     }
 }
 

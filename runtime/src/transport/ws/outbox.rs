@@ -162,7 +162,7 @@ pub(super) async fn pump<S>(
                 let Tag { generation, reply, path } = &*tag;
                 let key = reply.key();
                 match item {
-                    Some(Ok(event)) => write(reply.event(event.id.as_deref(), &event.data)),
+                    Some(Ok(event)) => write(reply.event(event.id.as_deref(), &event.data, policy.superjson)),
                     Some(Err(e)) => {
                         if let Some(handle) = aborts.remove(key) {
                             handle.abort();

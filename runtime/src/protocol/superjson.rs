@@ -1,0 +1,677 @@
+//! The superjson transformer on the wire (spec §4): with it on, values travel as
+//! `{"json":…,"meta":{"values":…,"v":1}}`, where `meta.values` annotates the JSON at dotted
+//! paths (`Date`, `bigint`, `set`, `map`, `undefined`, …) so the client rebuilds them.
+//!
+//! Outputs: while a value is serialized for superjson, the JavaScript value types of
+//! [`crate::js`] write markers instead of their plain JSON; the markers then become their
+//! plain JSON again plus an annotation at their path. A value without such types is sent as
+//! it serialized (`{"json":…}`), never re-parsed. Inputs: the annotations are applied to the
+//! JSON before validation, so procedures see plain JSON either way.
+
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::call::RawInput;
+use crate::error::Error;
+
+/// What `superjson.serialize(undefined)` writes: a `()` output, a void input.
+pub(crate) const UNDEFINED: &str = r#"{"json":null,"meta":{"values":["undefined"],"v":1}}"#;
+
+/// [`UNDEFINED`] as a raw value.
+pub(crate) fn undefined() -> Box<RawValue> {
+    raw(UNDEFINED.to_owned())
+}
+
+thread_local! {
+    /// While a value is serialized for superjson on this thread: the markers' nonce and how
+    /// many markers were written.
+    static MARKING: Cell<Option<(u64, usize)>> = const { Cell::new(None) };
+    /// A nonce per thread, so no string a user sends can pass for a marker.
+    static NONCE: u64 = RandomState::new().hash_one("oxrpc-sj");
+}
+
+fn prefix(nonce: u64) -> String {
+    format!("\u{0}oxrpc-sj:{nonce:016x}:")
+}
+
+/// The marker a JavaScript value type writes for `kind` (`Date`, `bigint`: followed by its
+/// plain JSON string; `set`, `map`: as the only key of an object holding the array) while a
+/// value is serialized for superjson; `None` otherwise (then it writes its plain JSON).
+pub(crate) fn marker(kind: &str) -> Option<String> {
+    MARKING.with(|m| {
+        let (nonce, count) = m.get()?;
+        m.set(Some((nonce, count + 1)));
+        Some(format!("{}{kind}:", prefix(nonce)))
+    })
+}
+
+/// Whether a value is being serialized for superjson on this thread (parts sent later are
+/// encoded the same way).
+pub(crate) fn marking() -> bool {
+    MARKING.with(|m| m.get().is_some())
+}
+
+/// A value encoded for superjson: its plain JSON (what a client without a transformer would
+/// get) and the annotations of `meta.values`, if any value needs one.
+#[derive(Debug, Clone)]
+pub(crate) struct Annotated {
+    pub(crate) json: Box<RawValue>,
+    pub(crate) values: Option<Box<RawValue>>,
+}
+
+impl Annotated {
+    /// `{"json":…}` or `{"json":…,"meta":{"values":…,"v":1}}`.
+    pub(crate) fn envelope(&self) -> Box<RawValue> {
+        raw(envelope(self.json.get(), self.values.as_deref()))
+    }
+}
+
+/// Serializes with `serialize` (which writes `value`'s JSON), marking on: returns the plain
+/// JSON and its annotations. Panics in `serialize` leave this thread unmarked.
+pub(crate) fn annotate<E>(
+    serialize: impl FnOnce() -> Result<Box<RawValue>, E>,
+) -> Result<Result<Annotated, serde_json::Error>, E> {
+    struct Restore(Option<(u64, usize)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            MARKING.with(|m| m.set(self.0));
+        }
+    }
+    let nonce = NONCE.with(|n| *n);
+    let restore = Restore(MARKING.with(|m| m.replace(Some((nonce, 0)))));
+    let json = serialize();
+    let markers = MARKING.with(|m| m.get().map_or(0, |(_, count)| count));
+    drop(restore);
+    let json = json?;
+    if markers == 0 {
+        return Ok(Ok(Annotated { json, values: None }));
+    }
+    Ok(resolve(&json, &prefix(nonce)))
+}
+
+/// Encodes `value` for superjson.
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(
+    value: &T,
+) -> Result<Annotated, serde_json::Error> {
+    annotate(|| serde_json::value::to_raw_value(value)).and_then(|annotated| annotated)
+}
+
+/// An annotation: its kind and, for containers, its children's (paths relative to it).
+struct Node {
+    kind: String,
+    children: Vec<(Vec<String>, Node)>,
+}
+
+/// Replaces the markers of `json` by their plain JSON, collecting an annotation for each.
+fn resolve(json: &RawValue, prefix: &str) -> Result<Annotated, serde_json::Error> {
+    let mut value: Value = serde_json::from_str(json.get())?;
+    let mut nodes = Vec::new();
+    walk(&mut value, &mut Vec::new(), &mut nodes, prefix);
+    let values = match nodes.as_slice() {
+        [] => None,
+        [(path, root)] if path.is_empty() => Some(tree(root)),
+        _ => Some(Value::Object(
+            nodes
+                .iter()
+                .map(|(path, node)| (stringify_path(path), tree(node)))
+                .collect(),
+        )),
+    };
+    Ok(Annotated {
+        json: serde_json::value::to_raw_value(&value)?,
+        values: values
+            .map(|v| serde_json::value::to_raw_value(&v))
+            .transpose()?,
+    })
+}
+
+fn walk(
+    value: &mut Value,
+    path: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, Node)>,
+    prefix: &str,
+) {
+    match value {
+        Value::String(s) => {
+            if let Some((kind, plain)) = s.strip_prefix(prefix).and_then(|m| m.split_once(':')) {
+                let node = Node {
+                    kind: kind.to_owned(),
+                    children: Vec::new(),
+                };
+                *value = match kind {
+                    "undefined" => Value::Null,
+                    _ => Value::String(plain.to_owned()),
+                };
+                out.push((path.clone(), node));
+            }
+        }
+        Value::Object(map) => {
+            let container = (map.len() == 1)
+                .then(|| map.keys().next())
+                .flatten()
+                .and_then(|key| Some(key.strip_prefix(prefix)?.strip_suffix(':')?.to_owned()));
+            if let Some(kind) = container {
+                let mut inner = map.values_mut().next().map(Value::take).unwrap_or_default();
+                let mut children = Vec::new();
+                walk(&mut inner, &mut Vec::new(), &mut children, prefix);
+                *value = inner;
+                out.push((path.clone(), Node { kind, children }));
+                return;
+            }
+            for (key, child) in map.iter_mut() {
+                path.push(key.clone());
+                walk(child, path, out, prefix);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter_mut().enumerate() {
+                path.push(i.to_string());
+                walk(child, path, out, prefix);
+                path.pop();
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// `[kind]` or `[kind, {path: tree, …}]`.
+fn tree(node: &Node) -> Value {
+    let kind = Value::String(node.kind.clone());
+    if node.children.is_empty() {
+        return Value::Array(vec![kind]);
+    }
+    let children = node
+        .children
+        .iter()
+        .map(|(path, child)| (stringify_path(path), tree(child)))
+        .collect();
+    Value::Array(vec![kind, Value::Object(children)])
+}
+
+/// superjson's dotted paths: `\` and `.` in a key are escaped with `\`.
+fn stringify_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for (i, segment) in path.iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        for c in segment.chars() {
+            if matches!(c, '\\' | '.') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The inverse of [`stringify_path`]; `legacy` paths (before `v: 1`) escape dots only.
+fn parse_path(text: &str, legacy: bool) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    let mut segment = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.clone().next() {
+                Some(next @ '.') => {
+                    segment.push(next);
+                    chars.next();
+                }
+                Some('\\') if !legacy => {
+                    segment.push('\\');
+                    chars.next();
+                }
+                _ if legacy => segment.push('\\'),
+                _ => {
+                    return Err(Error::bad_request(format!(
+                        "Invalid superjson path `{text}`: `\\` must escape `.` or `\\`"
+                    )));
+                }
+            },
+            '.' => out.push(std::mem::take(&mut segment)),
+            c => segment.push(c),
+        }
+    }
+    out.push(segment);
+    Ok(out)
+}
+
+/// `{"json":…}` or `{"json":…,"meta":{"values":…,"v":1}}`.
+pub(crate) fn envelope(json: &str, values: Option<&RawValue>) -> String {
+    let mut out = String::with_capacity(json.len() + 12);
+    out.push_str("{\"json\":");
+    out.push_str(json);
+    if let Some(values) = values {
+        out.push_str(",\"meta\":{\"values\":");
+        out.push_str(values.get());
+        out.push_str(",\"v\":1}");
+    }
+    out.push('}');
+    out
+}
+
+fn raw(text: String) -> Box<RawValue> {
+    // Built from JSON pieces: valid by construction.
+    RawValue::from_string(text).unwrap_or_else(|_| {
+        RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!())
+    })
+}
+
+/// An envelope taken apart: its JSON and its annotations.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Split<'a> {
+    #[serde(borrow)]
+    pub(crate) json: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    meta: Option<SplitMeta<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SplitMeta<'a> {
+    #[serde(borrow, default)]
+    values: Option<&'a RawValue>,
+}
+
+impl<'a> Split<'a> {
+    /// Reads an envelope this server wrote.
+    pub(crate) fn of(envelope: &'a RawValue) -> Self {
+        serde_json::from_str(envelope.get()).unwrap_or(Split {
+            json: None,
+            meta: None,
+        })
+    }
+
+    /// The JSON text (`null` when there is none).
+    pub(crate) fn json(&self) -> &'a str {
+        self.json.map_or("null", RawValue::get)
+    }
+
+    /// The annotations, if any.
+    pub(crate) fn values(&self) -> Option<&'a RawValue> {
+        self.meta.as_ref().and_then(|m| m.values)
+    }
+}
+
+/// Wraps a whole message (a JSONL line, a tracked WebSocket event) whose values sit at the
+/// given paths (dotted, already escaped): `{"json":message,"meta":{"values":{…},"v":1}}`,
+/// each value's annotations moved under its path.
+pub(crate) fn wrap<'a>(
+    message: &str,
+    placed: impl IntoIterator<Item = (&'a str, &'a RawValue)>,
+) -> String {
+    let mut merged = Map::new();
+    for (at, values) in placed {
+        match serde_json::from_str::<Value>(values.get()) {
+            Ok(Value::Object(paths)) => {
+                for (path, tree) in paths {
+                    merged.insert(format!("{at}.{path}"), tree);
+                }
+            }
+            Ok(root) => {
+                merged.insert(at.to_owned(), root);
+            }
+            Err(_) => {}
+        }
+    }
+    if merged.is_empty() {
+        return envelope(message, None);
+    }
+    let values = serde_json::value::to_raw_value(&Value::Object(merged)).ok();
+    envelope(message, values.as_deref())
+}
+
+#[derive(Deserialize)]
+struct IncomingMeta {
+    #[serde(default)]
+    values: Option<Value>,
+    #[serde(default, rename = "referentialEqualities")]
+    referential_equalities: Option<Value>,
+    #[serde(default)]
+    v: Option<u32>,
+}
+
+/// What to do with one annotation: its path and its kind (`"Date"`, `["class","Point"]`, …).
+pub(crate) type Annotation<'f> = dyn FnMut(&[String], &Value) -> Result<(), Error> + 'f;
+
+/// A superjson input taken apart: its JSON and what `meta` says about it.
+pub(crate) struct Incoming<'a> {
+    pub(crate) json: &'a RawValue,
+    meta: Option<IncomingMeta>,
+}
+
+impl<'a> Incoming<'a> {
+    /// Reads `{json, meta}` as `superjson.serialize` writes it.
+    pub(crate) fn read(input: &'a RawValue) -> Result<Self, Error> {
+        let not_an_envelope = || {
+            Error::bad_request(
+                "This server uses the superjson transformer: an input must be `{\"json\":…}` as superjson.serialize writes it (is `transformer: superjson` missing on the client's link?)",
+            )
+        };
+        // A map keeps `"json":null` apart from a missing `json`.
+        let fields: std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue> =
+            serde_json::from_str(input.get()).map_err(|_| not_an_envelope())?;
+        let json = *fields.get("json").ok_or_else(not_an_envelope)?;
+        let meta = match fields.get("meta") {
+            None => None,
+            Some(meta) => serde_json::from_str(meta.get())
+                .map_err(|e| invalid_meta(&format!("`meta` is not superjson's ({e})")))?,
+        };
+        Ok(Incoming { json, meta })
+    }
+
+    /// Whether the JSON is all there is (no annotations, no shared references).
+    fn is_plain(&self) -> bool {
+        self.meta
+            .as_ref()
+            .is_none_or(|m| m.values.is_none() && m.referential_equalities.is_none())
+    }
+
+    /// Calls `apply(path, kind)` for each annotation of `meta.values`, children before their
+    /// container (as superjson applies them).
+    pub(crate) fn visit_values(&self, apply: &mut Annotation<'_>) -> Result<(), Error> {
+        match self.meta.as_ref() {
+            Some(IncomingMeta {
+                values: Some(values),
+                v,
+                ..
+            }) => visit_tree(values, &[], v.unwrap_or(0) < 1, apply),
+            _ => Ok(()),
+        }
+    }
+
+    /// Calls `copy(from, to)` for each shared reference (after [`Incoming::visit_values`], as
+    /// superjson does).
+    pub(crate) fn visit_equalities(
+        &self,
+        copy: &mut dyn FnMut(&[String], &[String]),
+    ) -> Result<(), Error> {
+        let Some(meta) = &self.meta else {
+            return Ok(());
+        };
+        let legacy = meta.v.unwrap_or(0) < 1;
+        match &meta.referential_equalities {
+            None => Ok(()),
+            Some(Value::Object(map)) => {
+                for (from, to) in map {
+                    let from = parse_path(from, legacy)?;
+                    let targets = to
+                        .as_array()
+                        .ok_or_else(|| invalid_meta("referential equalities must list paths"))?;
+                    for target in targets {
+                        let target = target
+                            .as_str()
+                            .ok_or_else(|| invalid_meta("a path must be a string"))?;
+                        let target = parse_path(target, legacy)?;
+                        if target.starts_with(&from) {
+                            return Err(circular());
+                        }
+                        copy(&from, &target);
+                    }
+                }
+                Ok(())
+            }
+            // `[rootPaths]` or `[rootPaths, {…}]`: the root inside itself is a cycle.
+            Some(Value::Array(_)) => Err(circular()),
+            Some(_) => Err(invalid_meta("`referentialEqualities` must be an object")),
+        }
+    }
+}
+
+fn circular() -> Error {
+    Error::bad_request(
+        "The input refers to itself (a circular structure), which JSON inputs cannot hold",
+    )
+}
+
+/// Decodes a superjson input into the plain JSON procedures validate: annotations applied
+/// (`undefined` removes an object key, or the whole input), shared references copied.
+/// Values superjson can send but no Rust input type could take (`NaN`, `RegExp`, `Error`,
+/// registered classes, …) are refused with `BAD_REQUEST`.
+pub(crate) fn decode_input(input: &RawValue) -> Result<RawInput, Error> {
+    let incoming = Incoming::read(input)?;
+    if incoming.is_plain() {
+        return Ok(Some(incoming.json.to_owned()));
+    }
+    let mut root: Option<Value> =
+        Some(serde_json::from_str(incoming.json.get()).map_err(Error::internal)?);
+    incoming.visit_values(&mut |path, kind| apply_kind(&mut root, path, kind))?;
+    incoming.visit_equalities(&mut |from, to| {
+        let value = root.as_mut().and_then(|r| get_mut(r, from)).cloned();
+        if let (Some(value), Some(slot)) = (value, root.as_mut().and_then(|r| get_mut(r, to))) {
+            *slot = value;
+        }
+    })?;
+    root.map(|v| serde_json::value::to_raw_value(&v).map_err(Error::internal))
+        .transpose()
+}
+
+fn invalid_meta(what: &str) -> Error {
+    Error::bad_request(format!("Invalid superjson meta: {what}"))
+}
+
+/// Visits a tree of `meta.values` at `origin`: children first, then the node.
+fn visit_tree(
+    tree: &Value,
+    origin: &[String],
+    legacy: bool,
+    apply: &mut Annotation<'_>,
+) -> Result<(), Error> {
+    let subtrees = |children: &Map<String, Value>, apply: &mut Annotation<'_>| {
+        for (key, child) in children {
+            let mut path = origin.to_vec();
+            path.extend(parse_path(key, legacy)?);
+            visit_tree(child, &path, legacy, apply)?;
+        }
+        Ok::<_, Error>(())
+    };
+    match tree {
+        Value::Object(children) => subtrees(children, apply),
+        Value::Array(node) => {
+            match node.get(1) {
+                None => {}
+                Some(Value::Object(children)) => subtrees(children, apply)?,
+                Some(_) => return Err(invalid_meta("a node's children must be an object")),
+            }
+            let kind = node
+                .first()
+                .ok_or_else(|| invalid_meta("an empty annotation"))?;
+            apply(origin, kind)
+        }
+        _ => Err(invalid_meta("`values` must be an array or an object")),
+    }
+}
+
+/// Where an annotation sits, for messages.
+pub(crate) fn describe_path(path: &[String]) -> String {
+    if path.is_empty() {
+        "the input".to_owned()
+    } else {
+        format!("`{}`", path.join("."))
+    }
+}
+
+/// The error for an annotation no Rust input can take.
+pub(crate) fn unsupported(path: &[String], kind: &Value) -> Error {
+    match kind.as_str() {
+        Some(kind) => Error::bad_request(format!(
+            "{} is a superjson `{kind}`, which this server does not accept in inputs",
+            describe_path(path)
+        )),
+        None => Error::bad_request(format!(
+            "{} is a custom superjson type ({kind}), which this server does not accept in inputs",
+            describe_path(path)
+        )),
+    }
+}
+
+/// The error for `NaN`, `Infinity` and `-Infinity`.
+pub(crate) fn non_finite(path: &[String], value: &str) -> Error {
+    Error::bad_request(format!(
+        "{} is {value}, which the server's input types cannot hold",
+        describe_path(path)
+    ))
+}
+
+fn apply_kind(root: &mut Option<Value>, path: &[String], kind: &Value) -> Result<(), Error> {
+    match kind.as_str() {
+        // The JSON already holds what the Rust types read: ISO date strings, decimal digit
+        // strings, arrays for sets, arrays of pairs for maps.
+        Some("Date" | "bigint" | "set" | "map") => Ok(()),
+        Some("undefined") => {
+            match path.split_last() {
+                None => *root = None,
+                Some((last, parent)) => {
+                    if let Some(Value::Object(map)) = root.as_mut().and_then(|r| get_mut(r, parent))
+                    {
+                        map.remove(last);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Some("number") => {
+            let Some(v) = root.as_mut().and_then(|r| get_mut(r, path)) else {
+                return Ok(());
+            };
+            match v.as_str() {
+                Some("-0") => {
+                    *v = Value::from(-0.0_f64);
+                    Ok(())
+                }
+                Some(special) => Err(non_finite(path, special)),
+                None => Ok(()),
+            }
+        }
+        _ => Err(unsupported(path, kind)),
+    }
+}
+
+fn get_mut<'v>(value: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
+    path.iter().try_fold(value, |v, segment| match v {
+        Value::Object(map) => map.get_mut(segment),
+        Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(text: &str) -> Result<Option<String>, Error> {
+        let raw = RawValue::from_string(text.to_owned()).expect("json");
+        decode_input(&raw).map(|v| v.map(|v| v.get().to_owned()))
+    }
+
+    #[test]
+    fn inputs_decode_as_superjson_writes_them() {
+        // Captured from superjson 2.2.6 (spec §4.1).
+        assert_eq!(input(UNDEFINED).expect("ok"), None);
+        assert_eq!(
+            input(r#"{"json":null}"#).expect("ok").as_deref(),
+            Some("null")
+        );
+        assert_eq!(
+            input(r#"{"json":{"name":"bob"}}"#).expect("ok").as_deref(),
+            Some(r#"{"name":"bob"}"#)
+        );
+        assert_eq!(
+            input(r#"{"json":{"a":null,"b":1},"meta":{"values":{"a":["undefined"]},"v":1}}"#)
+                .expect("ok")
+                .as_deref(),
+            Some(r#"{"b":1}"#)
+        );
+        assert_eq!(
+            input(r#"{"json":{"m":[["k","1970-01-01T00:00:00.000Z"]],"big":"5","z":"-0"},"meta":{"values":{"m":["map",{"0.1":["Date"]}],"big":["bigint"],"z":["number"]},"v":1}}"#)
+                .expect("ok")
+                .as_deref(),
+            Some(r#"{"big":"5","m":[["k","1970-01-01T00:00:00.000Z"]],"z":-0.0}"#)
+        );
+        // Shared references are copies in JSON.
+        assert_eq!(
+            input(r#"{"json":{"p":{"x":1},"q":null},"meta":{"referentialEqualities":{"p":["q"]},"v":1}}"#)
+                .expect("ok")
+                .as_deref(),
+            Some(r#"{"p":{"x":1},"q":{"x":1}}"#)
+        );
+        // Escaped dots in keys.
+        assert_eq!(
+            input(r#"{"json":{"a.b":null},"meta":{"values":{"a\\.b":["undefined"]},"v":1}}"#)
+                .expect("ok")
+                .as_deref(),
+            Some("{}")
+        );
+    }
+
+    #[test]
+    fn inputs_superjson_cannot_map_are_refused() {
+        for (text, wanted) in [
+            (r#"{"name":"bob"}"#, "transformer: superjson"),
+            (r#""x""#, "transformer: superjson"),
+            (
+                r#"{"json":{"n":"NaN"},"meta":{"values":{"n":["number"]},"v":1}}"#,
+                "`n` is NaN",
+            ),
+            (
+                r#"{"json":{"r":"/a+/g"},"meta":{"values":{"r":["regexp"]},"v":1}}"#,
+                "superjson `regexp`",
+            ),
+            (
+                r#"{"json":{"c":{}},"meta":{"values":{"c":[["class","Point"]]},"v":1}}"#,
+                "custom superjson type",
+            ),
+            (
+                r#"{"json":{"a":{"self":null}},"meta":{"referentialEqualities":{"a":["a.self"]},"v":1}}"#,
+                "circular",
+            ),
+            (
+                r#"{"json":1,"meta":{"values":5,"v":1}}"#,
+                "Invalid superjson meta",
+            ),
+        ] {
+            let e = input(text).expect_err(text);
+            assert_eq!(e.code(), crate::ErrorCode::BadRequest, "{text}");
+            assert!(e.message().contains(wanted), "{text}: {}", e.message());
+        }
+    }
+
+    #[test]
+    fn paths_escape_like_superjson() {
+        let path = vec!["a.b".to_owned(), "c\\d".to_owned(), "0".to_owned()];
+        let text = stringify_path(&path);
+        assert_eq!(text, r"a\.b.c\\d.0");
+        assert_eq!(parse_path(&text, false).expect("path"), path);
+        assert_eq!(
+            parse_path(r"a\.b.c\d", true).expect("legacy"),
+            ["a.b", r"c\d"]
+        );
+        assert!(parse_path(r"a\b", false).is_err());
+    }
+
+    #[test]
+    fn messages_carry_their_values_annotations_at_their_paths() {
+        let root = RawValue::from_string(r#"["Date"]"#.into()).expect("json");
+        let nested =
+            RawValue::from_string(r#"{"at":["Date"],"m":["map",{"0.1":["bigint"]}]}"#.into())
+                .expect("json");
+        assert_eq!(
+            wrap("[1,0,[[5]]]", [("2.0.0", &*root)]),
+            r#"{"json":[1,0,[[5]]],"meta":{"values":{"2.0.0":["Date"]},"v":1}}"#
+        );
+        assert_eq!(
+            wrap("{}", [("data", &*nested)]),
+            r#"{"json":{},"meta":{"values":{"data.at":["Date"],"data.m":["map",{"0.1":["bigint"]}]},"v":1}}"#
+        );
+        assert_eq!(wrap("[0]", []), r#"{"json":[0]}"#);
+        let env = RawValue::from_string(UNDEFINED.to_owned()).expect("json");
+        let split = Split::of(&env);
+        assert_eq!(split.json(), "null");
+        assert_eq!(split.values().map(RawValue::get), Some(r#"["undefined"]"#));
+    }
+}
