@@ -263,6 +263,64 @@ pub(crate) fn typed_error_problems(
     problems
 }
 
+/// The JavaScript values of `oxrpc::js` a schema holds (`Date`, `bigint`, `set`, `map`),
+/// each once, read from the extension their schemas carry.
+pub(crate) fn js_values(schema: &Value) -> Vec<String> {
+    fn walk(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(kind)) = map.get(oxrpc::js::SCHEMA_EXTENSION)
+                    && !out.contains(kind)
+                {
+                    out.push(kind.clone());
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(schema, &mut out);
+    out
+}
+
+/// What the JavaScript values of a type would do on the wire: `Date` travels as an ISO string
+/// without the transformer (which the client's types say), `bigint`, `Set` and `Map` need
+/// superjson; error data travels without annotations, so it holds none of them.
+pub(crate) fn js_value_problems(
+    info: &oxrpc::types::TypeInfo,
+    in_error: bool,
+    superjson: bool,
+) -> Vec<String> {
+    let name = info.rust_name();
+    js_values(&info.json_schema().to_value())
+        .into_iter()
+        .filter_map(|kind| {
+            let rust = match kind.as_str() {
+                "Date" => "Date",
+                "bigint" => "BigInt",
+                "set" => "Set",
+                _ => "Map",
+            };
+            if in_error {
+                Some(format!(
+                    "`{name}` holds an `oxrpc::js::{rust}`, which error data cannot carry (the client would \
+                     receive plain JSON); use a plain type in errors"
+                ))
+            } else if !superjson && kind != "Date" {
+                Some(format!(
+                    "`{name}` holds an `oxrpc::js::{rust}`, which only the superjson transformer carries: \
+                     call `.superjson()` on the root router (and give the client's links \
+                     `transformer: superjson`)"
+                ))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

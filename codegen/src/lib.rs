@@ -263,7 +263,26 @@ pub fn render_for<Ctx>(router: &Router<Ctx>, since: TrpcVersion) -> Result<Strin
             declarations.push(decl);
         }
     }
+    let superjson = router.uses_superjson();
     let mut problems = Vec::new();
+    let js_uses = router
+        .procedures()
+        .flat_map(|(_, p)| {
+            [
+                Some((p.input(), false)),
+                Some((p.output(), false)),
+                p.error_type().map(|e| (e, true)),
+            ]
+        })
+        .flatten()
+        .chain(error_data.map(|info| (info, true)));
+    for (info, in_error) in js_uses {
+        for problem in consistency::js_value_problems(info, in_error, superjson) {
+            if !problems.contains(&problem) {
+                problems.push(problem);
+            }
+        }
+    }
     let taken_data_keys = consistency::error_data_keys(&wire_error_data, error_data);
     for (path, procedure) in router.procedures() {
         if let Some(error) = procedure.error_type() {
@@ -382,9 +401,10 @@ pub fn render_for<Ctx>(router: &Router<Ctx>, since: TrpcVersion) -> Result<Strin
              data: ErrorData{extra} & {{ [K in keyof TError]?: undefined }};\n    }};\n\n"
         );
     }
-    body.push_str(
+    let _ = write!(
+        body,
         "export type AppRouter = TRPCBuiltRouter<\n  \
-         { ctx: object; meta: object; errorShape: ErrorShape; transformer: false },\n  {\n",
+         {{ ctx: object; meta: object; errorShape: ErrorShape; transformer: {superjson} }},\n  {{\n",
     );
     render_level(&mut body, &root, 2);
     body.push_str("  }\n>;\n\n");
