@@ -18,6 +18,7 @@ pub mod auth;
 pub mod live;
 pub mod pages;
 pub mod redis_server;
+pub mod sj;
 pub mod streamed;
 pub mod typed;
 pub mod uploads;
@@ -223,11 +224,33 @@ pub async fn ctx(ctx: &Ctx) -> CtxInfo {
 /// middleware procedures of [`auth`]. Every procedure runs behind the [`auth::Audit`]
 /// middleware, and errors carry `data.retryable` from the error formatter.
 pub fn router() -> Router<Ctx> {
+    with_root_settings(
+        contract()
+            .add(echo::procedure())
+            .add(echo_mutation::procedure()),
+    )
+}
+
+/// The same router with the superjson transformer (profile `superjson`): `echo`/`echoMut`
+/// take any value there, and [`sj::router`]'s procedures join.
+pub fn superjson_router() -> Router<Ctx> {
+    with_root_settings(contract().merge(sj::router())).superjson()
+}
+
+/// The middleware and error formatter of every profile.
+fn with_root_settings(router: Router<Ctx>) -> Router<Ctx> {
+    router
+        .with(auth::Audit)
+        .error_formatter(|error: &Error, _: &ErrorInfo<'_>| ErrorExtra {
+            retryable: error.code().http_status() >= 500,
+        })
+}
+
+/// The contract procedures but `echo`/`echoMut`.
+fn contract() -> Router<Ctx> {
     Router::new()
         .add(hello::procedure())
         .add(greet::procedure())
-        .add(echo::procedure())
-        .add(echo_mutation::procedure())
         .nest(
             "nested",
             Router::new().nest("deep", Router::new().add(deep_q::procedure())),
@@ -248,10 +271,6 @@ pub fn router() -> Router<Ctx> {
         .merge(streamed::router())
         .merge(uploads::router())
         .merge(typed::router())
-        .with(auth::Audit)
-        .error_formatter(|error: &Error, _: &ErrorInfo<'_>| ErrorExtra {
-            retryable: error.code().http_status() >= 500,
-        })
 }
 
 /// What the conformance router's error formatter adds to `error.data`.

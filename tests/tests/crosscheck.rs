@@ -564,3 +564,243 @@ fn ts_rs_and_schemars_agree_on_the_wire() {
         "admitted {admitted_mutants}, rejected {rejected_mutants}"
     );
 }
+
+// ---- The superjson transformer: what arrives is what the types say. ----
+
+mod js_corpus {
+    use oxrpc::js::{self, BigInt, Date, Map, Set};
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+    use ts_rs::TS;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS, JsonSchema)]
+    #[serde(rename_all = "camelCase")]
+    #[ts(rename_all = "camelCase")]
+    pub(super) struct Dated {
+        pub(super) when: Date,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        pub(super) until: Option<Date>,
+        pub(super) count: BigInt<u64>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS, JsonSchema)]
+    #[serde(tag = "kind")]
+    pub(super) enum Happening {
+        Meeting { at: Date, people: Set<String> },
+        Deadline { at: Date },
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS, JsonSchema)]
+    #[serde(rename_all = "camelCase")]
+    #[ts(rename_all = "camelCase")]
+    pub(super) struct JsCorpus {
+        pub(super) at: Date,
+        pub(super) big: BigInt<i64>,
+        pub(super) huge: BigInt<u128>,
+        pub(super) tags: Set<String>,
+        pub(super) by_day: Map<u32, Vec<Date>>,
+        pub(super) scores: Map<String, BigInt<i64>>,
+        pub(super) dated: Vec<Dated>,
+        pub(super) happening: Happening,
+        pub(super) maybe: Option<Set<u8>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        pub(super) note: Option<String>,
+        #[serde(default)]
+        pub(super) any: js::Value,
+    }
+
+    pub(super) fn date(ms: i64) -> Date {
+        Date::from_millis(ms).expect("in range")
+    }
+
+    pub(super) fn samples() -> Vec<JsCorpus> {
+        let full = JsCorpus {
+            at: date(1_704_164_645_123),
+            big: BigInt(i64::MIN),
+            huge: BigInt(u128::MAX),
+            tags: ["b", "a.dotted"].into_iter().map(String::from).collect(),
+            by_day: [(1, vec![date(0), date(86_400_000)]), (2, vec![])]
+                .into_iter()
+                .collect(),
+            scores: [("x".to_owned(), BigInt(1 << 62))].into_iter().collect(),
+            dated: vec![
+                Dated {
+                    when: date(1),
+                    until: Some(date(2)),
+                    count: BigInt(u64::MAX),
+                },
+                Dated {
+                    when: date(3),
+                    until: None,
+                    count: BigInt(0),
+                },
+            ],
+            happening: Happening::Meeting {
+                at: date(5),
+                people: ["ann".to_owned()].into_iter().collect(),
+            },
+            maybe: Some([1, 2].into_iter().collect()),
+            note: Some("n".to_owned()),
+            any: js::Value::Map(vec![(
+                js::Value::Date(date(7)),
+                js::Value::Set(vec![js::Value::BigInt("9".into()), js::Value::Undefined]),
+            )]),
+        };
+        let sparse = JsCorpus {
+            tags: Set::default(),
+            by_day: Map::default(),
+            scores: Map::default(),
+            dated: vec![],
+            happening: Happening::Deadline { at: date(-1) },
+            maybe: None,
+            note: None,
+            any: js::Value::Undefined,
+            ..full
+        };
+        vec![full, sparse]
+    }
+}
+
+/// Every value of a corpus of JavaScript value types is encoded by the server's superjson
+/// encoder, decoded by the real `superjson` package in Node, and written back as a TypeScript
+/// expression (`new Date(…)`, `…n`, `new Set([…])`, `new Map([…])`, `undefined`): tsc must
+/// accept each against the generated type, while the same values as plain JSON (without the
+/// transformer) must be refused — the types promise what only superjson delivers.
+#[test]
+fn superjson_values_arrive_as_their_types_say() {
+    use js_corpus::{Happening, JsCorpus, date, samples};
+    use oxrpc::js::{BigInt, Date, Map, Set, to_superjson};
+
+    let mut declarations: Vec<String> = Vec::new();
+    let mut cases: Vec<(String, String, Value)> = Vec::new(); // type, envelope, plain JSON
+    let mut add = |subject: Subject, envelopes: Vec<(String, Value)>| {
+        for d in subject.declarations {
+            if !declarations.contains(&d) {
+                declarations.push(d);
+            }
+        }
+        for (envelope, plain) in envelopes {
+            cases.push((subject.ts_type.clone(), envelope, plain));
+        }
+    };
+    fn encoded<T: Serialize>(values: &[T]) -> Vec<(String, Value)> {
+        values
+            .iter()
+            .map(|v| {
+                let plain = serde_json::to_value(v).expect("plain");
+                (to_superjson(v).expect("superjson"), plain)
+            })
+            .collect()
+    }
+    add(subject::<JsCorpus>(), encoded(&samples()));
+    add(
+        subject::<Vec<Happening>>(),
+        encoded(&[vec![
+            Happening::Deadline { at: date(9) },
+            Happening::Meeting {
+                at: date(10),
+                people: Set::default(),
+            },
+        ]]),
+    );
+    add(subject::<Date>(), encoded(&[date(42)]));
+    add(
+        subject::<Map<String, Set<BigInt<i64>>>>(),
+        encoded(&[[(
+            "k".to_owned(),
+            [BigInt(-3_i64)].into_iter().collect::<Set<_>>(),
+        )]
+        .into_iter()
+        .collect::<Map<_, _>>()]),
+    );
+
+    // The real superjson decodes each envelope; each value comes back as a TS expression.
+    let dir = repo_root().join("target/crosscheck-superjson");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let input = dir.join("envelopes.json");
+    let envelopes: Vec<Value> = cases
+        .iter()
+        .map(|(_, e, _)| serde_json::from_str(e).expect("envelope is JSON"))
+        .collect();
+    std::fs::write(&input, serde_json::to_string(&envelopes).expect("json")).expect("write");
+    let script = r#"
+import superjson from 'superjson';
+import { readFileSync } from 'node:fs';
+const lit = (v) => {
+  if (v === undefined) return 'undefined';
+  if (v === null) return 'null';
+  if (v instanceof Date) return `new Date(${v.getTime()})`;
+  if (typeof v === 'bigint') return `${v}n`;
+  if (v instanceof Set) return `new Set([${[...v].map(lit).join(', ')}])`;
+  if (v instanceof Map) return `new Map([${[...v].map(([k, x]) => `[${lit(k)}, ${lit(x)}]`).join(', ')}])`;
+  if (Array.isArray(v)) return `[${v.map(lit).join(', ')}]`;
+  if (typeof v === 'object') return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${lit(x)}`).join(', ')}}`;
+  return JSON.stringify(v);
+};
+const envelopes = JSON.parse(readFileSync(process.env.ENVELOPES, 'utf8'));
+console.log(JSON.stringify(envelopes.map((e) => lit(superjson.deserialize(e)))));
+"#;
+    let output = Command::new("node")
+        .args(["--input-type=module", "-e", script])
+        .env("ENVELOPES", &input)
+        .current_dir(repo_root())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("could not run node ({e}): install Node.js 20+ to run this test")
+        });
+    assert!(
+        output.status.success(),
+        "node failed (is `npm ci` done at the repository root?):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expressions: Vec<String> =
+        serde_json::from_slice(&output.stdout).expect("node printed the expressions");
+    assert_eq!(expressions.len(), cases.len());
+
+    let mut source = String::new();
+    for d in &declarations {
+        source.push_str(&d.replace('\n', " "));
+        source.push('\n');
+    }
+    let first = declarations.len() + 1;
+    for (i, ((ts_type, _, _), expression)) in cases.iter().zip(&expressions).enumerate() {
+        let _ = writeln!(source, "export const c{i}: {ts_type} = {expression};");
+    }
+    let plain_first = first + cases.len();
+    for (i, (ts_type, _, plain)) in cases.iter().enumerate() {
+        let _ = writeln!(source, "export const p{i}: {ts_type} = {plain};");
+    }
+    let errors = tsc_error_lines(&dir, &source);
+    let arrived_wrong: Vec<String> = (0..cases.len())
+        .filter(|i| errors.contains(&(first + i)))
+        .map(|i| format!("{}: {}", cases[i].0, expressions[i]))
+        .collect();
+    assert!(
+        arrived_wrong.is_empty(),
+        "what superjson delivers does not match the types:\n{}\n\n{source}",
+        arrived_wrong.join("\n")
+    );
+    // Without the transformer every case would arrive as something else than its type says.
+    let plain_accepted: Vec<usize> = (0..cases.len())
+        .filter(|i| !errors.contains(&(plain_first + i)))
+        .collect();
+    assert!(
+        plain_accepted.is_empty(),
+        "plain JSON type-checks for cases {plain_accepted:?}: the corpus does not need superjson\n{source}"
+    );
+    // And the decoded values are the Rust values (the inputs' way back).
+    for sample in samples() {
+        let text = to_superjson(&sample).expect("superjson");
+        let back: JsCorpus = oxrpc::js::from_superjson(&text).expect("decodes");
+        // `any` is a js::Value: from plain JSON it cannot know its annotations.
+        assert_eq!(
+            JsCorpus {
+                any: back.any.clone(),
+                ..sample
+            },
+            back
+        );
+    }
+}

@@ -18,7 +18,7 @@ if (!('EventSource' in globalThis)) {
 }
 
 /** Server configuration profiles of the conformance server (conformance-ideas.md §3.2). */
-export type Profile = 'plain' | 'options' | 'inactivity';
+export type Profile = 'plain' | 'superjson' | 'options' | 'inactivity';
 
 /** A running conformance server. */
 export interface RunningServer {

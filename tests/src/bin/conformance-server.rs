@@ -1,7 +1,7 @@
 //! The conformance server: the contract router on `127.0.0.1:PORT`, HTTP at `/trpc/<path>` and
 //! WebSocket at `/trpc`, nested under axum beside the test-control endpoints.
 //!
-//! Run with: `cargo run -p oxrpc-tests --bin conformance-server -- --port 0 [--profile options]
+//! Run with: `cargo run -p oxrpc-tests --bin conformance-server -- --port 0 [--profile superjson|options|inactivity]
 //! [--path-separator ~] [--redis redis://127.0.0.1:6379]`
 //!
 //! With `--redis`, `posts.add` / `posts.onAdd` go through a Redis stream (topic `posts`,
@@ -65,12 +65,15 @@ async fn main() -> anyhow::Result<()> {
                 };
             }
             other => bail!(
-                "unknown argument {other:?}; usage: conformance-server [--port N] [--profile plain|options|inactivity] [--path-separator . | _ | ~ | -] [--redis URL]"
+                "unknown argument {other:?}; usage: conformance-server [--port N] [--profile plain|superjson|options|inactivity] [--path-separator . | _ | ~ | -] [--redis URL]"
             ),
         }
     }
     let server = match profile.as_str() {
         "plain" => Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context),
+        "superjson" => {
+            Server::with_context(oxrpc_tests::superjson_router(), oxrpc_tests::create_context)
+        }
         "options" => Server::with_context(
             oxrpc_tests::router().unknown_fields(UnknownFields::Reject),
             oxrpc_tests::create_context,
@@ -88,7 +91,9 @@ async fn main() -> anyhow::Result<()> {
         "inactivity" => Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context)
             .sse_reconnect_after_inactivity(Duration::from_millis(600))
             .sse_max_duration(Duration::from_millis(1500)),
-        other => bail!("unknown profile {other:?}; expected plain, options or inactivity"),
+        other => {
+            bail!("unknown profile {other:?}; expected plain, superjson, options or inactivity")
+        }
     };
     let server = server
         .endpoint("/")
