@@ -301,6 +301,33 @@ describe('superjson transformer', () => {
     }
   });
 
+  it('typed errors go through the transformer with their fields (typedErr, onTypedErr)', async () => {
+    const soldOut = { code: 'CONFLICT', httpStatus: 409, path: 'typedErr', retryable: false, reason: 'sold-out', stock: 0 };
+    for (const link of HTTP_LINKS) {
+      const err = await withTimeout(
+        http(link).typedErr.query({ kind: 'conflict' }).then(() => assert.fail('must fail'), (e: unknown) => e),
+      );
+      assert.ok(err instanceof TRPCClientError, `${link}: ${String(err)}`);
+      assert.equal(err.message, 'sold out');
+      assert.deepEqual(err.data, soldOut, link);
+    }
+    const { client } = ws();
+    const values: string[] = [];
+    const errors: unknown[] = [];
+    const sub = client.onTypedErr.subscribe(undefined, {
+      onData: (v) => values.push(v),
+      onError: (e) => errors.push(e),
+    });
+    try {
+      await waitFor(() => errors.length > 0, 'onTypedErr (ws): its error');
+    } finally {
+      sub.unsubscribe();
+    }
+    assert.deepEqual(values, ['before-typed']);
+    assert.ok(errors[0] instanceof TRPCClientError);
+    assert.deepEqual(errors[0].data, { ...soldOut, path: 'onTypedErr' });
+  });
+
   it('binary and FormData inputs are never transformed', async () => {
     const client = http('httpLink');
     assert.deepEqual(await withTimeout(client.upload.mutate(new Uint8Array(10))), { size: 10 });
