@@ -1,0 +1,56 @@
+// The bench contract served by tRPC v11 on Node (the official @trpc/server, standalone HTTP
+// adapter and WebSocket adapter): `greet` query, `add` mutation, `ticks` subscription, the
+// same answers as oxrpc's bench-server and bench/src/bin/raw-hyper.rs. Inputs are checked by
+// plain validator functions (what a zod schema of the same shape would do, without zod's cost
+// being counted against tRPC).
+//
+// Run with: node bench/node/trpc-server.mjs [--port N]  (prints `listening on http://127.0.0.1:PORT`;
+// tRPC at /trpc, WebSocket on the same port). Uses the repository's npm packages (`npm ci`).
+import { createServer } from 'node:http';
+import { initTRPC, TRPCError } from '@trpc/server';
+import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { applyWSSHandler } from '@trpc/server/adapters/ws';
+import { WebSocketServer } from 'ws';
+
+const t = initTRPC.create();
+
+const string = (value) => {
+  if (typeof value !== 'string') throw new TRPCError({ code: 'BAD_REQUEST', message: 'expected a string' });
+  return value;
+};
+const addInput = (value) => {
+  if (typeof value !== 'object' || value === null || typeof value.a !== 'number' || typeof value.b !== 'number') {
+    throw new TRPCError({ code: 'BAD_REQUEST', message: 'expected {a: number, b: number}' });
+  }
+  return value;
+};
+
+const router = t.router({
+  greet: t.procedure.input(string).query(({ input }) => ({ greeting: `hello ${input}` })),
+  add: t.procedure.input(addInput).mutation(({ input }) => input.a + input.b),
+  ping: t.procedure.input((v) => v).query(({ input }) => input),
+  ticks: t.procedure.subscription(async function* ({ signal }) {
+    let n = 0;
+    while (!signal?.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      yield { n: n++, sentUs: Math.round(performance.timeOrigin * 1000 + performance.now() * 1000) };
+    }
+  }),
+});
+
+const port = Number(process.argv[process.argv.indexOf('--port') + 1] || 0);
+const handler = createHTTPHandler({ router, basePath: '/trpc/' });
+const server = createServer((req, res) => handler(req, res));
+const wss = new WebSocketServer({ server, path: '/trpc' });
+const wsHandler = applyWSSHandler({ wss, router });
+server.listen(port, '127.0.0.1', () => {
+  console.log(`listening on http://127.0.0.1:${server.address().port}`);
+});
+const stop = () => {
+  wsHandler.broadcastReconnectNotification();
+  wss.close();
+  server.close(() => process.exit(0));
+  setTimeout(() => process.exit(0), 1000).unref();
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
