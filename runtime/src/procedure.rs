@@ -412,6 +412,16 @@ fn decode_input<I: Input>(
     {
         return input;
     }
+    let validator = compiled(validator, info)?;
+    // When serde checks everything the schema says, a value that deserializes is valid: no
+    // JSON tree to build and walk. Anything else takes the full path, for its issues.
+    if validator.serde_checks_all()
+        && call.options.unknown_fields == crate::validate::UnknownFields::Ignore
+        && let Some(raw) = call.input.as_deref()
+        && let Ok(value) = serde_json::from_str::<I>(raw.get())
+    {
+        return Ok(value);
+    }
     let value = match call.input.as_deref() {
         None if !info.accepts_undefined() => {
             return Err(Error::bad_request(format!(
@@ -427,7 +437,7 @@ fn decode_input<I: Input>(
             )
         })?,
     };
-    let issues = compiled(validator, info)?.validate(&value, call.options.unknown_fields);
+    let issues = validator.validate(&value, call.options.unknown_fields);
     if !issues.is_empty() {
         return Err(Error::invalid_input(issues));
     }

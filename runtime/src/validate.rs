@@ -363,6 +363,44 @@ enum Additional {
     Schema(NodeId),
 }
 
+impl Node {
+    /// Whether serde enforces this node's keywords by itself (see
+    /// [`Validator::serde_checks_all`]): structure, unit-variant names and tags, and integer
+    /// bounds that are exactly those of the integer type.
+    fn serde_checks_it(&self) -> bool {
+        let strings_only = |v: &Value| v.is_string();
+        let (natural_min, natural_max) = match self.format {
+            Some(Format::Int { min, max }) => (Some(min as f64), Some(max as f64)),
+            Some(_) => return false,
+            None => (None, None),
+        };
+        let tuple_len = (!self.prefix_items.is_empty()).then_some(self.prefix_items.len() as u64);
+        !self.never
+            && self
+                .enum_values
+                .as_ref()
+                .is_none_or(|values| values.iter().all(strings_only))
+            && self.const_value.as_ref().is_none_or(strings_only)
+            && self.min_length.is_none()
+            && self.max_length.is_none()
+            && self.pattern.is_none()
+            && self.minimum.is_none_or(|m| Some(m) == natural_min)
+            && self.maximum.is_none_or(|m| Some(m) == natural_max)
+            && self.exclusive_minimum.is_none()
+            && self.exclusive_maximum.is_none()
+            && self.multiple_of.is_none()
+            && self.min_items.is_none_or(|n| Some(n) == tuple_len)
+            && self.max_items.is_none_or(|n| Some(n) == tuple_len)
+            && !self.unique_items
+            && self.contains.is_none()
+            && !self.unevaluated_forbidden
+            && self.property_names.is_none()
+            && self.min_properties.is_none()
+            && self.max_properties.is_none()
+            && self.not.is_none()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Node {
     /// `false` schema.
@@ -405,6 +443,9 @@ pub struct Validator {
     nodes: Vec<Node>,
     root: NodeId,
     has_unevaluated: bool,
+    /// Every keyword is one serde checks by itself when deserializing the type the schema
+    /// was generated from (structure, unit-variant names, integer ranges of integer types).
+    serde_checks_all: bool,
 }
 
 /// Why a schema could not be compiled (a bug in a hand-written `JsonSchema` impl, usually).
@@ -1207,11 +1248,21 @@ impl Validator {
         };
         let root = compiler.compile(schema)?;
         let has_unevaluated = compiler.nodes.iter().any(|n| n.unevaluated_forbidden);
+        let serde_checks_all = compiler.nodes.iter().all(Node::serde_checks_it);
         Ok(Validator {
             nodes: compiler.nodes,
             root,
             has_unevaluated,
+            serde_checks_all,
         })
+    }
+
+    /// Whether deserializing the type the schema was generated from checks everything the
+    /// schema says (no length, pattern, format, range or uniqueness constraint beyond what the
+    /// Rust type itself enforces). Then a value that deserializes passes validation too, and
+    /// the validation pass over a JSON tree can be skipped for it (ignoring unknown fields).
+    pub fn serde_checks_all(&self) -> bool {
+        self.serde_checks_all
     }
 
     /// The schema of `T`, compiled.
@@ -1237,6 +1288,46 @@ impl Validator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_checks_plain_types_fully_and_constraints_not() {
+        #[derive(schemars::JsonSchema)]
+        #[allow(dead_code)]
+        struct Plain {
+            name: String,
+            age: u8,
+            big: u64,
+            tags: Vec<String>,
+            pair: (u32, bool),
+            maybe: Option<i64>,
+            level: Level,
+        }
+        #[derive(schemars::JsonSchema)]
+        #[allow(dead_code)]
+        enum Level {
+            Low,
+            High,
+        }
+        #[derive(schemars::JsonSchema)]
+        #[allow(dead_code)]
+        struct Constrained {
+            #[schemars(length(min = 1))]
+            name: String,
+        }
+        #[derive(schemars::JsonSchema)]
+        #[allow(dead_code)]
+        struct Ranged {
+            #[schemars(range(min = 1))]
+            n: u32,
+        }
+        let fully = |v: Result<Validator, SchemaError>| v.expect("compiles").serde_checks_all();
+        assert!(fully(Validator::of::<Plain>()));
+        assert!(fully(Validator::of::<String>()));
+        assert!(fully(Validator::of::<serde_json::Value>()));
+        assert!(!fully(Validator::of::<Constrained>()));
+        assert!(!fully(Validator::of::<Ranged>()));
+        assert!(!fully(Validator::of::<std::collections::HashSet<u8>>()));
+    }
     use serde_json::json;
 
     #[derive(schemars::JsonSchema)]

@@ -116,6 +116,16 @@ struct Page<T> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS, JsonSchema)]
 struct Newtype(String);
 
+/// Constraints serde does not check (the validator must).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS, JsonSchema)]
+struct Constrained {
+    #[schemars(length(min = 1, max = 8))]
+    name: String,
+    #[schemars(range(min = 1, max = 10))]
+    n: u8,
+    tags: std::collections::BTreeSet<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS, JsonSchema)]
 struct TupleStruct(u8, String, bool);
 
@@ -343,7 +353,11 @@ struct Case {
     value: Value,
     role: Role,
     schema_structural_ok: bool,
+    /// No issue at all (constraints included).
+    schema_ok: bool,
     serde_ok: bool,
+    /// The input validator says serde checks everything it does.
+    serde_checks_all: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -446,6 +460,10 @@ fn ts_rs_and_schemars_agree_on_the_wire() {
         ),
         (subject::<Option<Level>>(), vec![json!(null), json!("LOW")]),
         (
+            subject::<Constrained>(),
+            vec![json!({"name": "ab", "n": 3, "tags": ["x", "y"]})],
+        ),
+        (
             subject::<Page<Level>>(),
             vec![json!({"items": ["VERY_HIGH"], "next": null})],
         ),
@@ -475,20 +493,30 @@ fn ts_rs_and_schemars_agree_on_the_wire() {
                     .iter()
                     .any(|i| i.is_structural())
             };
+            let fully_ok = |v: &Value| {
+                subject
+                    .input_schema
+                    .validate(v, UnknownFields::Ignore)
+                    .is_empty()
+            };
             cases.push(Case {
                 label: format!("{} sample {i}", subject.ts_type),
                 ts_type: subject.ts_type.clone(),
                 value: sample.clone(),
                 role: Role::Output,
                 schema_structural_ok: structural_ok(sample),
+                schema_ok: fully_ok(sample),
                 serde_ok: (subject.serde_ok)(sample),
+                serde_checks_all: subject.input_schema.serde_checks_all(),
             });
             for (j, mutant) in mutants(sample).into_iter().enumerate() {
                 cases.push(Case {
                     label: format!("{} sample {i} mutant {j}", subject.ts_type),
                     ts_type: subject.ts_type.clone(),
                     schema_structural_ok: structural_ok(&mutant),
+                    schema_ok: fully_ok(&mutant),
                     serde_ok: (subject.serde_ok)(&mutant),
+                    serde_checks_all: subject.input_schema.serde_checks_all(),
                     value: mutant,
                     role: Role::Input,
                 });
@@ -542,6 +570,15 @@ fn ts_rs_and_schemars_agree_on_the_wire() {
                         case.label, case.value, case.schema_structural_ok, case.serde_ok
                     ));
                 }
+                // The dispatcher skips validation for values serde accepts when serde checks
+                // everything the schema says: then serde must never accept what the schema
+                // refuses.
+                if case.serde_checks_all && case.serde_ok && !case.schema_ok {
+                    problems.push(format!(
+                        "{}: serde accepts {} but the schema, which serde was said to check fully, refuses it",
+                        case.label, case.value
+                    ));
+                }
                 if case.schema_structural_ok && !case.serde_ok {
                     problems.push(format!(
                         "{}: the schema accepts {} but serde rejects it",
@@ -557,6 +594,11 @@ fn ts_rs_and_schemars_agree_on_the_wire() {
         problems.len(),
         cases.len(),
         problems.join("\n")
+    );
+    // The fast path is exercised: some subjects are fully checked by serde.
+    assert!(
+        cases.iter().any(|c| c.serde_checks_all) && cases.iter().any(|c| !c.serde_checks_all),
+        "the corpus should hold inputs serde checks fully and inputs it does not"
     );
     // The mutations must actually exercise both verdicts.
     assert!(

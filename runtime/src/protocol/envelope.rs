@@ -1,6 +1,6 @@
-//! Response envelopes (spec §2): `{"result":{"data":…}}` and `{"error":…}`, and the batch
-//! forms that hold them (a JSON array; the head line of a JSONL stream, spec §5.5). Data is
-//! spliced in as raw JSON text, never re-parsed.
+//! Response envelopes (spec §2): `{"result":{"data":…}}` and `{"error":…}`, and the
+//! lines of a JSONL stream that hold them (spec §5.5); a batch's JSON array is written by the
+//! HTTP transport around them. Data is spliced in as raw JSON text, never re-parsed.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -10,18 +10,25 @@ use serde_json::value::RawValue;
 use crate::protocol::error::ErrorShape;
 use crate::protocol::superjson;
 
+/// What [`write_result`] adds around the data.
+pub(crate) const RESULT_OVERHEAD: usize = 22;
+
 /// `{"result":{"data":…}}`, or `{"result":{}}` for an `undefined` output.
 pub(crate) fn result(data: Option<&RawValue>) -> String {
+    let mut out = String::with_capacity(data.map_or(0, |d| d.get().len()) + RESULT_OVERHEAD);
+    write_result(&mut out, data);
+    out
+}
+
+/// [`result`], written at the end of `out` (a batch writes every envelope into one body).
+pub(crate) fn write_result(out: &mut String, data: Option<&RawValue>) {
     match data {
         Some(data) => {
-            let data = data.get();
-            let mut out = String::with_capacity(data.len() + 20);
             out.push_str("{\"result\":{\"data\":");
-            out.push_str(data);
+            out.push_str(data.get());
             out.push_str("}}");
-            out
         }
-        None => "{\"result\":{}}".to_owned(),
+        None => out.push_str("{\"result\":{}}"),
     }
 }
 
@@ -42,19 +49,6 @@ fn error_of(shape: &str) -> String {
     out.push_str("{\"error\":");
     out.push_str(shape);
     out.push('}');
-    out
-}
-
-/// A batch answer: `[envelope, …]`.
-pub(crate) fn batch<'a>(envelopes: impl IntoIterator<Item = &'a str>) -> String {
-    let mut out = String::from("[");
-    for (i, envelope) in envelopes.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(envelope);
-    }
-    out.push(']');
     out
 }
 
@@ -172,7 +166,6 @@ mod tests {
             error(&ErrorPolicy::default().shape(&e, Some("notFound"))),
             r#"{"error":{"message":"thing not found","code":-32004,"data":{"code":"NOT_FOUND","httpStatus":404,"path":"notFound"}}}"#
         );
-        assert_eq!(batch(["1", "2"]), "[1,2]");
         assert_eq!(
             jsonl_head(2),
             "{\"0\":[[0],[null,0,0]],\"1\":[[0],[null,0,1]]}\n"

@@ -26,7 +26,7 @@ pub(crate) fn in_endpoint(path: &str, endpoint: &str) -> bool {
 #[derive(Debug)]
 pub(crate) struct Target {
     /// The procedure paths, one per call (percent-decoded).
-    pub(crate) paths: Vec<String>,
+    pub(crate) paths: Paths,
     /// `?batch=1`.
     pub(crate) batch: bool,
     /// The `input` query parameter (GET).
@@ -35,6 +35,49 @@ pub(crate) struct Target {
     pub(crate) connection_params: ConnectionParams,
     /// The client asked for a JSONL stream (`httpBatchStreamLink`).
     pub(crate) jsonl: bool,
+}
+
+/// The procedure paths of a request, percent-decoded, in one string (one allocation however
+/// long the batch).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Paths {
+    text: String,
+    /// Where each path ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl Paths {
+    /// `text` as one path, or (a batch) as paths separated by `,`.
+    fn new(text: String, batch: bool) -> Self {
+        let mut ends: Vec<usize> = Vec::new();
+        if batch {
+            ends.extend(text.match_indices(',').map(|(i, _)| i));
+        }
+        ends.push(text.len());
+        Paths { text, ends }
+    }
+
+    /// How many calls.
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The path of call `i`.
+    pub(crate) fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] + 1 };
+        self.text.get(start..end)
+    }
+
+    /// The path of the first call.
+    pub(crate) fn first(&self) -> Option<&str> {
+        self.get(0)
+    }
+
+    /// Every path, in call order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
 }
 
 /// Reads the procedure paths and parameters of a request to `{endpoint}/{p0},{p1}?batch=1`.
@@ -62,13 +105,8 @@ pub(crate) fn parse_target(
         Some(text) => input::parse_connection_params(&text)?,
         None => None,
     };
-    let paths = if batch {
-        decoded.split(',').map(str::to_owned).collect()
-    } else {
-        vec![decoded.into_owned()]
-    };
     Ok(Target {
-        paths,
+        paths: Paths::new(decoded.into_owned(), batch),
         batch,
         input,
         connection_params,
@@ -374,10 +412,12 @@ mod tests {
         .expect("target");
         let t2 = parse_target("post~byId,a", Some("batch=1"), &HeaderMap::new(), '~')
             .expect("separator");
-        assert_eq!(t2.paths, ["post.byId", "a"]);
+        assert_eq!(t2.paths.iter().collect::<Vec<_>>(), ["post.byId", "a"]);
         assert!(parse_target("a%zz", None, &HeaderMap::new(), '.').is_err());
         assert!(parse_target("a%2", None, &HeaderMap::new(), '.').is_err());
-        assert_eq!(t.paths, ["a", "b.c"]);
+        assert_eq!(t.paths.iter().collect::<Vec<_>>(), ["a", "b.c"]);
+        assert_eq!(t.paths.get(1), Some("b.c"));
+        assert_eq!(t.paths.get(2), None);
         assert!(t.batch && !t.jsonl);
         assert_eq!(t.input.as_deref(), Some("{}"));
         assert!(

@@ -20,13 +20,14 @@ use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::protocol::envelope::{self, ChunkKind, ChunkRef};
 use crate::protocol::error::ErrorShape;
+use crate::protocol::http::Paths;
 use crate::protocol::superjson;
 use crate::transport::http::Outcome;
 
 /// Answers a streamed batch.
 pub(super) fn respond(
     dispatcher: &Dispatcher,
-    paths: Vec<String>,
+    paths: Paths,
     outcomes: Vec<Outcome>,
     ping: Option<Duration>,
 ) -> Response<Body> {
@@ -82,7 +83,7 @@ struct Writer {
     /// Every line is one superjson value (spec §4).
     superjson: bool,
     dispatcher: Dispatcher,
-    paths: Vec<String>,
+    paths: Paths,
     next_id: AtomicUsize,
 }
 
@@ -92,7 +93,7 @@ impl Writer {
     }
 
     fn path(&self, call: usize) -> Option<&str> {
-        self.paths.get(call).map(String::as_str)
+        self.paths.get(call)
     }
 
     /// A line as it goes out: with the superjson transformer, the whole line is one value

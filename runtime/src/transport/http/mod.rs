@@ -204,7 +204,10 @@ impl HttpTransport {
         let inputs =
             // A single call's bad input belongs to that call; a bad batch object to none.
             wire::parse_inputs(&input_text, &target)
-                .map_err(|e| (e, (!target.batch).then(|| target.paths[0].clone())))?;
+                .map_err(|e| {
+                    let path = (!target.batch).then(|| target.paths.first().unwrap_or_default().to_owned());
+                    (e, path)
+                })?;
 
         // Resolve every call before running any, so a bad batch runs nothing. Kinds that
         // cannot share a request fail it before any per-call error is produced (and reported).
@@ -276,27 +279,48 @@ impl HttpTransport {
         }
         let outcomes = Outcome::settle_all(outcomes).await;
         let policy = dispatcher.policy();
-        let envelopes = target
+        // Every envelope is written straight into the body (a batch: `[…,…]`), sized once.
+        let size: usize = outcomes
+            .iter()
+            .map(|o| match o {
+                Ok(reply) => {
+                    reply.json_ref().map_or(0, |j| j.get().len()) + envelope::RESULT_OVERHEAD
+                }
+                Err(_) => 160,
+            })
+            .sum();
+        let mut body = String::with_capacity(size + 2 + outcomes.len());
+        let statuses = target
             .paths
             .iter()
             .zip(outcomes)
-            .map(|(path, outcome)| match outcome {
-                Ok(reply) => (200, envelope::result(reply.json_ref())),
-                Err(e) => (
-                    e.code().http_status(),
-                    envelope::error(&policy.shape(&e, Some(path))),
-                ),
+            .enumerate()
+            .map(|(i, (path, outcome))| {
+                if target.batch {
+                    body.push(if i == 0 { '[' } else { ',' });
+                }
+                match outcome {
+                    Ok(reply) => {
+                        envelope::write_result(&mut body, reply.json_ref());
+                        200
+                    }
+                    Err(e) => {
+                        body.push_str(&envelope::error(&policy.shape(&e, Some(path))));
+                        e.code().http_status()
+                    }
+                }
             });
-        let (statuses, bodies): (Vec<u16>, Vec<String>) = envelopes.unzip();
-        let (status, body) = if target.batch {
-            (
-                wire::batch_status(statuses),
-                envelope::batch(bodies.iter().map(String::as_str)),
-            )
+        let status = if target.batch {
+            wire::batch_status(statuses.collect::<Vec<_>>())
         } else {
-            let status = statuses.first().copied().unwrap_or(500);
-            (status, bodies.into_iter().next().unwrap_or_default())
+            statuses.last().unwrap_or(500)
         };
+        if target.batch {
+            if body.is_empty() {
+                body.push('[');
+            }
+            body.push(']');
+        }
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = json_response(status, body);
         apply_headers(&mut response, &response_headers);
@@ -341,13 +365,13 @@ impl HttpTransport {
             );
             return Err((e, None));
         }
-        let path = &target.paths[0];
+        let path = target.paths.first().unwrap_or_default();
         let entry = dispatcher
             .resolve(path, Want::Any, dispatcher.entry(path))
-            .map_err(|e| (e, Some(path.clone())))?;
+            .map_err(|e| (e, Some(path.to_owned())))?;
         HttpMethod::Post
             .check(entry.kind(), path, false, config.allow_method_override)
-            .map_err(|e| (e, Some(path.clone())))?;
+            .map_err(|e| (e, Some(path.to_owned())))?;
         if entry.body() != Some(kind) {
             let expected = match entry.body() {
                 Some(other) => format!("a {} body", other.media_type()),
@@ -357,7 +381,7 @@ impl HttpTransport {
                 ErrorCode::UnsupportedMediaType,
                 format!("`{path}` takes {expected}, not {}", kind.media_type()),
             );
-            return Err((e, Some(path.clone())));
+            return Err((e, Some(path.to_owned())));
         }
         let content_type = parts
             .headers
