@@ -267,13 +267,39 @@ impl Entry {
     }
 }
 
+/// FNV-1a for procedure paths: every call looks its path up, and SipHash cost ~10× more on
+/// these short keys. Flooding is no concern: the keys are the router's own, fixed at startup;
+/// a client only chooses what to look up.
+#[derive(Clone, Copy, Default)]
+struct PathHash;
+
+impl std::hash::BuildHasher for PathHash {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// A server's router, create-context function and error policy, with `Ctx` erased: the one
 /// thing transports talk to. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Dispatcher(Arc<Inner>);
 
 struct Inner {
-    procedures: HashMap<Box<str>, Entry>,
+    procedures: HashMap<Box<str>, Entry, PathHash>,
     create_context: ErasedContextFn,
     policy: ErrorPolicy,
     options: CallOptions,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::value::RawValue;
-use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{Semaphore, broadcast};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorCode};
 use crate::protocol::ws::{self as wire, ReplyTo, Request};
 use crate::transport::ws::Shared;
 use crate::transport::ws::outbox::{Out, Outbox, Start, pump};
+use crate::transport::ws::queue::{self, ClosingFlag};
 use crate::transport::ws::registry::{self, Control, Subscriptions};
 
 /// What the read side of a connection needs to answer messages.
@@ -39,20 +40,20 @@ pub(super) async fn serve_connection<S>(
 {
     let config = &shared.config;
     let (sink, mut stream) = (*socket).split();
-    let (sender, receiver) = mpsc::channel::<Out>(config.send_queue);
-    let (closing, mut closing_rx) = watch::channel(false);
+    let (sender, receiver) = queue::channel::<Out>(config.send_queue);
+    let closing: ClosingFlag = Arc::default();
     let subscriptions: Subscriptions = Arc::default();
     let mut writer = tokio::spawn(pump(
         Arc::clone(&shared),
         sink,
         receiver,
         Arc::clone(&subscriptions),
-        closing.clone(),
+        Arc::clone(&closing),
     ));
     let outbox = Outbox {
         sender,
         timeout: config.slow_consumer_timeout,
-        closing,
+        closing: Arc::clone(&closing),
     };
     let mut control = shared.connections.subscribe();
     let conn = Conn {
@@ -70,11 +71,13 @@ pub(super) async fn serve_connection<S>(
     let mut open = true;
     let mut refused: Option<Error> = None;
     if !wants_params && let Some(info) = info.take() {
-        match shared.dispatcher.create_context(*info).await {
+        // Boxed, like every cold await here: the connection task is sized by its largest
+        // await, and it waits in the read loop for the rest of its life.
+        match Box::pin(shared.dispatcher.create_context(*info)).await {
             Ok(c) => ctx = Some(c),
             Err(e) => {
                 // Reported where it was produced, by the dispatcher.
-                conn.send_shaped_without_id(&e).await;
+                Box::pin(conn.send_shaped_without_id(&e)).await;
                 open = false;
                 refused = Some(e);
             }
@@ -120,7 +123,7 @@ pub(super) async fn serve_connection<S>(
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 }
             }
-            _ = closing_rx.changed() => break,
+            () = closing.closed() => break,
             () = tokio::time::sleep_until(deadline) => {
                 if ctx.is_none() && tokio::time::Instant::now() >= handshake_deadline {
                     tracing::debug!("WebSocket connection params did not arrive in time; closing");
@@ -153,7 +156,7 @@ pub(super) async fn serve_connection<S>(
                     ErrorCode::ParseError,
                     "Binary frames are not supported: send JSON text frames",
                 );
-                conn.send_error_without_id(&e).await;
+                Box::pin(conn.send_error_without_id(&e)).await;
                 continue;
             }
             Message::Close(_) => break,
@@ -175,17 +178,16 @@ pub(super) async fn serve_connection<S>(
             };
             match wire::connection_params(text.as_str()) {
                 Some(params) => {
-                    match shared
+                    let created = shared
                         .dispatcher
-                        .create_context(info.with_connection_params(params))
-                        .await
-                    {
+                        .create_context(info.with_connection_params(params));
+                    match Box::pin(created).await {
                         Ok(c) => {
                             ctx = Some(c);
                             continue;
                         }
                         Err(e) => {
-                            conn.send_shaped_without_id(&e).await;
+                            Box::pin(conn.send_shaped_without_id(&e)).await;
                             close = Some(close_code::refusal(&e));
                             break;
                         }
@@ -196,12 +198,15 @@ pub(super) async fn serve_connection<S>(
                         Error::new(ErrorCode::ParseError, "Invalid connection params shape"),
                         None,
                     );
-                    conn.send_shaped_without_id(&e).await;
-                    // Requests that were waiting for the context fail with the same error.
-                    for (reply, path) in wire::pending_calls(text.as_str()) {
-                        let shape = shared.dispatcher.policy().shape(&e, Some(&path));
-                        outbox.send(reply.error(&shape)).await;
-                    }
+                    Box::pin(async {
+                        conn.send_shaped_without_id(&e).await;
+                        // Requests that were waiting for the context fail with the same error.
+                        for (reply, path) in wire::pending_calls(text.as_str()) {
+                            let shape = shared.dispatcher.policy().shape(&e, Some(&path));
+                            outbox.send(reply.error(&shape)).await;
+                        }
+                    })
+                    .await;
                     close = Some(close_code::POLICY);
                     break;
                 }
@@ -211,7 +216,7 @@ pub(super) async fn serve_connection<S>(
         let messages = match wire::split_frame(text.as_str()) {
             Ok(messages) => messages,
             Err(e) => {
-                conn.send_error_without_id(&e).await;
+                Box::pin(conn.send_error_without_id(&e)).await;
                 continue;
             }
         };
@@ -224,21 +229,24 @@ pub(super) async fn serve_connection<S>(
 
     // Closing: the pump drops every subscription's stream when it ends. A slow consumer gets
     // no close frame (it is not reading); the others learn why.
-    let stalled = *closing_rx.borrow();
-    if let Some(code) = close.filter(|_| !stalled) {
-        outbox.push(Out::Close(code)).await;
-    }
-    drop(conn);
-    drop(outbox);
-    if stalled {
-        writer.abort();
-    } else if tokio::time::timeout(Duration::from_secs(2), &mut writer)
-        .await
-        .is_err()
-    {
-        // Let queued frames (e.g. a final error) go out, but never wait on a stalled peer.
-        writer.abort();
-    }
+    let stalled = closing.is_closed();
+    Box::pin(async move {
+        if let Some(code) = close.filter(|_| !stalled) {
+            outbox.push(Out::Close(code)).await;
+        }
+        drop(conn);
+        drop(outbox);
+        if stalled {
+            writer.abort();
+        } else if tokio::time::timeout(Duration::from_secs(2), &mut writer)
+            .await
+            .is_err()
+        {
+            // Let queued frames (e.g. a final error) go out, but never wait on a stalled peer.
+            writer.abort();
+        }
+    })
+    .await;
 }
 
 /// The close codes the server sends (RFC 6455 §7.4.1).

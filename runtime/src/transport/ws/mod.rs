@@ -5,6 +5,7 @@
 mod connection;
 mod handshake;
 mod outbox;
+mod queue;
 pub(crate) mod registry;
 
 use std::sync::Arc;
@@ -86,7 +87,6 @@ impl WsTransport {
 mod tests {
     use super::*;
     use futures_util::StreamExt;
-    use tokio::sync::{mpsc, watch};
     use tokio_tungstenite::WebSocketStream;
     use tokio_tungstenite::tungstenite::protocol::Role;
 
@@ -122,21 +122,15 @@ mod tests {
         let size = std::mem::size_of_val(&future);
         eprintln!("serve_connection future: {size} bytes");
         assert!(
-            size < 2048,
+            size < 1600,
             "the per-connection future grew to {size} bytes"
         );
 
         let (a, _b) = tokio::io::duplex(64);
         let socket = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
         let (sink, _stream) = socket.split();
-        let (_sender, receiver) = mpsc::channel(1);
-        let pump = outbox::pump(
-            shared,
-            sink,
-            receiver,
-            Arc::default(),
-            watch::channel(false).0,
-        );
+        let (_sender, receiver) = queue::channel(1);
+        let pump = outbox::pump(shared, sink, receiver, Arc::default(), Arc::default());
         let size = std::mem::size_of_val(&pump);
         eprintln!("pump future: {size} bytes");
         assert!(size < 1024, "the per-connection pump grew to {size} bytes");

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures_util::stream::{AbortHandle, BoxStream, SelectAll, SplitSink};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -19,6 +18,7 @@ use crate::call::{EncodedEvent, EventStream};
 use crate::error::Error;
 use crate::protocol::ws::ReplyTo;
 use crate::transport::ws::Shared;
+use crate::transport::ws::queue::{self, ClosingFlag, TrySendError};
 use crate::transport::ws::registry::{self, Subscriptions};
 
 /// The per-connection outbox: a bounded queue drained by the pump. A client that stops
@@ -26,9 +26,9 @@ use crate::transport::ws::registry::{self, Subscriptions};
 /// connection, so a stalled peer cannot grow server memory.
 #[derive(Clone)]
 pub(super) struct Outbox {
-    pub(super) sender: mpsc::Sender<Out>,
+    pub(super) sender: queue::Sender<Out>,
     pub(super) timeout: Duration,
-    pub(super) closing: watch::Sender<bool>,
+    pub(super) closing: ClosingFlag,
 }
 
 impl Outbox {
@@ -48,23 +48,20 @@ impl Outbox {
         // Fast path without a timer: the queue has room.
         match self.sender.try_send(out) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(TrySendError::Closed) => false,
             // Boxed: the rare slow path does not inflate every caller's future.
-            Err(mpsc::error::TrySendError::Full(message)) => {
-                Box::pin(self.send_slow(message)).await
-            }
+            Err(TrySendError::Full(message)) => Box::pin(self.send_slow(message)).await,
         }
     }
 
     async fn send_slow(&self, message: Out) -> bool {
         match tokio::time::timeout(self.timeout, self.sender.send(message)).await {
-            Ok(Ok(())) => true,
-            Ok(Err(_)) => false,
+            Ok(sent) => sent,
             Err(_) => {
                 tracing::warn!(
                     "closing a WebSocket connection whose client stopped reading (slow consumer)"
                 );
-                let _ = self.closing.send(true);
+                self.closing.close();
                 false
             }
         }
@@ -110,9 +107,9 @@ type Sink<S> = SplitSink<WebSocketStream<S>, Message>;
 pub(super) async fn pump<S>(
     shared: Arc<Shared>,
     mut sink: Sink<S>,
-    mut queue: mpsc::Receiver<Out>,
+    mut queue: queue::Receiver<Out>,
     subscriptions: Subscriptions,
-    closing: watch::Sender<bool>,
+    closing: ClosingFlag,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -195,7 +192,7 @@ async fn send_within<S>(
     sink: &mut Sink<S>,
     frame: Message,
     timeout: Duration,
-    closing: &watch::Sender<bool>,
+    closing: &ClosingFlag,
 ) -> bool
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -216,7 +213,7 @@ where
             tracing::warn!(
                 "closing a WebSocket connection whose client stopped reading (slow consumer)"
             );
-            let _ = closing.send(true);
+            closing.close();
             false
         }
     }
