@@ -156,6 +156,36 @@ pub mod __fuzz {
         }
     }
 
+    /// superjson inputs (spec §4.1): decoding never panics, and a value decoded as itself
+    /// (`js::Value`) encodes to an envelope that decodes to the same value again (the second
+    /// round trip is exact; the first may cut a date's precision to milliseconds).
+    pub fn superjson(text: &str) {
+        use crate::protocol::superjson;
+        let Ok(raw) = serde_json::from_str::<Box<RawValue>>(text) else {
+            return;
+        };
+        // The dispatcher refuses deeper inputs before decoding them.
+        if input::check_depth(&Some(raw.clone())).is_err() {
+            return;
+        }
+        let _ = superjson::decode_input(&raw);
+        let Ok(Some(first)) = crate::js::Value::from_superjson(&raw) else {
+            return;
+        };
+        // Sets and maps add a level while encoding: a value at the depth limit may not encode.
+        let Ok(once) = superjson::encode(&first) else {
+            return;
+        };
+        let once = once.envelope();
+        let second = crate::js::Value::from_superjson(&once)
+            .expect("what the server encodes decodes")
+            .expect("a defined value stays defined");
+        let twice = superjson::encode(&second)
+            .expect("a value that encoded once encodes again")
+            .envelope();
+        assert_eq!(once.get(), twice.get(), "superjson round trip");
+    }
+
     /// The SSE and JSONL encoders: what they write decodes back to the same data and id.
     pub fn encoders_round_trip(json: &str, id: &str) {
         let Ok(data) = serde_json::from_str::<Box<RawValue>>(json) else {
