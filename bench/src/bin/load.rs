@@ -77,7 +77,11 @@ fn authority(url: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
-async fn http_connection(o: Arc<Options>, deadline: Instant, count: Arc<AtomicU64>) -> anyhow::Result<()> {
+async fn http_connection(
+    o: Arc<Options>,
+    deadline: Instant,
+    count: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
     let stream = TcpStream::connect(authority(&o.url)).await?;
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -97,7 +101,11 @@ async fn http_connection(o: Arc<Options>, deadline: Instant, count: Arc<AtomicU6
         let response = sender.send_request(request.body(body)?).await?;
         let status = response.status();
         let bytes = response.into_body().collect().await?.to_bytes();
-        ensure!(status == 200, "status {status}: {}", String::from_utf8_lossy(&bytes));
+        ensure!(
+            status == 200,
+            "status {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
         if first {
             if let Some(expect) = &o.expect {
                 ensure!(
@@ -113,7 +121,11 @@ async fn http_connection(o: Arc<Options>, deadline: Instant, count: Arc<AtomicU6
     Ok(())
 }
 
-async fn ws_connection(o: Arc<Options>, deadline: Instant, count: Arc<AtomicU64>) -> anyhow::Result<()> {
+async fn ws_connection(
+    o: Arc<Options>,
+    deadline: Instant,
+    count: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
     let stream = TcpStream::connect(authority(&o.url)).await?;
     stream.set_nodelay(true)?;
     let (mut socket, _) = tokio_tungstenite::client_async(o.url.as_str(), stream).await?;
@@ -122,7 +134,11 @@ async fn ws_connection(o: Arc<Options>, deadline: Instant, count: Arc<AtomicU64>
     while Instant::now() < deadline {
         socket.send(Message::Text(message.clone().into())).await?;
         loop {
-            match socket.next().await.context("the server closed the connection")?? {
+            match socket
+                .next()
+                .await
+                .context("the server closed the connection")??
+            {
                 Message::Text(text) => {
                     if first {
                         if let Some(expect) = &o.expect {
@@ -144,7 +160,9 @@ async fn ws_connection(o: Arc<Options>, deadline: Instant, count: Arc<AtomicU64>
 
 fn main() -> anyhow::Result<()> {
     let o = Arc::new(options()?);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let count = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
@@ -164,7 +182,9 @@ fn main() -> anyhow::Result<()> {
                     };
                     tokio::time::timeout_at(bound.into(), run)
                         .await
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a connection hung past the deadline")))
+                        .unwrap_or_else(|_| {
+                            Err(anyhow::anyhow!("a connection hung past the deadline"))
+                        })
                 })
             })
             .collect();
