@@ -39,7 +39,9 @@ pub(super) async fn serve_connection<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
-    let (sink, mut stream) = (*socket).split();
+    // Moved out of its box at once: a box moved out of is freed only when its binding goes.
+    let socket = *socket;
+    let (sink, mut stream) = socket.split();
     let (sender, receiver) = queue::channel::<Out>(config.send_queue);
     let closing: ClosingFlag = Arc::default();
     let subscriptions: Subscriptions = Arc::default();

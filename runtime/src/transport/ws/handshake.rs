@@ -86,7 +86,8 @@ pub(super) fn upgrade<B: Send + 'static>(
             }
         };
         let ws_config = WebSocketConfig::default()
-            .read_buffer_size(1024)
+            // Small: it stays allocated for the connection's life (one read takes up to this).
+            .read_buffer_size(512)
             .write_buffer_size(0)
             .max_message_size(Some(shared.config.max_message_size))
             .max_frame_size(Some(shared.config.max_message_size));
