@@ -237,7 +237,9 @@ pub(crate) fn parse_inputs(text: &str, target: &Target) -> Result<Vec<RawInput>,
 
 /// Whether the client asked for a JSONL stream (`httpBatchStreamLink`).
 fn wants_jsonl(headers: &HeaderMap) -> bool {
-    let has = |name: &str| {
+    // Constant names: a `&str` name would be parsed again on every request.
+    const TRPC_ACCEPT: http::HeaderName = http::HeaderName::from_static("trpc-accept");
+    let has = |name: http::HeaderName| {
         headers.get_all(name).iter().any(|v| {
             v.to_str().is_ok_and(|v| {
                 v.split(',')
@@ -245,7 +247,7 @@ fn wants_jsonl(headers: &HeaderMap) -> bool {
             })
         })
     };
-    has("trpc-accept") || has("accept")
+    has(TRPC_ACCEPT) || has(http::header::ACCEPT)
 }
 
 /// What an HTTP method may do.
