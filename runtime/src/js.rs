@@ -617,13 +617,27 @@ impl Value {
             Ok(())
         })?;
         incoming.visit_equalities(&mut |from, to| {
-            if let Some(value) = root.get_mut(from).map(|v| v.clone())
-                && let Some(slot) = root.get_mut(to)
-            {
-                *slot = value;
-            }
+            let Some(value) = root.get_mut(from).map(|v| v.clone()) else {
+                return 0;
+            };
+            let Some(slot) = root.get_mut(to) else {
+                return 0;
+            };
+            let copied = value.count();
+            *slot = value;
+            copied
         })?;
         Ok((root != Value::Undefined).then_some(root))
+    }
+
+    /// How many values this holds, itself included.
+    fn count(&self) -> usize {
+        1 + match self {
+            Value::Array(items) | Value::Set(items) => items.iter().map(Value::count).sum(),
+            Value::Object(map) => map.values().map(Value::count).sum(),
+            Value::Map(entries) => entries.iter().map(|(k, v)| k.count() + v.count()).sum(),
+            _ => 0,
+        }
     }
 
     /// The value at a superjson path (map entries are `index.0` for the key, `index.1` for

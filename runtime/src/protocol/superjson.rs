@@ -343,6 +343,8 @@ pub(crate) type Annotation<'f> = dyn FnMut(&[String], &Value) -> Result<(), Erro
 pub(crate) struct Incoming<'a> {
     pub(crate) json: &'a RawValue,
     meta: Option<IncomingMeta>,
+    /// The input's length: shared references may expand it only so far.
+    len: usize,
 }
 
 impl<'a> Incoming<'a> {
@@ -362,7 +364,11 @@ impl<'a> Incoming<'a> {
             Some(meta) => serde_json::from_str(meta.get())
                 .map_err(|e| invalid_meta(&format!("`meta` is not superjson's ({e})")))?,
         };
-        Ok(Incoming { json, meta })
+        Ok(Incoming {
+            json,
+            meta,
+            len: input.get().len(),
+        })
     }
 
     /// Whether the JSON is all there is (no annotations, no shared references).
@@ -386,11 +392,15 @@ impl<'a> Incoming<'a> {
     }
 
     /// Calls `copy(from, to)` for each shared reference (after [`Incoming::visit_values`], as
-    /// superjson does).
+    /// superjson does); `copy` says how many JSON values it copied. JSON has no references, so
+    /// each one becomes a copy: together they may make the input at most [`EXPANSION`] times
+    /// larger (counted in values), or a small request could fill the memory.
     pub(crate) fn visit_equalities(
         &self,
-        copy: &mut dyn FnMut(&[String], &[String]),
+        copy: &mut dyn FnMut(&[String], &[String]) -> usize,
     ) -> Result<(), Error> {
+        let budget = self.len.saturating_mul(EXPANSION).max(1024);
+        let mut copied = 0usize;
         let Some(meta) = &self.meta else {
             return Ok(());
         };
@@ -411,7 +421,15 @@ impl<'a> Incoming<'a> {
                         if target.starts_with(&from) {
                             return Err(circular());
                         }
-                        copy(&from, &target);
+                        copied = copied.saturating_add(copy(&from, &target));
+                        if copied > budget {
+                            return Err(Error::new(
+                                crate::error::ErrorCode::PayloadTooLarge,
+                                format!(
+                                    "The input's shared references would copy more than {budget} values (at most {EXPANSION} per byte of input)"
+                                ),
+                            ));
+                        }
                     }
                 }
                 Ok(())
@@ -420,6 +438,18 @@ impl<'a> Incoming<'a> {
             Some(Value::Array(_)) => Err(circular()),
             Some(_) => Err(invalid_meta("`referentialEqualities` must be an object")),
         }
+    }
+}
+
+/// How many times larger (in JSON values per input byte) shared references may make an input.
+pub(crate) const EXPANSION: usize = 8;
+
+/// How many JSON values `value` holds, itself included.
+fn count_values(value: &Value) -> usize {
+    1 + match value {
+        Value::Array(items) => items.iter().map(count_values).sum(),
+        Value::Object(map) => map.values().map(count_values).sum(),
+        _ => 0,
     }
 }
 
@@ -442,10 +472,15 @@ pub(crate) fn decode_input(input: &RawValue) -> Result<RawInput, Error> {
         Some(serde_json::from_str(incoming.json.get()).map_err(Error::internal)?);
     incoming.visit_values(&mut |path, kind| apply_kind(&mut root, path, kind))?;
     incoming.visit_equalities(&mut |from, to| {
-        let value = root.as_mut().and_then(|r| get_mut(r, from)).cloned();
-        if let (Some(value), Some(slot)) = (value, root.as_mut().and_then(|r| get_mut(r, to))) {
-            *slot = value;
-        }
+        let Some(value) = root.as_mut().and_then(|r| get_mut(r, from)).cloned() else {
+            return 0;
+        };
+        let Some(slot) = root.as_mut().and_then(|r| get_mut(r, to)) else {
+            return 0;
+        };
+        let copied = count_values(&value);
+        *slot = value;
+        copied
     })?;
     root.map(|v| serde_json::value::to_raw_value(&v).map_err(Error::internal))
         .transpose()
@@ -639,6 +674,23 @@ mod tests {
             assert_eq!(e.code(), crate::ErrorCode::BadRequest, "{text}");
             assert!(e.message().contains(wanted), "{text}: {}", e.message());
         }
+    }
+
+    #[test]
+    fn shared_references_cannot_blow_up_an_input() {
+        // One small array referenced 200 times: 200 copies of 1,000 values from a request of
+        // ~6 KB. superjson makes these references; JSON needs copies.
+        let targets: Vec<String> = (0..200).map(|i| format!("\"r{i}\"")).collect();
+        let nulls: Vec<String> = (0..200).map(|i| format!("\"r{i}\":null")).collect();
+        let text = format!(
+            r#"{{"json":{{"big":[{}],{}}},"meta":{{"referentialEqualities":{{"big":[{}]}},"v":1}}}}"#,
+            vec!["0"; 1000].join(","),
+            nulls.join(","),
+            targets.join(",")
+        );
+        let e = input(&text).expect_err("refused");
+        assert_eq!(e.code(), crate::ErrorCode::PayloadTooLarge);
+        assert!(e.message().contains("shared references"), "{}", e.message());
     }
 
     #[test]

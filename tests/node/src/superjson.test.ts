@@ -395,6 +395,27 @@ describe('superjson transformer', () => {
       assert.equal(err.data?.code, 'BAD_REQUEST');
       assert.match(err.message, message);
     }
+    // superjson sends one value referenced many times once: JSON needs copies, within bounds.
+    const shared = { d: new Date(9), tags: new Set(['x']) };
+    assert.deepStrictEqual(await withTimeout(client.echoMut.mutate({ a: shared, b: [shared] })), {
+      input: { a: shared, b: [shared] },
+    });
+    // superjson writes shared values in full by default; a crafted request that references
+    // one 1,000-element array 200 times from a few kilobytes is refused, not expanded.
+    const targets = Array.from({ length: 200 }, (_, i) => `r${i}`);
+    const crafted = {
+      json: { big: new Array(1000).fill(0), ...Object.fromEntries(targets.map((t) => [t, null])) },
+      meta: { referentialEqualities: { big: targets }, v: 1 },
+    };
+    const blowUp = await raw(`${server.url}/echoMut`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(crafted),
+    });
+    assert.equal(blowUp.status, 413);
+    const refused = (blowUp.json as { error: { json: { message: string; data: { code: string } } } }).error.json;
+    assert.equal(refused.data.code, 'PAYLOAD_TOO_LARGE');
+    assert.match(refused.message, /shared references/);
     assert.equal(await withTimeout(client.hello.query()), 'hello world');
   });
 });
