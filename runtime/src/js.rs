@@ -617,17 +617,38 @@ impl Value {
             Ok(())
         })?;
         incoming.visit_equalities(&mut |from, to| {
-            let Some(value) = root.get_mut(from).map(|v| v.clone()) else {
-                return 0;
+            // The target first: nothing is cloned for a reference that leads nowhere.
+            if root.get_mut(to).is_none() {
+                return Ok(0);
+            }
+            let Some(value) = root.get_mut(from) else {
+                return Ok(0);
             };
-            let Some(slot) = root.get_mut(to) else {
-                return 0;
-            };
+            if to.len() + value.nesting() > crate::protocol::input::MAX_DEPTH {
+                return Err(superjson::too_deep_copy());
+            }
+            let value = value.clone();
             let copied = value.count();
-            *slot = value;
-            copied
+            if let Some(slot) = root.get_mut(to) {
+                *slot = value;
+            }
+            Ok(copied)
         })?;
         Ok((root != Value::Undefined).then_some(root))
+    }
+
+    /// How deeply this nests containers (a scalar: 0).
+    fn nesting(&self) -> usize {
+        let deepest = |items: &mut dyn Iterator<Item = &Value>| {
+            1 + items.map(Value::nesting).max().unwrap_or(0)
+        };
+        match self {
+            Value::Array(items) | Value::Set(items) => deepest(&mut items.iter()),
+            Value::Object(map) => deepest(&mut map.values()),
+            // A map nests its entries (a pair array) in the array of pairs.
+            Value::Map(entries) => 1 + deepest(&mut entries.iter().flat_map(|(k, v)| [k, v])),
+            _ => 0,
+        }
     }
 
     /// How many values this holds, itself included.
@@ -646,7 +667,7 @@ impl Value {
         let Some((first, rest)) = path.split_first() else {
             return Some(self);
         };
-        let index = || first.parse::<usize>().ok();
+        let index = || crate::protocol::superjson::array_index(first);
         match self {
             Value::Object(map) => map.get_mut(first)?.get_mut(rest),
             Value::Array(items) | Value::Set(items) => items.get_mut(index()?)?.get_mut(rest),
@@ -751,6 +772,18 @@ mod tests {
                 .map(|v| v.get()),
             Some(r#"["set",{"0":["Date"]}]"#)
         );
+    }
+
+    #[test]
+    fn dates_and_bigints_as_map_keys_are_plain_keys() {
+        let by_day: BTreeMap<Date, u32> = [(Date::from_millis(0).expect("date"), 1)].into();
+        let by_id: BTreeMap<BigInt<u64>, u32> = [(BigInt(7), 2)].into();
+        let encoded = encode(&(by_day, by_id)).expect("encoded");
+        assert_eq!(
+            encoded.json.get(),
+            r#"[{"1970-01-01T00:00:00.000Z":1},{"7":2}]"#
+        );
+        assert!(encoded.values.is_none());
     }
 
     #[test]

@@ -163,6 +163,22 @@ fn walk(
                 out.push((path.clone(), Node { kind, children }));
                 return;
             }
+            // A marker as an object key (a map keyed by a `Date` or a `BigInt`): keys cannot be
+            // annotated, so the key is its plain text.
+            let marked: Vec<String> = map
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect();
+            for key in marked {
+                if let Some(child) = map.remove(&key) {
+                    let plain = key[prefix.len()..]
+                        .split_once(':')
+                        .map_or("", |(_, plain)| plain)
+                        .to_owned();
+                    map.insert(plain, child);
+                }
+            }
             for (key, child) in map.iter_mut() {
                 path.push(key.clone());
                 walk(child, path, out, prefix);
@@ -339,6 +355,10 @@ struct IncomingMeta {
 /// What to do with one annotation: its path and its kind (`"Date"`, `["class","Point"]`, …).
 pub(crate) type Annotation<'f> = dyn FnMut(&[String], &Value) -> Result<(), Error> + 'f;
 
+/// What to do with one shared reference: copy the value at the first path to the second,
+/// saying how many values that copied.
+pub(crate) type Reference<'f> = dyn FnMut(&[String], &[String]) -> Result<usize, Error> + 'f;
+
 /// A superjson input taken apart: its JSON and what `meta` says about it.
 pub(crate) struct Incoming<'a> {
     pub(crate) json: &'a RawValue,
@@ -395,10 +415,7 @@ impl<'a> Incoming<'a> {
     /// superjson does); `copy` says how many JSON values it copied. JSON has no references, so
     /// each one becomes a copy: together they may make the input at most [`EXPANSION`] times
     /// larger (counted in values), or a small request could fill the memory.
-    pub(crate) fn visit_equalities(
-        &self,
-        copy: &mut dyn FnMut(&[String], &[String]) -> usize,
-    ) -> Result<(), Error> {
+    pub(crate) fn visit_equalities(&self, copy: &mut Reference<'_>) -> Result<(), Error> {
         let budget = self.len.saturating_mul(EXPANSION).max(1024);
         let mut copied = 0usize;
         let Some(meta) = &self.meta else {
@@ -421,7 +438,8 @@ impl<'a> Incoming<'a> {
                         if target.starts_with(&from) {
                             return Err(circular());
                         }
-                        copied = copied.saturating_add(copy(&from, &target));
+                        // Each reference costs at least one, found or not.
+                        copied = copied.saturating_add(copy(&from, &target)?.max(1));
                         if copied > budget {
                             return Err(Error::new(
                                 crate::error::ErrorCode::PayloadTooLarge,
@@ -443,6 +461,14 @@ impl<'a> Incoming<'a> {
 
 /// How many times larger (in JSON values per input byte) shared references may make an input.
 pub(crate) const EXPANSION: usize = 8;
+
+/// A copy that would nest the input deeper than inputs may be.
+pub(crate) fn too_deep_copy() -> Error {
+    Error::bad_request(format!(
+        "The input's shared references would nest it deeper than {} levels",
+        crate::protocol::input::MAX_DEPTH
+    ))
+}
 
 /// How many JSON values `value` holds, itself included.
 fn count_values(value: &Value) -> usize {
@@ -472,15 +498,22 @@ pub(crate) fn decode_input(input: &RawValue) -> Result<RawInput, Error> {
         Some(serde_json::from_str(incoming.json.get()).map_err(Error::internal)?);
     incoming.visit_values(&mut |path, kind| apply_kind(&mut root, path, kind))?;
     incoming.visit_equalities(&mut |from, to| {
-        let Some(value) = root.as_mut().and_then(|r| get_mut(r, from)).cloned() else {
-            return 0;
+        // The target first: nothing is cloned for a reference that leads nowhere.
+        if root.as_mut().and_then(|r| get_mut(r, to)).is_none() {
+            return Ok(0);
+        }
+        let Some(value) = root.as_mut().and_then(|r| get_mut(r, from)) else {
+            return Ok(0);
         };
-        let Some(slot) = root.as_mut().and_then(|r| get_mut(r, to)) else {
-            return 0;
-        };
+        if to.len() + nesting(value) > crate::protocol::input::MAX_DEPTH {
+            return Err(too_deep_copy());
+        }
+        let value = value.clone();
         let copied = count_values(&value);
-        *slot = value;
-        copied
+        if let Some(slot) = root.as_mut().and_then(|r| get_mut(r, to)) {
+            *slot = value;
+        }
+        Ok(copied)
     })?;
     root.map(|v| serde_json::value::to_raw_value(&v).map_err(Error::internal))
         .transpose()
@@ -590,9 +623,27 @@ fn apply_kind(root: &mut Option<Value>, path: &[String], kind: &Value) -> Result
 fn get_mut<'v>(value: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
     path.iter().try_fold(value, |v, segment| match v {
         Value::Object(map) => map.get_mut(segment),
-        Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?),
+        Value::Array(items) => items.get_mut(array_index(segment)?),
         _ => None,
     })
+}
+
+/// A path segment as an array index, written as JavaScript writes one (`"00"` or `"+0"` is
+/// another property of an array there, not element 0): paths compare as text only then.
+pub(crate) fn array_index(segment: &str) -> Option<usize> {
+    let canonical = !segment.is_empty()
+        && segment.bytes().all(|b| b.is_ascii_digit())
+        && (segment == "0" || !segment.starts_with('0'));
+    canonical.then(|| segment.parse().ok()).flatten()
+}
+
+/// How deeply `value` nests arrays and objects (a scalar: 0).
+fn nesting(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 #[cfg(test)]
@@ -691,6 +742,39 @@ mod tests {
         let e = input(&text).expect_err("refused");
         assert_eq!(e.code(), crate::ErrorCode::PayloadTooLarge);
         assert!(e.message().contains("shared references"), "{}", e.message());
+    }
+
+    #[test]
+    fn shared_references_cannot_nest_or_spin() {
+        // "00" is not element 0 of an array (JavaScript reads it as another property), so
+        // the reference leads nowhere instead of copying element 0 into itself.
+        let sneaky = r#"{"json":[[null]],"meta":{"referentialEqualities":{"0":["00.0"]},"v":1}}"#;
+        assert_eq!(input(sneaky).expect("ok").as_deref(), Some("[[null]]"));
+        // Copies may not nest the input past the depth limit.
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        let text = format!(
+            r#"{{"json":{{"a":{deep},"b":null}},"meta":{{"referentialEqualities":{{"a":["b"]}},"v":1}}}}"#
+        );
+        assert!(input(&text).is_ok(), "101 levels are fine");
+        let path = std::iter::once("b".to_owned())
+            .chain(std::iter::repeat_n("0".to_owned(), 40))
+            .collect::<Vec<_>>()
+            .join(".");
+        let nested = format!("{}null{}", "[".repeat(40), "]".repeat(40));
+        let text = format!(
+            r#"{{"json":{{"a":{deep},"b":{nested}}},"meta":{{"referentialEqualities":{{"a":["{path}"]}},"v":1}}}}"#
+        );
+        let e = input(&text).expect_err("too deep");
+        assert!(e.message().contains("deeper than"), "{}", e.message());
+        // References to nowhere cost without cloning anything, and are bounded in number by
+        // the input's own length.
+        let many: Vec<&str> = vec!["\"x\""; 2000];
+        let text = format!(
+            r#"{{"json":{{"big":[{}]}},"meta":{{"referentialEqualities":{{"big":[{}]}},"v":1}}}}"#,
+            ["0"; 10].join(","),
+            many.join(",")
+        );
+        assert!(input(&text).is_ok());
     }
 
     #[test]
