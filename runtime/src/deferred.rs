@@ -242,8 +242,7 @@ pub(crate) fn serialize<T: Serialize>(
     }
     let mut parted = place(&annotated.json, parts)?;
     if superjson {
-        let envelope = superjson::envelope(parted.data.get(), annotated.values.as_deref());
-        parted.data = RawValue::from_string(envelope).map_err(Error::internal)?;
+        parted.data = superjson::raw_envelope(&parted.data, annotated.values.as_deref());
     }
     Ok(Encoded::Parted(parted))
 }

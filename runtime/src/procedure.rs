@@ -6,7 +6,6 @@ use std::panic::Location;
 use std::sync::{Arc, OnceLock};
 
 use futures_util::{Stream, StreamExt};
-use serde_json::value::RawValue;
 
 use crate::call::{BoxFuture, Call, EncodedEvent, Handler, Meta, ProcedureKind, Reply};
 use crate::deferred::{self, Encoded};
@@ -481,10 +480,10 @@ fn encode_output<O: Output>(
         }
     }
     if superjson {
-        let envelope = superjson::envelope(raw.get(), values.as_deref());
-        return Ok(Reply::value(Some(
-            RawValue::from_string(envelope).map_err(Error::internal)?,
-        )));
+        return Ok(Reply::value(Some(superjson::raw_envelope(
+            &raw,
+            values.as_deref(),
+        ))));
     }
     Ok(Reply::value(Some(raw)))
 }

@@ -15,17 +15,19 @@ pub(crate) const RESULT_OVERHEAD: usize = 22;
 
 /// `{"result":{"data":…}}`, or `{"result":{}}` for an `undefined` output.
 pub(crate) fn result(data: Option<&RawValue>) -> String {
-    let mut out = String::with_capacity(data.map_or(0, |d| d.get().len()) + RESULT_OVERHEAD);
+    let data = data.map(RawValue::get);
+    let mut out = String::with_capacity(data.map_or(0, str::len) + RESULT_OVERHEAD);
     write_result(&mut out, data);
     out
 }
 
-/// [`result`], written at the end of `out` (a batch writes every envelope into one body).
-pub(crate) fn write_result(out: &mut String, data: Option<&RawValue>) {
+/// [`result`] of JSON text, written at the end of `out` (a batch writes every envelope into
+/// one body).
+pub(crate) fn write_result(out: &mut String, data: Option<&str>) {
     match data {
         Some(data) => {
             out.push_str("{\"result\":{\"data\":");
-            out.push_str(data.get());
+            out.push_str(data);
             out.push_str("}}");
         }
         None => out.push_str("{\"result\":{}}"),

@@ -67,7 +67,7 @@ pub(crate) struct Annotated {
 impl Annotated {
     /// `{"json":…}` or `{"json":…,"meta":{"values":…,"v":1}}`.
     pub(crate) fn envelope(&self) -> Box<RawValue> {
-        raw(envelope(self.json.get(), self.values.as_deref()))
+        raw_envelope(&self.json, self.values.as_deref())
     }
 }
 
@@ -270,6 +270,28 @@ pub(crate) fn envelope(json: &str, values: Option<&RawValue>) -> String {
     }
     out.push('}');
     out
+}
+
+/// [`envelope`] as a raw value, written by serde around the raw pieces (text built by hand
+/// would be parsed again to become a `RawValue`).
+pub(crate) fn raw_envelope(json: &RawValue, values: Option<&RawValue>) -> Box<RawValue> {
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        json: &'a RawValue,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        meta: Option<Meta<'a>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Meta<'a> {
+        values: &'a RawValue,
+        v: u8,
+    }
+    let envelope = Envelope {
+        json,
+        meta: values.map(|values| Meta { values, v: 1 }),
+    };
+    // Raw values and a number cannot fail to serialize.
+    serde_json::value::to_raw_value(&envelope).unwrap_or_else(|_| raw("null".to_owned()))
 }
 
 fn raw(text: String) -> Box<RawValue> {

@@ -140,8 +140,9 @@ impl Writer {
                     );
                 };
                 let (json, values) = self.value(output);
-                let data = RawValue::from_string(json.to_owned()).ok();
-                let settled = envelope::jsonl_settled(i, &envelope::result(data.as_deref()));
+                let mut result = String::with_capacity(json.len() + envelope::RESULT_OVERHEAD);
+                envelope::write_result(&mut result, Some(json));
+                let settled = envelope::jsonl_settled(i, &result);
                 let at = values.map(|v| (envelope::JSONL_OUTPUT_PATH, v));
                 return line(self.out(settled, at));
             }

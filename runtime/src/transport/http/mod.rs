@@ -3,6 +3,7 @@
 
 mod jsonl;
 
+use serde_json::value::RawValue;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -290,18 +291,21 @@ impl HttpTransport {
             })
             .sum();
         let mut body = String::with_capacity(size + 2 + outcomes.len());
+        if target.batch {
+            body.push('[');
+        }
         let statuses = target
             .paths
             .iter()
             .zip(outcomes)
             .enumerate()
             .map(|(i, (path, outcome))| {
-                if target.batch {
-                    body.push(if i == 0 { '[' } else { ',' });
+                if i > 0 {
+                    body.push(',');
                 }
                 match outcome {
                     Ok(reply) => {
-                        envelope::write_result(&mut body, reply.json_ref());
+                        envelope::write_result(&mut body, reply.json_ref().map(RawValue::get));
                         200
                     }
                     Err(e) => {
@@ -311,14 +315,12 @@ impl HttpTransport {
                 }
             });
         let status = if target.batch {
+            // Collected first: the status check may stop early, every envelope must be written.
             wire::batch_status(statuses.collect::<Vec<_>>())
         } else {
             statuses.last().unwrap_or(500)
         };
         if target.batch {
-            if body.is_empty() {
-                body.push('[');
-            }
             body.push(']');
         }
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
