@@ -25,15 +25,31 @@ const addInput = (value) => {
   return value;
 };
 
+const ticksInput = (value) => {
+  if (value === undefined) return undefined;
+  const ok = (v) => v === undefined || (typeof v === 'number' && v >= 0);
+  if (typeof value !== 'object' || value === null || !ok(value.intervalMs) || !ok(value.count)) {
+    throw new TRPCError({ code: 'BAD_REQUEST', message: 'expected {intervalMs?: number, count?: number}' });
+  }
+  return value;
+};
+
 const router = t.router({
   greet: t.procedure.input(string).query(({ input }) => ({ greeting: `hello ${input}` })),
   add: t.procedure.input(addInput).mutation(({ input }) => input.a + input.b),
   ping: t.procedure.input((v) => v).query(({ input }) => input),
-  ticks: t.procedure.subscription(async function* ({ signal }) {
-    let n = 0;
-    while (!signal?.aborted) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      yield { n: n++, sentUs: Math.round(performance.timeOrigin * 1000 + performance.now() * 1000) };
+  ticks: t.procedure.input(ticksInput).subscription(async function* ({ input, signal }) {
+    // Slots are the wall-clock multiples of intervalMs; missed slots are skipped.
+    const interval = Math.min(Math.max(Math.floor(input?.intervalMs ?? 100), 1), 3_600_000);
+    const count = input?.count ?? Infinity;
+    const first = Math.floor(Date.now() / interval) + 1;
+    let slot = first;
+    for (let sent = 0; sent < count && !signal?.aborted; sent++) {
+      const due = slot * interval;
+      await new Promise((resolve) => setTimeout(resolve, Math.max(due - Date.now(), 0)));
+      if (signal?.aborted) return;
+      yield { n: slot - first, ts: due };
+      slot = Math.max(Math.floor(Date.now() / interval) + 1, slot + 1);
     }
   }),
 });

@@ -126,7 +126,7 @@ async fn subscribe_sse(
 }
 
 async fn fan_out(server: &ServerProcess, transport: Transport, hz: u32, subscribers: usize) {
-    let path = if hz == 50 { "ticks50" } else { "ticks" };
+    let path = if hz == 50 { "ticks50" } else { "ticks10" };
     let tally = Tally {
         latencies: Arc::new(std::sync::Mutex::new(Vec::with_capacity(
             subscribers * hz as usize * 5,

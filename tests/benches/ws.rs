@@ -173,7 +173,7 @@ async fn fan_out(server: &ServerProcess, subscribers: usize) {
         let recording = Arc::clone(&recording);
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
-            ws.send(Message::Text(r#"{"id":1,"method":"subscription","params":{"path":"ticks"}}"#.into())).await.expect("subscribe");
+            ws.send(Message::Text(r#"{"id":1,"method":"subscription","params":{"path":"ticks10"}}"#.into())).await.expect("subscribe");
             let mut local = Vec::with_capacity(64);
             loop {
                 tokio::select! {

@@ -1,7 +1,8 @@
 //! The server the WebSocket, SSE and request-cost benchmarks drive: `ping` echoes a number,
-//! `slow` sleeps, `ticks` and `ticks50` deliver a 10 Hz and a 50 Hz tick (carrying its send
-//! time) from an [`oxrpc::EventBus`] to every subscriber; `greet` and `add` are the bench
-//! contract's query and mutation (issue 13).
+//! `slow` sleeps, `ticks10` and `ticks50` deliver a 10 Hz and a 50 Hz tick (carrying its send
+//! time) from an [`oxrpc::EventBus`] to every subscriber (one serialization per publish);
+//! `greet`, `add` and `ticks` are the bench contract of issue 13, served the same way by
+//! `bench/node/trpc-server.mjs`, `bench/src/bin/raw-hyper.rs` and `bench/src/bin/raw-ws.rs`.
 //!
 //! Run with: `cargo run --release -p oxrpc-tests --bin bench-server -- --port 0 [--no-ticks]`
 //! (prints `listening on http://127.0.0.1:PORT`; stops on SIGINT/SIGTERM). `--no-ticks` stops
@@ -53,13 +54,13 @@ async fn slow(ms: u64) -> u64 {
     ms
 }
 
-/// The 10 Hz tick, live.
+/// The 10 Hz tick of the event bus, live.
 #[procedure(subscription)]
-async fn ticks() -> impl Stream<Item = Result<Tracked<Tick>, Error>> {
+async fn ticks10() -> impl Stream<Item = Result<Tracked<Tick>, Error>> {
     TICKS.subscribe(None).await
 }
 
-/// The 50 Hz tick, live.
+/// The 50 Hz tick of the event bus, live.
 #[procedure(subscription)]
 async fn ticks50() -> impl Stream<Item = Result<Tracked<Tick>, Error>> {
     TICKS_50.subscribe(None).await
@@ -99,6 +100,56 @@ async fn add(input: AddInput) -> serde_json::Number {
     }
 }
 
+/// Input of the contract's `ticks`.
+#[derive(Debug, serde::Deserialize, TS, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[ts(rename_all = "camelCase")]
+struct TicksInput {
+    /// Milliseconds between slots (default 100).
+    #[serde(default)]
+    #[ts(optional)]
+    interval_ms: Option<u64>,
+    /// Ends the stream after this many events.
+    #[serde(default)]
+    #[ts(optional)]
+    count: Option<u64>,
+}
+
+/// One event of the contract's `ticks`.
+#[derive(Debug, Serialize, TS, JsonSchema)]
+struct Slot {
+    /// The slot's index since the subscription started.
+    n: u64,
+    /// The slot's scheduled time, milliseconds since the Unix epoch.
+    ts: u64,
+}
+
+/// The bench contract's `ticks`: slots are the wall-clock multiples of `intervalMs`, so every
+/// subscriber with the same interval fires at the same instant; an overloaded server skips the
+/// slots it missed instead of bursting.
+#[procedure(subscription)]
+async fn ticks(input: Option<TicksInput>) -> impl Stream<Item = Slot> {
+    let interval = input
+        .as_ref()
+        .and_then(|i| i.interval_ms)
+        .unwrap_or(100)
+        .clamp(1, 3_600_000);
+    let count = input.and_then(|i| i.count).unwrap_or(u64::MAX);
+    let first = now_us() / 1000 / interval + 1;
+    futures_util::stream::unfold((first, 0u64), move |(mut slot, sent)| async move {
+        if sent >= count {
+            return None;
+        }
+        let due_ms = slot * interval;
+        let wait = (due_ms * 1000).saturating_sub(now_us());
+        tokio::time::sleep(Duration::from_micros(wait)).await;
+        let n = slot - first;
+        // The next slot is the first one still ahead: missed slots are skipped.
+        slot = (now_us() / 1000 / interval + 1).max(slot + 1);
+        Some((Slot { n, ts: due_ms }, (slot, sent + 1)))
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -134,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
         .add(add::procedure())
         .add(slow::procedure())
         .add(ticks::procedure())
+        .add(ticks10::procedure())
         .add(ticks50::procedure());
     let listening = Server::new(router)
         .ws_max_connections(50_000)
