@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, broadcast};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::call::{ProcedureKind, RawInput};
 use crate::context::RequestInfo;
@@ -17,11 +17,12 @@ use crate::dispatch::{Context, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::ws::{self as wire, ReplyTo, Request};
 use crate::transport::ws::Shared;
-use crate::transport::ws::outbox::{Out, Outbox, Start, pump};
-use crate::transport::ws::queue::{self, ClosingFlag};
+use crate::transport::ws::outbox::{Io, Out, Outbox, Start, next_event};
+use crate::transport::ws::queue;
 use crate::transport::ws::registry::{self, Control, Subscriptions};
 
-/// What the read side of a connection needs to answer messages.
+/// What a connection needs to answer messages; the spawned calls and setups send through
+/// `outbox`.
 struct Conn {
     shared: Arc<Shared>,
     outbox: Outbox,
@@ -33,45 +34,46 @@ struct Conn {
 pub(super) async fn serve_connection<S>(
     shared: Arc<Shared>,
     socket: Box<WebSocketStream<S>>,
-    info: RequestInfo,
+    // Boxed: an argument keeps its place in the task for the task's whole life.
+    info: Box<RequestInfo>,
     wants_params: bool,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
-    // Moved out of its box at once: a box moved out of is freed only when its binding goes.
-    let socket = *socket;
-    let (sink, mut stream) = socket.split();
+    // One task per connection: it reads, and writes what it answers, what the outbox holds
+    // and what the subscription streams yield.
     let (sender, receiver) = queue::channel::<Out>(config.send_queue);
-    let closing: ClosingFlag = Arc::default();
     let subscriptions: Subscriptions = Arc::default();
-    let mut writer = tokio::spawn(pump(
+    let mut io = Io::new(
         Arc::clone(&shared),
-        sink,
+        socket,
         receiver,
         Arc::clone(&subscriptions),
-        Arc::clone(&closing),
-    ));
+    );
     let outbox = Outbox {
         sender,
         timeout: config.slow_consumer_timeout,
-        closing: Arc::clone(&closing),
     };
-    let mut control = shared.connections.subscribe();
+    // Kept across turns of the loop (which turns for every frame written): re-created each
+    // turn, it would take the broadcast's locks twice per frame.
+    let control = next_control(shared.connections.subscribe());
+    let mut control = std::pin::pin!(control);
     let conn = Conn {
         shared: Arc::clone(&shared),
-        outbox: outbox.clone(),
+        outbox,
         subscriptions,
         generations: AtomicU64::new(0),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
     };
 
-    // Boxed: only needed until the context exists.
-    let mut info = Some(Box::new(info));
+    // Only needed until the context exists.
+    let mut info = Some(info);
     let mut ctx: Option<Context> = None;
+    // Why the connection ends, as a close code (RFC 6455 §7.4.1), when there is one to send.
+    let mut close: Option<u16> = None;
     // A context refused at connection time: say why, then close (spec §7.1).
     let mut open = true;
-    let mut refused: Option<Error> = None;
     if !wants_params && let Some(info) = info.take() {
         // Boxed, like every cold await here: the connection task is sized by its largest
         // await, and it waits in the read loop for the rest of its life.
@@ -79,30 +81,30 @@ pub(super) async fn serve_connection<S>(
             Ok(c) => ctx = Some(c),
             Err(e) => {
                 // Reported where it was produced, by the dispatcher.
-                Box::pin(conn.send_shaped_without_id(&e)).await;
+                Box::pin(conn.send_shaped_without_id(&mut io, &e)).await;
                 open = false;
-                refused = Some(e);
+                close = Some(close_code::refusal(&e));
             }
         }
     }
-
-    // Why the connection ends, as a close code (RFC 6455 §7.4.1), when there is one to send.
-    let mut close: Option<u16> = (!open).then_some(close_code::POLICY);
-    if let Some(code) = refused.as_ref().map(close_code::refusal) {
-        close = Some(code);
-    }
     let mut last_seen = tokio::time::Instant::now();
     let handshake_deadline = last_seen + config.handshake_timeout;
+    // Without keep-alive, the timer never fires (about 30 years out).
+    let never = last_seen + Duration::from_secs(1 << 30);
     let mut pinged = false;
+    // One timer for the connection's life, moved only when its deadline changes: the loop
+    // also turns for every frame it writes, and re-arming a timer each time costs.
+    let timer = tokio::time::sleep_until(handshake_deadline.min(never));
+    let mut timer = std::pin::pin!(timer);
     loop {
-        if !open {
+        if !open || io.broken {
             break;
         }
         // Keep-alive: ping after `ping_every` of silence, give up `pong_wait` after that.
         let deadline = match config.keep_alive {
             Some((ping_every, pong_wait)) if pinged => last_seen + ping_every + pong_wait,
             Some((ping_every, _)) => last_seen + ping_every,
-            None => tokio::time::Instant::now() + Duration::from_secs(86_400),
+            None => never,
         };
         // Until the connection params arrive, the handshake's own deadline applies.
         let deadline = if ctx.is_none() {
@@ -110,12 +112,35 @@ pub(super) async fn serve_connection<S>(
         } else {
             deadline
         };
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        let streaming = io.streaming();
         let frame = tokio::select! {
-            frame = stream.next() => frame,
-            control = control.recv() => {
-                match control {
+            biased;
+            // What the streams yield and the outbox holds goes out before more is read.
+            // Events first: they are the hot path, and a ready branch ends the polling.
+            Some(item) = next_event(&mut io.streams), if streaming => {
+                if io.event(item) {
+                    io.flush().await;
+                }
+                continue;
+            }
+            out = io.queue.recv() => {
+                // The loop's own `conn` holds a sender: the queue ends only when a stalled
+                // peer makes the connection close.
+                let Some(out) = out else { break };
+                if io.apply(out) {
+                    io.flush().await;
+                }
+                continue;
+            }
+            frame = io.socket.next() => frame,
+            (got, receiver) = &mut control => {
+                control.set(next_control(receiver));
+                match got {
                     Ok(Control::Reconnect) => {
-                        outbox.send(wire::RECONNECT.to_owned()).await;
+                        Box::pin(io.text(wire::RECONNECT.to_owned())).await;
                         continue;
                     }
                     Ok(Control::Drop) | Err(broadcast::error::RecvError::Closed) => {
@@ -125,8 +150,7 @@ pub(super) async fn serve_connection<S>(
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 }
             }
-            () = closing.closed() => break,
-            () = tokio::time::sleep_until(deadline) => {
+            () = &mut timer => {
                 if ctx.is_none() && tokio::time::Instant::now() >= handshake_deadline {
                     tracing::debug!("WebSocket connection params did not arrive in time; closing");
                     close = Some(close_code::POLICY);
@@ -137,7 +161,7 @@ pub(super) async fn serve_connection<S>(
                     break;
                 }
                 pinged = true;
-                outbox.try_send_static(wire::PING);
+                Box::pin(io.write(Message::Text(Utf8Bytes::from_static(wire::PING)))).await;
                 continue;
             }
         };
@@ -158,7 +182,7 @@ pub(super) async fn serve_connection<S>(
                     ErrorCode::ParseError,
                     "Binary frames are not supported: send JSON text frames",
                 );
-                Box::pin(conn.send_error_without_id(&e)).await;
+                Box::pin(conn.send_error_without_id(&mut io, &e)).await;
                 continue;
             }
             Message::Close(_) => break,
@@ -167,7 +191,7 @@ pub(super) async fn serve_connection<S>(
         };
         match text.as_str() {
             wire::PING => {
-                outbox.send(wire::PONG.to_owned()).await;
+                Box::pin(io.write(Message::Text(Utf8Bytes::from_static(wire::PONG)))).await;
                 continue;
             }
             wire::PONG => continue,
@@ -189,7 +213,7 @@ pub(super) async fn serve_connection<S>(
                             continue;
                         }
                         Err(e) => {
-                            Box::pin(conn.send_shaped_without_id(&e)).await;
+                            Box::pin(conn.send_shaped_without_id(&mut io, &e)).await;
                             close = Some(close_code::refusal(&e));
                             break;
                         }
@@ -201,11 +225,11 @@ pub(super) async fn serve_connection<S>(
                         None,
                     );
                     Box::pin(async {
-                        conn.send_shaped_without_id(&e).await;
+                        conn.send_shaped_without_id(&mut io, &e).await;
                         // Requests that were waiting for the context fail with the same error.
                         for (reply, path) in wire::pending_calls(text.as_str()) {
                             let shape = shared.dispatcher.policy().shape(&e, Some(&path));
-                            outbox.send(reply.error(&shape)).await;
+                            io.text(reply.error(&shape)).await;
                         }
                     })
                     .await;
@@ -218,37 +242,32 @@ pub(super) async fn serve_connection<S>(
         let messages = match wire::split_frame(text.as_str()) {
             Ok(messages) => messages,
             Err(e) => {
-                Box::pin(conn.send_error_without_id(&e)).await;
+                Box::pin(conn.send_error_without_id(&mut io, &e)).await;
                 continue;
             }
         };
         for (index, message) in messages.iter().enumerate() {
             let index = (messages.len() > 1).then_some(index);
             // Boxed: the connection task stays small while it waits (memory per idle socket).
-            Box::pin(conn.handle(ctx, message, index)).await;
+            Box::pin(conn.handle(&mut io, ctx, message, index)).await;
         }
     }
 
-    // Closing: the pump drops every subscription's stream when it ends. A slow consumer gets
-    // no close frame (it is not reading); the others learn why.
-    let stalled = closing.is_closed();
-    Box::pin(async move {
-        if let Some(code) = close.filter(|_| !stalled) {
-            outbox.push(Out::Close(code)).await;
-        }
-        drop(conn);
-        drop(outbox);
-        if stalled {
-            writer.abort();
-        } else if tokio::time::timeout(Duration::from_secs(2), &mut writer)
-            .await
-            .is_err()
-        {
-            // Let queued frames (e.g. a final error) go out, but never wait on a stalled peer.
-            writer.abort();
-        }
-    })
-    .await;
+    // Closing: queued frames (e.g. a final error) go out, then the close frame, within 2 s
+    // and never to a stalled peer; dropping `io` drops every subscription's stream.
+    drop(conn);
+    Box::pin(io.finish(close, Duration::from_secs(2))).await;
+}
+
+/// The next message of the server's control broadcast, and the receiver to wait for more.
+async fn next_control(
+    mut receiver: broadcast::Receiver<Control>,
+) -> (
+    Result<Control, broadcast::error::RecvError>,
+    broadcast::Receiver<Control>,
+) {
+    let got = receiver.recv().await;
+    (got, receiver)
 }
 
 /// The close codes the server sends (RFC 6455 §7.4.1).
@@ -291,12 +310,20 @@ mod close_code {
 }
 
 impl Conn {
-    async fn handle(&self, ctx: &Context, message: &RawValue, index: Option<usize>) {
+    async fn handle<S>(
+        &self,
+        io: &mut Io<S>,
+        ctx: &Context,
+        message: &RawValue,
+        index: Option<usize>,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         match wire::parse_message(message) {
-            Err(e) => self.send_error_without_id(&e).await,
+            Err(e) => self.send_error_without_id(io, &e).await,
             Ok(Request::ConnectionParams) => {}
-            Ok(Request::Invalid(reply, e)) => self.send_error(&reply, e, None).await,
-            Ok(Request::Stop(reply)) => self.stop(reply).await,
+            Ok(Request::Invalid(reply, e)) => self.send_error(io, &reply, e, None).await,
+            Ok(Request::Stop(reply)) => self.stop(io, reply).await,
             Ok(Request::Call {
                 reply,
                 kind,
@@ -305,36 +332,41 @@ impl Conn {
                 last_event_id,
             }) => {
                 if kind == ProcedureKind::Subscription {
-                    self.subscribe(ctx, reply, path, input, last_event_id, index)
+                    self.subscribe(io, ctx, reply, path, input, last_event_id, index)
                         .await;
                 } else {
-                    self.call(ctx, reply, kind, path, input, index).await;
+                    self.call(io, ctx, reply, kind, path, input, index).await;
                 }
             }
         }
     }
 
     /// A query or mutation: runs on its own task, at most `max_in_flight` at once per
-    /// connection (a flood waits here, applying backpressure).
-    async fn call(
+    /// connection (a flood waits here, applying backpressure, while what is queued and
+    /// streamed still goes out).
+    #[allow(clippy::too_many_arguments)]
+    async fn call<S>(
         &self,
+        io: &mut Io<S>,
         ctx: &Context,
         reply: ReplyTo,
         kind: ProcedureKind,
         path: String,
         input: RawInput,
         index: Option<usize>,
-    ) {
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let dispatcher = &self.shared.dispatcher;
         let entry = match dispatcher.lookup(&path, Want::Kind(kind)) {
             Ok(entry) => entry,
             Err(e) => {
                 let shape = dispatcher.policy().shape(&e, Some(&path));
-                self.outbox.send(reply.error(&shape)).await;
+                io.text(reply.error(&shape)).await;
                 return;
             }
         };
-        let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
+        let Some(permit) = io.permit(&self.in_flight).await else {
             return;
         };
         let call = dispatcher.call(entry, ctx, input, None, Site::of(Via::WebSocket, index));
@@ -351,23 +383,27 @@ impl Conn {
     }
 
     /// A subscription: registered under its id, set up on its own task (middleware,
-    /// validation, the handler's own setup), then streamed by the pump.
-    async fn subscribe(
+    /// validation, the handler's own setup), then streamed by the connection's task.
+    #[allow(clippy::too_many_arguments)]
+    async fn subscribe<S>(
         &self,
+        io: &mut Io<S>,
         ctx: &Context,
         reply: ReplyTo,
         path: String,
         input: RawInput,
         last_event_id: Option<String>,
         index: Option<usize>,
-    ) {
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let shared = &self.shared;
         let dispatcher = &shared.dispatcher;
         let entry = match dispatcher.lookup(&path, Want::Kind(ProcedureKind::Subscription)) {
             Ok(entry) => entry,
             Err(e) => {
                 let shape = dispatcher.policy().shape(&e, Some(&path));
-                self.outbox.send(reply.error(&shape)).await;
+                io.text(reply.error(&shape)).await;
                 return;
             }
         };
@@ -423,13 +459,16 @@ impl Conn {
             }
         };
         if let Some(e) = refused {
-            self.send_error(&reply, e, Some(&path)).await;
+            self.send_error(io, &reply, e, Some(&path)).await;
         }
     }
 
-    /// `subscription.stop`: the pump drops the stream (or never starts it, if setup is still
+    /// `subscription.stop`: the stream is dropped (or never started, if setup is still
     /// running).
-    async fn stop(&self, reply: ReplyTo) {
+    async fn stop<S>(&self, io: &mut Io<S>, reply: ReplyTo)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let was_live = self
             .subscriptions
             .lock()
@@ -437,32 +476,37 @@ impl Conn {
             .and_then(|mut live| live.remove(reply.key()))
             .is_some();
         if was_live {
-            self.outbox
-                .push(Out::Stop {
-                    key: reply.key().to_owned(),
-                })
-                .await;
-            self.outbox.send(reply.stopped()).await;
+            io.stop(reply.key());
+            io.text(reply.stopped()).await;
         }
     }
 
     /// Reports an error produced here and answers the request with it.
-    async fn send_error(&self, reply: &ReplyTo, error: Error, path: Option<&str>) {
+    async fn send_error<S>(&self, io: &mut Io<S>, reply: &ReplyTo, error: Error, path: Option<&str>)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let dispatcher = &self.shared.dispatcher;
         let error = dispatcher.reported(error, path);
         let shape = dispatcher.policy().shape(&error, path);
-        self.outbox.send(reply.error(&shape)).await;
+        io.text(reply.error(&shape)).await;
     }
 
     /// Reports an error produced here that belongs to no request, and sends it.
-    async fn send_error_without_id(&self, error: &Error) {
+    async fn send_error_without_id<S>(&self, io: &mut Io<S>, error: &Error)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         self.shared.dispatcher.policy().report(error, None);
-        self.send_shaped_without_id(error).await;
+        self.send_shaped_without_id(io, error).await;
     }
 
     /// Sends an already reported error that belongs to no request.
-    async fn send_shaped_without_id(&self, error: &Error) {
+    async fn send_shaped_without_id<S>(&self, io: &mut Io<S>, error: &Error)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let shape = self.shared.dispatcher.policy().shape(error, None);
-        self.outbox.send(wire::error_without_id(&shape)).await;
+        io.text(wire::error_without_id(&shape)).await;
     }
 }

@@ -94,7 +94,7 @@ pub(super) fn upgrade<B: Send + 'static>(
         let socket =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
                 .await;
-        serve_connection(shared, Box::new(socket), info, wants_params).await;
+        serve_connection(shared, Box::new(socket), Box::new(info), wants_params).await;
         drop(slot);
     });
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());

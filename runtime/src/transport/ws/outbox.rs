@@ -1,14 +1,18 @@
-//! A connection's outgoing side: the bounded outbox and the pump that drains it and polls the
-//! connection's subscription streams. Memory per connection is the point here: nothing is
-//! allocated for subscriptions until the first one, rare paths are boxed, and the size guard
-//! in `transport::ws` keeps the futures and queue items small.
+//! A connection's outgoing side: the bounded outbox that the connection's spawned tasks
+//! (calls, subscription setups) queue their frames in, and [`Io`], the socket with everything
+//! that writes to it, owned by the connection's one task: it drains the outbox and polls the
+//! connection's subscription streams in the same loop that reads. Memory per connection is the
+//! point here: one task per connection, nothing allocated for subscriptions until the first
+//! one, rare paths boxed, and the size guard in `transport::ws` keeps the futures and queue
+//! items small.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::stream::{AbortHandle, BoxStream, SelectAll, SplitSink};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::{AbortHandle, BoxStream, SelectAll};
+use futures_util::{Sink, SinkExt, StreamExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -18,7 +22,7 @@ use crate::call::{EncodedEvent, EventStream};
 use crate::error::Error;
 use crate::protocol::ws::ReplyTo;
 use crate::transport::ws::Shared;
-use crate::transport::ws::queue::{self, ClosingFlag, TrySendError};
+use crate::transport::ws::queue::{self, TrySendError};
 use crate::transport::ws::registry::{self, Subscriptions};
 
 /// The per-connection outbox: a bounded queue drained by the pump. A client that stops
@@ -28,20 +32,12 @@ use crate::transport::ws::registry::{self, Subscriptions};
 pub(super) struct Outbox {
     pub(super) sender: queue::Sender<Out>,
     pub(super) timeout: Duration,
-    pub(super) closing: ClosingFlag,
 }
 
 impl Outbox {
     /// Queues a text frame; `false` when the connection is gone.
     pub(super) async fn send(&self, text: String) -> bool {
         self.push(Out::Text(text.into())).await
-    }
-
-    /// Queues a frame without waiting (keep-alive pings); dropped when the queue is full.
-    pub(super) fn try_send_static(&self, text: &'static str) {
-        let _ = self
-            .sender
-            .try_send(Out::Text(Utf8Bytes::from_static(text)));
     }
 
     pub(super) async fn push(&self, out: Out) -> bool {
@@ -61,7 +57,7 @@ impl Outbox {
                 tracing::warn!(
                     "closing a WebSocket connection whose client stopped reading (slow consumer)"
                 );
-                self.closing.close();
+                self.sender.close_connection();
                 false
             }
         }
@@ -75,10 +71,6 @@ pub(super) enum Out {
     /// Start streaming a subscription's events (if it was not stopped meanwhile). Boxed: the
     /// queue's slots are sized for the largest variant, and text frames are the common case.
     Start(Box<Start>),
-    /// Drop a subscription's stream.
-    Stop { key: String },
-    /// Send a close frame with this code (RFC 6455 §7.4), then stop writing.
-    Close(u16),
 }
 
 /// A subscription whose setup succeeded.
@@ -90,131 +82,291 @@ pub(super) struct Start {
 }
 
 /// What every event of one subscription is tagged with.
-struct Tag {
+pub(super) struct Tag {
     generation: u64,
     reply: ReplyTo,
     path: Arc<str>,
 }
 
 /// One subscription's events, tagged for the pump; `None` marks the natural end.
-type Tagged = (Arc<Tag>, Option<Result<EncodedEvent, Error>>);
+pub(super) type Tagged = (Arc<Tag>, Option<Result<EncodedEvent, Error>>);
 
-type Sink<S> = SplitSink<WebSocketStream<S>, Message>;
-
-/// The writer task: one per connection. It sends queued frames and polls every live
-/// subscription stream itself, so an event costs one task wake-up and one write. A write that
-/// does not complete within the slow-consumer timeout closes the connection.
-pub(super) async fn pump<S>(
-    shared: Arc<Shared>,
-    mut sink: Sink<S>,
-    mut queue: queue::Receiver<Out>,
+/// The connection's socket and everything that writes to it. Owned by the connection's task,
+/// which reads in the same loop: a frame is written where it is produced (replies to the
+/// read side) or taken from the outbox (spawned calls and setups), and subscription events are
+/// polled here, so an event costs one wake-up of one task and one write.
+pub(super) struct Io<S> {
+    /// Boxed: the connection task's future stays small (and the socket is one allocation, as
+    /// it was in the split halves' shared cell).
+    pub(super) socket: Box<WebSocketStream<S>>,
+    pub(super) queue: queue::Receiver<Out>,
+    /// Created on the first subscription: an idle connection should not pay for it.
+    pub(super) streams: Option<SelectAll<BoxStream<'static, Tagged>>>,
+    aborts: HashMap<String, AbortHandle>,
     subscriptions: Subscriptions,
-    closing: ClosingFlag,
-) where
+    shared: Arc<Shared>,
+    /// Set when a write failed or timed out: the connection ends.
+    pub(super) broken: bool,
+    /// The frame being written.
+    outgoing: Option<Message>,
+    /// A frame to write right after it.
+    pending: Option<String>,
+}
+
+impl<S> Io<S>
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let timeout = shared.config.slow_consumer_timeout;
-    let policy = shared.dispatcher.policy();
-    // Created on the first subscription: an idle connection should not pay for it.
-    let mut streams: Option<SelectAll<BoxStream<'static, Tagged>>> = None;
-    let mut aborts: HashMap<String, AbortHandle> = HashMap::new();
-    let write = |text: String| Message::Text(text.into());
-    loop {
-        let frame = tokio::select! {
-            biased;
-            out = queue.recv() => match out {
-                None => break,
-                Some(Out::Text(text)) => Message::Text(text),
-                Some(Out::Stop { key }) => {
-                    if let Some(handle) = aborts.remove(&key) {
-                        handle.abort();
-                    }
-                    continue;
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        socket: Box<WebSocketStream<S>>,
+        queue: queue::Receiver<Out>,
+        subscriptions: Subscriptions,
+    ) -> Self {
+        Io {
+            socket,
+            queue,
+            streams: None,
+            aborts: HashMap::new(),
+            subscriptions,
+            shared,
+            broken: false,
+            outgoing: None,
+            pending: None,
+        }
+    }
+
+    /// Whether a subscription stream is live (the loop polls them only then).
+    pub(super) fn streaming(&self) -> bool {
+        self.streams.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
+    /// Writes a text frame; `false` (and the connection is broken) if it could not be written.
+    pub(super) async fn text(&mut self, text: String) -> bool {
+        self.write(Message::Text(text.into())).await
+    }
+
+    /// Writes a frame (and the one queued to follow it). If the socket does not take it at
+    /// once, waits at most the slow-consumer timeout before giving up on the peer.
+    pub(super) async fn write(&mut self, frame: Message) -> bool {
+        self.outgoing = Some(frame);
+        self.flush().await
+    }
+
+    /// Writes the outgoing frame (and the one queued to follow it). The frame lives in `self`,
+    /// not in this future: the connection's task holds this future inline, and every byte of
+    /// it is a byte of every idle connection.
+    pub(super) async fn flush(&mut self) -> bool {
+        loop {
+            if self.broken {
+                self.outgoing = None;
+                return false;
+            }
+            // The common case completes here, synchronously.
+            let stuck = std::future::poll_fn(|cx| Poll::Ready(self.try_write(cx))).await;
+            if stuck {
+                // Boxed: the timer lives only while a write is stuck.
+                Box::pin(self.write_slow()).await;
+            }
+            match self.pending.take() {
+                Some(next) => self.outgoing = Some(Message::Text(next.into())),
+                None => return !self.broken,
+            }
+        }
+    }
+
+    /// Sends the outgoing frame and flushes, as far as the socket allows now; `true` when the
+    /// rest must wait (then `outgoing` is still set if the frame was not even taken).
+    fn try_write(&mut self, cx: &mut Context<'_>) -> bool {
+        let frame = &mut self.outgoing;
+        let mut socket = std::pin::Pin::new(&mut *self.socket);
+        if frame.is_some() {
+            match socket.as_mut().poll_ready(cx) {
+                Poll::Pending => return true,
+                Poll::Ready(Err(_)) => {
+                    self.broken = true;
+                    return false;
                 }
-                Some(Out::Close(code)) => {
-                    let frame = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::default() };
-                    let _ = send_within(&mut sink, Message::Close(Some(frame)), timeout, &closing).await;
-                    break;
+                Poll::Ready(Ok(())) => {}
+            }
+            if let Some(frame) = frame.take()
+                && socket.as_mut().start_send(frame).is_err()
+            {
+                self.broken = true;
+                return false;
+            }
+        }
+        match socket.poll_flush(cx) {
+            Poll::Pending => true,
+            Poll::Ready(result) => {
+                self.broken |= result.is_err();
+                false
+            }
+        }
+    }
+
+    /// The rest of a write the socket did not take at once, within the slow-consumer timeout.
+    async fn write_slow(&mut self) {
+        let timeout = self.shared.config.slow_consumer_timeout;
+        let frame = self.outgoing.take();
+        let socket = &mut *self.socket;
+        let write = async {
+            match frame {
+                Some(frame) => socket.send(frame).await,
+                None => socket.flush().await,
+            }
+        };
+        match tokio::time::timeout(timeout, write).await {
+            Ok(result) => self.broken |= result.is_err(),
+            Err(_) => {
+                tracing::warn!(
+                    "closing a WebSocket connection whose client stopped reading (slow consumer)"
+                );
+                self.broken = true;
+            }
+        }
+    }
+
+    /// Carries out one frame or request from the outbox; `true` when it leaves a frame to
+    /// write (in `outgoing`: [`Io::flush`] it).
+    pub(super) fn apply(&mut self, out: Out) -> bool {
+        let frame = match out {
+            Out::Text(text) => Message::Text(text),
+            Out::Start(start) => {
+                let Start {
+                    generation,
+                    reply,
+                    path,
+                    events,
+                } = *start;
+                let key = reply.key().to_owned();
+                if !registry::is_live(&self.subscriptions, &key, generation) {
+                    return false;
                 }
-                Some(Out::Start(start)) => {
-                    let Start { generation, reply, path, events } = *start;
-                    let key = reply.key().to_owned();
-                    if !registry::is_live(&subscriptions, &key, generation) {
-                        continue;
-                    }
-                    let started = write(reply.started());
-                    let tag = Arc::new(Tag { generation, reply, path });
-                    let tagged = events.map(Some).chain(futures_util::stream::once(async { None }));
-                    let (tagged, handle) = futures_util::stream::abortable(tagged);
-                    if let Some(old) = aborts.insert(key, handle) {
-                        old.abort();
-                    }
-                    streams
-                        .get_or_insert_with(SelectAll::new)
-                        .push(Box::pin(tagged.map(move |item| (Arc::clone(&tag), item))));
-                    started
+                let started = reply.started();
+                let tag = Arc::new(Tag {
+                    generation,
+                    reply,
+                    path,
+                });
+                let tagged = events
+                    .map(Some)
+                    .chain(futures_util::stream::once(async { None }));
+                let (tagged, handle) = futures_util::stream::abortable(tagged);
+                if let Some(old) = self.aborts.insert(key, handle) {
+                    old.abort();
                 }
-            },
-            Some((tag, item)) = async { streams.as_mut()?.next().await }, if streams.as_ref().is_some_and(|s| !s.is_empty()) => {
-                let Tag { generation, reply, path } = &*tag;
-                let key = reply.key();
-                match item {
-                    Some(Ok(event)) => write(reply.event(event.id.as_deref(), &event.data, policy.superjson)),
-                    Some(Err(e)) => {
-                        if let Some(handle) = aborts.remove(key) {
-                            handle.abort();
+                self.streams
+                    .get_or_insert_with(SelectAll::new)
+                    .push(Box::pin(tagged.map(move |item| (Arc::clone(&tag), item))));
+                Message::Text(started.into())
+            }
+        };
+        self.outgoing = Some(frame);
+        true
+    }
+
+    /// Prepares the frame one subscription event (or its error, or its end) is sent as, in
+    /// `outgoing` ([`Io::flush`] it). An error is two frames: the error, then `stopped`.
+    pub(super) fn event(&mut self, (tag, item): Tagged) -> bool {
+        let Tag {
+            generation,
+            reply,
+            path,
+        } = &*tag;
+        let key = reply.key();
+        let policy = self.shared.dispatcher.policy();
+        let text = match item {
+            Some(Ok(event)) => reply.event(event.id.as_deref(), &event.data, policy.superjson),
+            Some(Err(e)) => {
+                if let Some(handle) = self.aborts.remove(key) {
+                    handle.abort();
+                }
+                registry::unregister(&self.subscriptions, key, *generation);
+                self.pending = Some(reply.stopped());
+                reply.error(&policy.shape(&e, Some(path)))
+            }
+            None => {
+                self.aborts.remove(key);
+                registry::unregister(&self.subscriptions, key, *generation);
+                reply.stopped()
+            }
+        };
+        self.outgoing = Some(Message::Text(text.into()));
+        true
+    }
+
+    /// Drops a subscription's stream (`subscription.stop`).
+    pub(super) fn stop(&mut self, key: &str) {
+        if let Some(handle) = self.aborts.remove(key) {
+            handle.abort();
+        }
+    }
+
+    /// Waits for a permit of `limit` while still writing what the outbox and the streams
+    /// produce (the calls holding the permits need the outbox drained to finish).
+    pub(super) async fn permit(
+        &mut self,
+        limit: &Arc<tokio::sync::Semaphore>,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(limit).try_acquire_owned() {
+            return Some(permit);
+        }
+        // Boxed: the rare wait does not inflate the connection's future.
+        Box::pin(async {
+            let mut acquire = std::pin::pin!(Arc::clone(limit).acquire_owned());
+            loop {
+                let streaming = self.streaming();
+                tokio::select! {
+                    biased;
+                    permit = &mut acquire => return permit.ok(),
+                    Some(item) = next_event(&mut self.streams), if streaming => {
+                        if self.event(item) && !self.flush().await {
+                            return None;
                         }
-                        registry::unregister(&subscriptions, key, *generation);
-                        let error = write(reply.error(&policy.shape(&e, Some(path))));
-                        if !send_within(&mut sink, error, timeout, &closing).await {
-                            break;
-                        }
-                        write(reply.stopped())
                     }
-                    None => {
-                        aborts.remove(key);
-                        registry::unregister(&subscriptions, key, *generation);
-                        write(reply.stopped())
+                    out = self.queue.recv() => {
+                        if self.apply(out?) && !self.flush().await {
+                            return None;
+                        }
                     }
                 }
             }
-        };
-        if !send_within(&mut sink, frame, timeout, &closing).await {
-            break;
-        }
+        })
+        .await
     }
-    let _ = sink.close().await;
+
+    /// The end of the connection: what the outbox still holds goes out, then the close frame
+    /// (when there is one to send and the peer is reading), all within `bound`.
+    pub(super) async fn finish(mut self, close: Option<u16>, bound: Duration) {
+        if self.broken || self.queue.is_closing() {
+            // A slow consumer gets no close frame: it is not reading.
+            return;
+        }
+        let _ = tokio::time::timeout(bound, async {
+            while let Some(out) = self.queue.try_recv() {
+                if self.apply(out) && !self.flush().await {
+                    return;
+                }
+            }
+            if let Some(code) = close {
+                let frame = CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: Utf8Bytes::default(),
+                };
+                if !self.write(Message::Close(Some(frame))).await {
+                    return;
+                }
+            }
+            let _ = SinkExt::close(&mut *self.socket).await;
+        })
+        .await;
+    }
 }
 
-/// Sends a frame; if the socket is not ready at once, waits at most `timeout` (the slow
-/// consumer policy) before asking the connection to close.
-async fn send_within<S>(
-    sink: &mut Sink<S>,
-    frame: Message,
-    timeout: Duration,
-    closing: &ClosingFlag,
-) -> bool
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut send = std::pin::pin!(sink.send(frame));
-    // The common case completes on the first poll, without arming a timer.
-    let first = std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(std::future::Future::poll(send.as_mut(), cx))
-    })
-    .await;
-    if let std::task::Poll::Ready(result) = first {
-        return result.is_ok();
-    }
-    // Boxed: the timer lives only while a write is stuck.
-    match Box::pin(tokio::time::timeout(timeout, send)).await {
-        Ok(result) => result.is_ok(),
-        Err(_) => {
-            tracing::warn!(
-                "closing a WebSocket connection whose client stopped reading (slow consumer)"
-            );
-            closing.close();
-            false
-        }
-    }
+/// The next event of the live subscription streams.
+pub(super) async fn next_event(
+    streams: &mut Option<SelectAll<BoxStream<'static, Tagged>>>,
+) -> Option<Tagged> {
+    streams.as_mut()?.next().await
 }

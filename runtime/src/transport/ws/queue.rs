@@ -1,30 +1,40 @@
-//! The small synchronization pieces of a connection, sized for idle connections: a bounded
-//! queue that allocates only once it holds items (tokio's `mpsc` allocates a block of 32 slots
-//! per channel up front: ~1.3 KB for every idle WebSocket), and a one-way closing flag (a
-//! `watch` channel carries ~500 B of notifiers for it).
+//! The connection's queue, sized for idle connections: bounded, it allocates only while it
+//! holds items (tokio's `mpsc` allocates a block of 32 slots per channel up front: ~1.3 KB
+//! for every idle WebSocket), and its one receiver (the connection's task, which polls it on
+//! every turn of its loop) finds it empty without taking a lock. It also carries the
+//! connection's closing flag: a sender that finds the peer stalled closes the queue, and the
+//! receiver wakes to end the connection.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
+use futures_util::task::AtomicWaker;
+use tokio::sync::{Semaphore, TryAcquireError};
 
 struct Shared<T> {
     items: Mutex<VecDeque<T>>,
+    /// How many items `items` holds, readable without the lock.
+    len: AtomicUsize,
     /// Free slots; closed when the receiver is gone.
     space: Semaphore,
-    /// Wakes the receiver (an item, or the last sender gone).
-    ready: Notify,
+    /// Wakes the receiver (an item, the connection closing, or the last sender gone).
+    ready: AtomicWaker,
     senders: AtomicUsize,
+    /// Set once the connection must close (a stalled peer).
+    closing: AtomicBool,
 }
 
 /// A bounded queue of capacity `capacity` (at least 1).
 pub(super) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         items: Mutex::new(VecDeque::new()),
+        len: AtomicUsize::new(0),
         space: Semaphore::new(capacity.max(1)),
-        ready: Notify::new(),
+        ready: AtomicWaker::new(),
         senders: AtomicUsize::new(1),
+        closing: AtomicBool::new(false),
     });
     (Sender(Arc::clone(&shared)), Receiver(shared))
 }
@@ -66,13 +76,19 @@ impl<T> Sender<T> {
         }
     }
 
+    /// Asks the connection to close: the receiver wakes and ends.
+    pub(super) fn close_connection(&self) {
+        self.0.closing.store(true, Ordering::Release);
+        self.0.ready.wake();
+    }
+
     fn push(&self, item: T) {
-        self.0
-            .items
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back(item);
-        self.0.ready.notify_one();
+        {
+            let mut items = self.0.items.lock().unwrap_or_else(PoisonError::into_inner);
+            items.push_back(item);
+            self.0.len.store(items.len(), Ordering::Release);
+        }
+        self.0.ready.wake();
     }
 }
 
@@ -86,7 +102,7 @@ impl<T> Clone for Sender<T> {
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         if self.0.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.ready.notify_one();
+            self.0.ready.wake();
         }
     }
 }
@@ -95,29 +111,55 @@ impl<T> Drop for Sender<T> {
 pub(super) struct Receiver<T>(Arc<Shared<T>>);
 
 impl<T> Receiver<T> {
-    /// The next item; `None` once every sender is gone and the queue is empty.
+    /// Whether a sender asked the connection to close.
+    pub(super) fn is_closing(&self) -> bool {
+        self.0.closing.load(Ordering::Acquire)
+    }
+
+    /// The next item if one is queued.
+    pub(super) fn try_recv(&mut self) -> Option<T> {
+        if self.0.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let item = {
+            let mut items = self.0.items.lock().unwrap_or_else(PoisonError::into_inner);
+            let item = items.pop_front();
+            self.0.len.store(items.len(), Ordering::Release);
+            if items.is_empty() && items.capacity() > 0 {
+                // Memory only while there is traffic: an idle connection holds no buffer.
+                *items = VecDeque::new();
+            }
+            item
+        };
+        if item.is_some() {
+            self.0.space.add_permits(1);
+        }
+        item
+    }
+
+    /// The next item; `None` once the connection is closing, or every sender is gone and
+    /// the queue is empty.
     pub(super) async fn recv(&mut self) -> Option<T> {
-        loop {
-            let item = {
-                let mut items = self.0.items.lock().unwrap_or_else(PoisonError::into_inner);
-                let item = items.pop_front();
-                if items.is_empty() && items.capacity() > 0 {
-                    // Memory only while there is traffic: an idle connection holds no buffer.
-                    *items = VecDeque::new();
-                }
-                item
-            };
-            if let Some(item) = item {
-                self.0.space.add_permits(1);
-                return Some(item);
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        for registered in [false, true] {
+            if self.is_closing() {
+                return Poll::Ready(None);
+            }
+            if let Some(item) = self.try_recv() {
+                return Poll::Ready(Some(item));
             }
             if self.0.senders.load(Ordering::Acquire) == 0 {
-                return None;
+                return Poll::Ready(None);
             }
-            // `notify_one` keeps a wake-up for a receiver not waiting yet: none is lost
-            // between the checks above and this.
-            self.0.ready.notified().await;
+            if !registered {
+                // Registered before the second look: a wake-up in between is not lost.
+                self.0.ready.register(cx.waker());
+            }
         }
+        Poll::Pending
     }
 }
 
@@ -131,44 +173,6 @@ impl<T> Drop for Receiver<T> {
             .clear();
     }
 }
-
-/// Set once, by whoever finds the connection must close (a stalled peer); the read loop
-/// waits on it.
-#[derive(Default)]
-pub(super) struct Closing {
-    closed: AtomicBool,
-    notify: Notify,
-}
-
-impl Closing {
-    /// Asks the connection to close.
-    pub(super) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    /// Whether [`Closing::close`] was called.
-    pub(super) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// Resolves once [`Closing::close`] is called.
-    pub(super) async fn closed(&self) {
-        loop {
-            let notified = self.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            // Registered before the check, so a `close` in between is not missed.
-            notified.as_mut().enable();
-            if self.is_closed() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// A shared [`Closing`].
-pub(super) type ClosingFlag = Arc<Closing>;
 
 #[cfg(test)]
 mod tests {
@@ -217,20 +221,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn closing_wakes_every_waiter_and_stays_closed() {
-        let flag: ClosingFlag = Arc::default();
-        let waiter = tokio::spawn({
-            let flag = Arc::clone(&flag);
-            async move { flag.closed().await }
+    async fn closing_wakes_the_receiver_and_stays_closed() {
+        let (tx, mut rx) = channel::<u32>(4);
+        assert!(tx.try_send(1).is_ok());
+        assert_eq!(rx.recv().await, Some(1));
+        let got = tokio::spawn(async move {
+            let first = rx.recv().await;
+            (first, rx.is_closing())
         });
         tokio::task::yield_now().await;
-        assert!(!flag.is_closed());
-        flag.close();
-        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+        tx.close_connection();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), got)
             .await
             .expect("in time")
             .expect("task");
-        assert!(flag.is_closed());
-        flag.closed().await;
+        assert_eq!(got, (None, true));
     }
 }
