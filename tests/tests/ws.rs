@@ -523,6 +523,61 @@ async fn a_client_that_stops_reading_is_disconnected() {
     server.shutdown().await;
 }
 
+/// Endless events, every one ready at once (the stream never waits).
+#[oxrpc::procedure(subscription)]
+async fn flood() -> impl futures_util::Stream<Item = u64> {
+    futures_util::stream::iter(0u64..)
+}
+
+/// Answers at once.
+#[oxrpc::procedure(query)]
+async fn pong() -> String {
+    "pong".to_owned()
+}
+
+/// A subscription that always has an event ready does not starve the rest of its connection
+/// (one task reads, writes and streams): a query is answered and a stop honoured meanwhile.
+#[tokio::test]
+async fn a_busy_subscription_does_not_starve_its_connection() {
+    let router: oxrpc::Router<()> = oxrpc::Router::new()
+        .add(flood::procedure())
+        .add(pong::procedure());
+    let listening = deadline(Server::new(router).bind("127.0.0.1:0"))
+        .await
+        .expect("bind");
+    let addr = listening.local_addr();
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(listening.run_until(async {
+        let _ = stopping.await;
+    }));
+    let (mut ws, _) = deadline(tokio_tungstenite::connect_async(format!(
+        "ws://{addr}/trpc"
+    )))
+    .await
+    .expect("connect");
+    send(
+        &mut ws,
+        r#"{"id":1,"method":"subscription","params":{"path":"flood"}}"#,
+    )
+    .await;
+    for _ in 0..20 {
+        recv(&mut ws).await;
+    }
+    send(
+        &mut ws,
+        r#"{"id":2,"method":"query","params":{"path":"pong"}}"#,
+    )
+    .await;
+    // One deadline over the whole wait: events keep coming meanwhile.
+    let frames = deadline(recv_until(&mut ws, |f| f["id"] == 2)).await;
+    assert_eq!(frames.last().expect("frame")["result"]["data"], "pong");
+    send(&mut ws, r#"{"id":1,"method":"subscription.stop"}"#).await;
+    deadline(recv_until(&mut ws, stopped(json!(1)))).await;
+    drop(ws);
+    let _ = stop.send(());
+    deadline(task).await.expect("join").expect("server");
+}
+
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused_before_the_upgrade() {
     let server = Running::start(|s| s.ws_max_connections(2)).await;

@@ -170,21 +170,34 @@ impl ReplyTo {
     }
 
     fn frame(&self, body: &str) -> String {
+        self.frame_of(&[body])
+    }
+
+    /// `{"id":…,<body pieces>}`, written into one allocation (every reply and event of every
+    /// connection goes through here).
+    fn frame_of(&self, body: &[&str]) -> String {
         let jsonrpc = if self.jsonrpc {
             r#","jsonrpc":"2.0""#
         } else {
             ""
         };
-        format!(r#"{{"id":{}{jsonrpc},{body}}}"#, self.id)
+        let len = body.iter().map(|p| p.len()).sum::<usize>();
+        let mut out = String::with_capacity(9 + self.id.len() + jsonrpc.len() + len);
+        out.push_str(r#"{"id":"#);
+        out.push_str(&self.id);
+        out.push_str(jsonrpc);
+        out.push(',');
+        for piece in body {
+            out.push_str(piece);
+        }
+        out.push('}');
+        out
     }
 
     /// The answer to a query or mutation.
     pub(crate) fn data(&self, data: Option<&RawValue>) -> String {
         match data {
-            Some(data) => self.frame(&format!(
-                r#""result":{{"type":"data","data":{}}}"#,
-                data.get()
-            )),
+            Some(data) => self.frame_of(&[r#""result":{"type":"data","data":"#, data.get(), "}"]),
             None => self.frame(r#""result":{"type":"data"}"#),
         }
     }
@@ -212,10 +225,7 @@ impl ReplyTo {
                     r#""result":{{"type":"data","data":{pair},"id":{id}}}"#
                 ))
             }
-            None => self.frame(&format!(
-                r#""result":{{"type":"data","data":{}}}"#,
-                data.get()
-            )),
+            None => self.frame_of(&[r#""result":{"type":"data","data":"#, data.get(), "}"]),
         }
     }
 

@@ -91,7 +91,8 @@ pub(super) async fn serve_connection<S>(
     let handshake_deadline = last_seen + config.handshake_timeout;
     // Without keep-alive, the timer never fires (about 30 years out).
     let never = last_seen + Duration::from_secs(1 << 30);
-    let mut pinged = false;
+    // When the keep-alive ping went out, if it is unanswered.
+    let mut pinged: Option<tokio::time::Instant> = None;
     // One timer for the connection's life, moved only when its deadline changes: the loop
     // also turns for every frame it writes, and re-arming a timer each time costs.
     let timer = tokio::time::sleep_until(handshake_deadline.min(never));
@@ -101,10 +102,12 @@ pub(super) async fn serve_connection<S>(
             break;
         }
         // Keep-alive: ping after `ping_every` of silence, give up `pong_wait` after that.
-        let deadline = match config.keep_alive {
-            Some((ping_every, pong_wait)) if pinged => last_seen + ping_every + pong_wait,
-            Some((ping_every, _)) => last_seen + ping_every,
-            None => never,
+        let deadline = match (config.keep_alive, pinged) {
+            // The pong is awaited from when the ping went out (the task may have been busy
+            // writing past `last_seen + ping_every`).
+            (Some((_, pong_wait)), Some(sent)) => sent + pong_wait,
+            (Some((ping_every, _)), None) => last_seen + ping_every,
+            (None, _) => never,
         };
         // Until the connection params arrive, the handshake's own deadline applies.
         let deadline = if ctx.is_none() {
@@ -116,10 +119,10 @@ pub(super) async fn serve_connection<S>(
             timer.as_mut().reset(deadline);
         }
         let streaming = io.streaming();
+        // Unbiased: tokio starts each turn at a random branch, so a subscription that always
+        // has an event ready cannot starve reading (a `subscription.stop`), the outbox (other
+        // calls' replies), the server's control messages or the keep-alive timer.
         let frame = tokio::select! {
-            biased;
-            // What the streams yield and the outbox holds goes out before more is read.
-            // Events first: they are the hot path, and a ready branch ends the polling.
             Some(item) = next_event(&mut io.streams), if streaming => {
                 if io.event(item) {
                     io.flush().await;
@@ -156,12 +159,12 @@ pub(super) async fn serve_connection<S>(
                     close = Some(close_code::POLICY);
                     break;
                 }
-                if pinged {
+                if pinged.is_some() {
                     tracing::debug!("WebSocket peer did not answer the keep-alive ping; terminating");
                     break;
                 }
-                pinged = true;
                 Box::pin(io.write(Message::Text(Utf8Bytes::from_static(wire::PING)))).await;
+                pinged = Some(tokio::time::Instant::now());
                 continue;
             }
         };
@@ -174,7 +177,7 @@ pub(super) async fn serve_connection<S>(
             None => break,
         };
         last_seen = tokio::time::Instant::now();
-        pinged = false;
+        pinged = None;
         let text = match frame {
             Message::Text(text) => text,
             Message::Binary(_) => {
@@ -447,12 +450,14 @@ impl Conn {
                             };
                             outbox.push(Out::Start(Box::new(start))).await;
                         }
-                        Err(e) => {
-                            registry::unregister(&subscriptions, reply.key(), generation);
+                        // Unless the client stopped it meanwhile (and may have reused its id for
+                        // a new subscription, which the error must not end).
+                        Err(e) if registry::unregister(&subscriptions, reply.key(), generation) => {
                             let shape = shared.dispatcher.policy().shape(&e, Some(&path));
                             outbox.send(reply.error(&shape)).await;
                             outbox.send(reply.stopped()).await;
                         }
+                        Err(_) => {}
                     }
                 });
                 None

@@ -216,14 +216,20 @@ where
                 None => socket.flush().await,
             }
         };
-        match tokio::time::timeout(timeout, write).await {
-            Ok(result) => self.broken |= result.is_err(),
-            Err(_) => {
-                tracing::warn!(
-                    "closing a WebSocket connection whose client stopped reading (slow consumer)"
-                );
-                self.broken = true;
-            }
+        // While it waits, the connection reads nothing: a server closing every connection
+        // at once (shutdown) must not wait for this peer.
+        let dropping = self.shared.connections.dropping();
+        tokio::select! {
+            written = tokio::time::timeout(timeout, write) => match written {
+                Ok(result) => self.broken |= result.is_err(),
+                Err(_) => {
+                    tracing::warn!(
+                        "closing a WebSocket connection whose client stopped reading (slow consumer)"
+                    );
+                    self.broken = true;
+                }
+            },
+            () = dropping => self.broken = true,
         }
     }
 
@@ -319,14 +325,16 @@ where
                 let streaming = self.streaming();
                 tokio::select! {
                     biased;
-                    permit = &mut acquire => return permit.ok(),
-                    Some(item) = next_event(&mut self.streams), if streaming => {
-                        if self.event(item) && !self.flush().await {
+                    // Queued replies first: calls give their permits back once their reply is
+                    // queued, so taking permits faster than the queue drains would fill it.
+                    out = self.queue.recv() => {
+                        if self.apply(out?) && !self.flush().await {
                             return None;
                         }
                     }
-                    out = self.queue.recv() => {
-                        if self.apply(out?) && !self.flush().await {
+                    permit = &mut acquire => return permit.ok(),
+                    Some(item) = next_event(&mut self.streams), if streaming => {
+                        if self.event(item) && !self.flush().await {
                             return None;
                         }
                     }

@@ -2,7 +2,7 @@
 //! control, drain on shutdown), and each connection's live subscriptions.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +23,9 @@ pub(crate) struct Connections {
     count: AtomicUsize,
     control: broadcast::Sender<Control>,
     idle: Notify,
+    /// Set by [`Control::Drop`]: a connection stuck writing to a stalled peer gives up.
+    dropping: AtomicBool,
+    dropped: Notify,
 }
 
 impl Default for Connections {
@@ -31,6 +34,8 @@ impl Default for Connections {
             count: AtomicUsize::new(0),
             control: broadcast::channel(4).0,
             idle: Notify::new(),
+            dropping: AtomicBool::new(false),
+            dropped: Notify::new(),
         }
     }
 }
@@ -41,7 +46,23 @@ impl Connections {
     }
 
     pub(crate) fn broadcast(&self, control: Control) {
+        if control == Control::Drop {
+            self.dropping.store(true, Ordering::Release);
+            self.dropped.notify_waiters();
+        }
         let _ = self.control.send(control);
+    }
+
+    /// Resolves once every connection has been told to close at once ([`Control::Drop`]).
+    pub(super) async fn dropping(&self) {
+        let notified = self.dropped.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before the check, so a `broadcast` in between is not missed.
+        notified.as_mut().enable();
+        if self.dropping.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
     }
 
     pub(super) fn subscribe(&self) -> broadcast::Receiver<Control> {
@@ -83,13 +104,16 @@ impl Drop for Slot {
 /// Live subscriptions of a connection: client id → generation (ids may be reused).
 pub(super) type Subscriptions = Arc<Mutex<HashMap<String, u64>>>;
 
-/// Forgets a subscription, unless its id was reused by a newer one meanwhile.
-pub(super) fn unregister(subscriptions: &Subscriptions, key: &str, generation: u64) {
+/// Forgets a subscription, unless it was stopped or its id reused by a newer one meanwhile;
+/// `true` if it was still registered.
+pub(super) fn unregister(subscriptions: &Subscriptions, key: &str, generation: u64) -> bool {
     if let Ok(mut live) = subscriptions.lock()
         && live.get(key) == Some(&generation)
     {
         live.remove(key);
+        return true;
     }
+    false
 }
 
 /// Whether the subscription with this key and generation is still wanted.
