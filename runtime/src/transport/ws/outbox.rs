@@ -100,8 +100,7 @@ pub(super) struct Io<S> {
     /// it was in the split halves' shared cell).
     pub(super) socket: Box<WebSocketStream<S>>,
     pub(super) queue: queue::Receiver<Out>,
-    /// Created on the first subscription: an idle connection should not pay for it.
-    pub(super) streams: Option<SelectAll<BoxStream<'static, Tagged>>>,
+    pub(super) streams: Streams,
     aborts: HashMap<String, AbortHandle>,
     subscriptions: Subscriptions,
     shared: Arc<Shared>,
@@ -126,7 +125,7 @@ where
         Io {
             socket,
             queue,
-            streams: None,
+            streams: Streams::None,
             aborts: HashMap::new(),
             subscriptions,
             shared,
@@ -138,7 +137,7 @@ where
 
     /// Whether a subscription stream is live (the loop polls them only then).
     pub(super) fn streaming(&self) -> bool {
-        self.streams.as_ref().is_some_and(|s| !s.is_empty())
+        self.streams.is_live()
     }
 
     /// Writes a text frame; `false` (and the connection is broken) if it could not be written.
@@ -263,7 +262,6 @@ where
                     old.abort();
                 }
                 self.streams
-                    .get_or_insert_with(SelectAll::new)
                     .push(Box::pin(tagged.map(move |item| (Arc::clone(&tag), item))));
                 Message::Text(started.into())
             }
@@ -373,8 +371,55 @@ where
 }
 
 /// The next event of the live subscription streams.
-pub(super) async fn next_event(
-    streams: &mut Option<SelectAll<BoxStream<'static, Tagged>>>,
-) -> Option<Tagged> {
-    streams.as_mut()?.next().await
+pub(super) async fn next_event(streams: &mut Streams) -> Option<Tagged> {
+    std::future::poll_fn(|cx| streams.poll_next(cx)).await
+}
+
+/// A connection's live subscription streams. Most connections have at most one, polled
+/// directly (it wakes the connection's task itself); a `SelectAll`, with its own wake-up
+/// queue and a node per stream, only from the second on. Nothing is allocated for none.
+pub(super) enum Streams {
+    None,
+    One(BoxStream<'static, Tagged>),
+    Many(SelectAll<BoxStream<'static, Tagged>>),
+}
+
+impl Streams {
+    fn is_live(&self) -> bool {
+        match self {
+            Streams::None => false,
+            Streams::One(_) => true,
+            Streams::Many(all) => !all.is_empty(),
+        }
+    }
+
+    fn push(&mut self, stream: BoxStream<'static, Tagged>) {
+        *self = match std::mem::replace(self, Streams::None) {
+            Streams::None => Streams::One(stream),
+            Streams::One(first) => {
+                let mut all = SelectAll::new();
+                all.push(first);
+                all.push(stream);
+                Streams::Many(all)
+            }
+            Streams::Many(mut all) => {
+                all.push(stream);
+                Streams::Many(all)
+            }
+        };
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Tagged>> {
+        match self {
+            Streams::None => Poll::Ready(None),
+            Streams::One(stream) => {
+                let polled = stream.poll_next_unpin(cx);
+                if let Poll::Ready(None) = polled {
+                    *self = Streams::None;
+                }
+                polled
+            }
+            Streams::Many(all) => all.poll_next_unpin(cx),
+        }
+    }
 }
