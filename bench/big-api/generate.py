@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generates a big API workspace for compile-time measurements (issue 15).
 
-    bench/big-api/generate.py OUT_DIR [--procedures 1000] [--baseline]
+    bench/big-api/generate.py OUT_DIR [--procedures 1000] [--baseline] [--crates N]
 
 OUT_DIR gets a Cargo workspace of its own (`api/`, and `server/` whose build script writes
 the `.d.ts`) shaped like a real app: PROCEDURES procedures across 20 namespaces (every
@@ -9,13 +9,18 @@ fourth with a nested `admin` router), one input struct each (3 to 8 fields), PRO
 output models with enums, internally tagged unions, maps, arrays and options, and a generic
 `Page<T>`. With --baseline the same types and functions are generated with the same serde /
 ts-rs / schemars derives but without `#[procedure]`, a router or a server: what the crate costs
-without oxrpc. Deterministic: the same arguments give the same files. Dependencies point at
-this repository by path. Nothing generated is committed.
+without oxrpc. With --crates N the same API is laid out as the README recommends for big APIs:
+`models/` (the shared output models), N area crates `area0/`…, each holding every N-th
+namespace and its routers, and `api/`, which only nests the areas' routers into one
+(`big_api::router()`, what the server and its build script use). Deterministic: the same
+arguments give the same files. Dependencies point at this repository by path. Nothing
+generated is committed.
 
 bench/big-api/measure runs the measurements.
 """
 
 import argparse
+import json
 import os
 import textwrap
 
@@ -141,20 +146,96 @@ def f0_id_impl(n):
     return f"impl Input{n} {{\n    fn f0_id(&self) -> u64 {{\n        {expr}\n    }}\n}}\n"
 
 
-def generate(out, procedures, baseline):
-    models = max(1, procedures // 5)
-    api = os.path.join(out, "api", "src")
-    os.makedirs(api, exist_ok=True)
-    ns_of = lambda n: n % NAMESPACES
-    admin_of = lambda n: ns_of(n) % 4 == 0 and (n // NAMESPACES) % 2 == 1
-    error_import = "Error" if baseline else "Error, Router, procedure"
+def header(error_import, extra=()):
+    return [
+        "//! A generated API (bench/big-api/generate.py).",
+        "#![allow(missing_docs, clippy::all)]",
+        "use std::collections::BTreeMap;",
+        "use schemars::JsonSchema;",
+        "use serde::{Deserialize, Serialize};",
+        "use ts_rs::TS;",
+        f"use oxrpc::{{{error_import}}};",
+        *extra,
+        "",
+    ]
 
-    with open(os.path.join(out, "Cargo.toml"), "w") as f:
-        members = '["api"]' if baseline else '["api", "server"]'
+
+PAGE = [
+    "/// A page of items.",
+    "#[derive(Debug, Clone, Serialize, Deserialize, TS, JsonSchema)]",
+    "pub struct Page<T> {",
+    "    /// The items.",
+    "    pub items: Vec<T>,",
+    "    /// Where the next page starts.",
+    "    pub next_cursor: Option<String>,",
+    "}",
+]
+
+
+def ns_of(n):
+    return n % NAMESPACES
+
+
+def admin_of(n):
+    return ns_of(n) % 4 == 0 and (n // NAMESPACES) % 2 == 1
+
+
+def namespace(ns, procedures, models, baseline):
+    """The module of one namespace: its inputs and procedures, and its nested admin module."""
+    lines = [f"\npub mod ns{ns} {{\n    use super::*;\n"]
+    for n in range(procedures):
+        if ns_of(n) == ns and not admin_of(n):
+            lines.append(textwrap.indent(input_struct(n) + f0_id_impl(n) + procedure(n, models, baseline), "    "))
+    if any(ns_of(n) == ns and admin_of(n) for n in range(procedures)):
+        lines.append("\n    pub mod admin {\n        use super::*;\n")
+        for n in range(procedures):
+            if ns_of(n) == ns and admin_of(n):
+                lines.append(textwrap.indent(input_struct(n) + f0_id_impl(n) + procedure(n, models, baseline), "        "))
+        lines.append("    }\n")
+    lines.append("}\n")
+    return lines
+
+
+def namespace_router(ns, procedures, prefix=""):
+    """`Router::new()…` of one namespace (procedures at `{prefix}ns{ns}::…`)."""
+    adds = "".join(
+        f".add({prefix}ns{ns}::proc_{n}::procedure())" for n in range(procedures) if ns_of(n) == ns and not admin_of(n)
+    )
+    admin = "".join(
+        f".add({prefix}ns{ns}::admin::proc_{n}::procedure())" for n in range(procedures) if ns_of(n) == ns and admin_of(n)
+    )
+    nested = f'.nest("admin", Router::new(){admin})' if admin else ""
+    return f"Router::new(){adds}{nested}"
+
+
+def package(out, directory, name, deps):
+    os.makedirs(os.path.join(out, directory, "src"), exist_ok=True)
+    with open(os.path.join(out, directory, "Cargo.toml"), "w") as f:
+        f.write(textwrap.dedent(f"""\
+            [package]
+            name = "{name}"
+            version = "0.1.0"
+            edition = "2024"
+            publish = false
+
+            [dependencies]
+            """) + "".join(f"{d}\n" for d in deps))
+
+
+COMMON_DEPS = ["oxrpc.workspace = true", "serde.workspace = true", "ts-rs.workspace = true",
+               "schemars.workspace = true"]
+
+
+def generate(out, procedures, baseline, crates=1):
+    models = max(1, procedures // 5)
+    error_import = "Error" if baseline else "Error, Router, procedure"
+    areas = [f"area{a}" for a in range(crates)] if crates > 1 else []
+    with open(os.path.join(out if os.makedirs(out, exist_ok=True) is None else out, "Cargo.toml"), "w") as f:
+        members = ["api"] + ([] if baseline else ["server"]) + (["models"] + areas if areas else [])
         f.write(textwrap.dedent(f"""\
             [workspace]
             resolver = "3"
-            members = {members}
+            members = {json.dumps(members)}
 
             [workspace.dependencies]
             oxrpc = {{ path = "{REPO}/runtime" }}
@@ -164,66 +245,56 @@ def generate(out, procedures, baseline):
             schemars = "1"
             tokio = {{ version = "1", features = ["rt-multi-thread", "macros"] }}
             """))
-    with open(os.path.join(out, "api", "Cargo.toml"), "w") as f:
-        f.write(textwrap.dedent("""\
-            [package]
-            name = "big-api"
-            version = "0.1.0"
-            edition = "2024"
-            publish = false
-
-            [dependencies]
-            oxrpc.workspace = true
-            serde.workspace = true
-            ts-rs.workspace = true
-            schemars.workspace = true
-            """))
-    lines = [
-        "//! A generated API (bench/big-api/generate.py).",
-        "#![allow(missing_docs, clippy::all)]",
-        "use std::collections::BTreeMap;",
-        "use schemars::JsonSchema;",
-        "use serde::{Deserialize, Serialize};",
-        "use ts_rs::TS;",
-        f"use oxrpc::{{{error_import}}};",
-        "",
-        "/// A page of items.",
-        "#[derive(Debug, Clone, Serialize, Deserialize, TS, JsonSchema)]",
-        "pub struct Page<T> {",
-        "    /// The items.",
-        "    pub items: Vec<T>,",
-        "    /// Where the next page starts.",
-        "    pub next_cursor: Option<String>,",
-        "}",
-    ]
-    for k in range(models):
-        lines.append(model(k))
-    for ns in range(NAMESPACES):
-        lines.append(f"\npub mod ns{ns} {{\n    use super::*;\n")
-        for n in range(procedures):
-            if ns_of(n) == ns and not admin_of(n):
-                lines.append(textwrap.indent(input_struct(n) + f0_id_impl(n) + procedure(n, models, baseline), "    "))
-        if any(ns_of(n) == ns and admin_of(n) for n in range(procedures)):
-            lines.append("\n    pub mod admin {\n        use super::*;\n")
-            for n in range(procedures):
-                if ns_of(n) == ns and admin_of(n):
-                    lines.append(textwrap.indent(input_struct(n) + f0_id_impl(n) + procedure(n, models, baseline), "        "))
-            lines.append("    }\n")
-        lines.append("}\n")
-    if not baseline:
-        lines.append("\n/// The whole API.\npub fn router() -> Router<()> {\n    Router::new()")
+        if not baseline:
+            # What the README recommends when a build script renders the .d.ts: build
+            # scripts' dependencies built like the server's, so the API is compiled once.
+            f.write("\n[profile.dev.build-override]\ndebug = true\n")
+    if not areas:
+        package(out, "api", "big-api", COMMON_DEPS)
+        lines = header(error_import) + PAGE
+        for k in range(models):
+            lines.append(model(k))
         for ns in range(NAMESPACES):
-            adds = "".join(
-                f".add(ns{ns}::proc_{n}::procedure())" for n in range(procedures) if ns_of(n) == ns and not admin_of(n)
-            )
-            admin = "".join(
-                f".add(ns{ns}::admin::proc_{n}::procedure())" for n in range(procedures) if ns_of(n) == ns and admin_of(n)
-            )
-            nested = f'.nest("admin", Router::new(){admin})' if admin else ""
-            lines.append(f'        .nest("ns{ns}", Router::new(){adds}{nested})')
-        lines.append("}\n")
-    with open(os.path.join(api, "lib.rs"), "w") as f:
-        f.write("\n".join(lines))
+            lines += namespace(ns, procedures, models, baseline)
+        if not baseline:
+            lines.append("\n/// The whole API.\npub fn router() -> Router<()> {\n    Router::new()")
+            for ns in range(NAMESPACES):
+                lines.append(f'        .nest("ns{ns}", {namespace_router(ns, procedures)})')
+            lines.append("}\n")
+        with open(os.path.join(out, "api", "src", "lib.rs"), "w") as f:
+            f.write("\n".join(lines))
+    else:
+        package(out, "models", "big-models", COMMON_DEPS)
+        lines = header("Error") + PAGE
+        lines[1] = "#![allow(missing_docs, unused_imports, clippy::all)]"
+        for k in range(models):
+            lines.append(model(k))
+        with open(os.path.join(out, "models", "src", "lib.rs"), "w") as f:
+            f.write("\n".join(lines))
+        for a, area in enumerate(areas):
+            package(out, area, f"big-{area}", COMMON_DEPS + ['big-models = { path = "../models" }'])
+            lines = header(error_import, ["use big_models::*;"])
+            lines[1] = "#![allow(missing_docs, unused_imports, clippy::all)]"
+            mine = [ns for ns in range(NAMESPACES) if ns % crates == a]
+            for ns in mine:
+                lines += namespace(ns, procedures, models, baseline)
+            if not baseline:
+                for ns in mine:
+                    lines.append(f"\n/// Namespace ns{ns}.\npub fn router_ns{ns}() -> Router<()> {{\n"
+                                 f"    {namespace_router(ns, procedures)}\n}}\n")
+            with open(os.path.join(out, area, "src", "lib.rs"), "w") as f:
+                f.write("\n".join(lines))
+        package(out, "api", "big-api", ["oxrpc.workspace = true"] +
+                [f'big-{area} = {{ path = "../{area}" }}' for area in areas])
+        lines = ["//! A generated API (bench/big-api/generate.py): the areas' routers, nested."]
+        if not baseline:
+            lines += ["use oxrpc::Router;", "", "/// The whole API.", "pub fn router() -> Router<()> {",
+                      "    Router::new()"]
+            for ns in range(NAMESPACES):
+                lines.append(f'        .nest("ns{ns}", big_area{ns % crates}::router_ns{ns}())')
+            lines.append("}\n")
+        with open(os.path.join(out, "api", "src", "lib.rs"), "w") as f:
+            f.write("\n".join(lines) + "\n")
 
     if baseline:
         return
@@ -258,13 +329,16 @@ def generate(out, procedures, baseline):
             """))
 
 
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
     parser.add_argument("--procedures", type=int, default=1000)
     parser.add_argument("--baseline", action="store_true")
+    parser.add_argument("--crates", type=int, default=1, help="area crates (1: one API crate)")
     args = parser.parse_args()
-    generate(args.out, args.procedures, args.baseline)
+    generate(args.out, args.procedures, args.baseline, args.crates)
 
 
 if __name__ == "__main__":
