@@ -17,6 +17,16 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A WebSocket connection to `ws://ADDR/trpc`.
+async fn connect_to(addr: std::net::SocketAddr) -> Socket {
+    deadline(tokio_tungstenite::connect_async(format!(
+        "ws://{addr}/trpc"
+    )))
+    .await
+    .expect("connect")
+    .0
+}
+
 /// A WebSocket connection to `server`, with extra upgrade-request headers.
 async fn connect(server: &Running, query: &str, headers: &[(&str, &str)]) -> Socket {
     let mut req = format!("ws://{}/trpc{query}", server.addr)
@@ -447,11 +457,7 @@ async fn nests_under_axum_with_upgrades() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let task = tokio::spawn(async move { axum::serve(listener, app).await });
-    let (mut ws, _) = deadline(tokio_tungstenite::connect_async(format!(
-        "ws://{addr}/trpc"
-    )))
-    .await
-    .expect("connect");
+    let mut ws = connect_to(addr).await;
     send(
         &mut ws,
         r#"{"id":1,"method":"subscription","params":{"path":"onPlain"}}"#,
@@ -550,11 +556,7 @@ async fn a_busy_subscription_does_not_starve_its_connection() {
     let task = tokio::spawn(listening.run_until(async {
         let _ = stopping.await;
     }));
-    let (mut ws, _) = deadline(tokio_tungstenite::connect_async(format!(
-        "ws://{addr}/trpc"
-    )))
-    .await
-    .expect("connect");
+    let mut ws = connect_to(addr).await;
     send(
         &mut ws,
         r#"{"id":1,"method":"subscription","params":{"path":"flood"}}"#,

@@ -8,9 +8,7 @@
 //! `listening on http://127.0.0.1:PORT`; serves under `/trpc/`; stops on SIGINT).
 
 use std::convert::Infallible;
-use std::io::Write as _;
 
-use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -163,21 +161,7 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mut port = 0u16;
-    while let Some(arg) = args.next() {
-        if arg == "--port" {
-            port = args
-                .next()
-                .context("--port needs a value")?
-                .parse()
-                .context("--port must be a number")?;
-        }
-    }
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "listening on http://{}", listener.local_addr()?)?;
-    stdout.flush()?;
+    let listener = oxrpc_bench::listen().await?;
     let serve = async {
         loop {
             let Ok((stream, _)) = listener.accept().await else {

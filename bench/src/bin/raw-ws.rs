@@ -7,10 +7,8 @@
 //! Run with: `cargo run --release -p oxrpc-bench --bin raw-ws -- --port 0` (prints
 //! `listening on http://127.0.0.1:PORT`; WebSocket at any path; stops on SIGINT/SIGTERM).
 
-use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -166,21 +164,7 @@ async fn connection(stream: TcpStream) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mut port = 0u16;
-    while let Some(arg) = args.next() {
-        if arg == "--port" {
-            port = args
-                .next()
-                .context("--port needs a value")?
-                .parse()
-                .context("--port must be a number")?;
-        }
-    }
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "listening on http://{}", listener.local_addr()?)?;
-    stdout.flush()?;
+    let listener = oxrpc_bench::listen().await?;
     let serve = async {
         loop {
             if let Ok((stream, _)) = listener.accept().await {
