@@ -9,6 +9,16 @@ use crate::call::{BoxFuture, Call, Handler, Reply};
 use crate::error::Error;
 use crate::procedure::Procedure;
 
+// Here rather than in `procedure`: a procedure knows nothing of middleware, middleware wraps
+// procedures (keeps the module graph free of circles).
+impl<Ctx> Procedure<Ctx> {
+    /// Wraps the procedure in a middleware (or a stack): a procedure over the refined context
+    /// `L::Out` becomes one over `L::In`. The middleware runs before input validation.
+    pub fn with<L: Layer<Out = Ctx>>(self, layer: L) -> Procedure<L::In> {
+        layer.apply(self)
+    }
+}
+
 /// The rest of the chain: the inner middleware and, last, the procedure.
 pub struct Next<Ctx> {
     handler: Handler<Ctx>,

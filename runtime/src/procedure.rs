@@ -10,7 +10,6 @@ use futures_util::{Stream, StreamExt};
 use crate::call::{BoxFuture, Call, EncodedEvent, Handler, Meta, ProcedureKind, Reply};
 use crate::deferred::{self, Encoded};
 use crate::error::{Error, ErrorCode, TypedError};
-use crate::middleware::Layer;
 use crate::protocol::superjson::{self, Annotated};
 use crate::subscription::{Event, Wire};
 use crate::types::{Input, Output, TypeInfo, short_type_name};
@@ -227,12 +226,6 @@ impl<Ctx> Procedure<Ctx> {
     /// The procedure's meta values.
     pub fn meta(&self) -> &Meta {
         &self.meta
-    }
-
-    /// Wraps the procedure in a middleware (or a stack): a procedure over the refined context
-    /// `L::Out` becomes one over `L::In`. The middleware runs before input validation.
-    pub fn with<L: Layer<Out = Ctx>>(self, layer: L) -> Procedure<L::In> {
-        layer.apply(self)
     }
 
     /// Replaces the handler, keeping everything else (how middleware wraps procedures).
