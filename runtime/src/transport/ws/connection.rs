@@ -17,7 +17,7 @@ use crate::dispatch::{Context, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::ws::{self as wire, ReplyTo, Request};
 use crate::transport::ws::Shared;
-use crate::transport::ws::outbox::{Io, Out, Outbox, Start, next_event};
+use crate::transport::ws::outbox::{Io, Out, Outbox, Start, Transport, next_event};
 use crate::transport::ws::queue;
 use crate::transport::ws::registry::{self, Control, Subscriptions};
 
@@ -38,7 +38,7 @@ pub(super) async fn serve_connection<S>(
     info: Box<RequestInfo>,
     wants_params: bool,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Transport,
 {
     let config = &shared.config;
     // One task per connection: it reads, and writes what it answers, what the outbox holds
@@ -320,7 +320,7 @@ impl Conn {
         message: &RawValue,
         index: Option<usize>,
     ) where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        S: Transport,
     {
         match wire::parse_message(message) {
             Err(e) => self.send_error_without_id(io, &e).await,
@@ -358,7 +358,7 @@ impl Conn {
         input: RawInput,
         index: Option<usize>,
     ) where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        S: Transport,
     {
         let dispatcher = &self.shared.dispatcher;
         let entry = match dispatcher.lookup(&path, Want::Kind(kind)) {
@@ -398,7 +398,7 @@ impl Conn {
         last_event_id: Option<String>,
         index: Option<usize>,
     ) where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        S: Transport,
     {
         let shared = &self.shared;
         let dispatcher = &shared.dispatcher;
@@ -472,7 +472,7 @@ impl Conn {
     /// running).
     async fn stop<S>(&self, io: &mut Io<S>, reply: ReplyTo)
     where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        S: Transport,
     {
         let was_live = self
             .subscriptions
@@ -489,7 +489,7 @@ impl Conn {
     /// Reports an error produced here and answers the request with it.
     async fn send_error<S>(&self, io: &mut Io<S>, reply: &ReplyTo, error: Error, path: Option<&str>)
     where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        S: Transport,
     {
         let dispatcher = &self.shared.dispatcher;
         let error = dispatcher.reported(error, path);
@@ -500,7 +500,7 @@ impl Conn {
     /// Reports an error produced here that belongs to no request, and sends it.
     async fn send_error_without_id<S>(&self, io: &mut Io<S>, error: &Error)
     where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        S: Transport,
     {
         self.shared.dispatcher.policy().report(error, None);
         self.send_shaped_without_id(io, error).await;
@@ -509,7 +509,7 @@ impl Conn {
     /// Sends an already reported error that belongs to no request.
     async fn send_shaped_without_id<S>(&self, io: &mut Io<S>, error: &Error)
     where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        S: Transport,
     {
         let shape = self.shared.dispatcher.policy().shape(error, None);
         io.text(wire::error_without_id(&shape)).await;

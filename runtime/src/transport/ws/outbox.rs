@@ -91,6 +91,18 @@ pub(super) struct Tag {
 /// One subscription's events, tagged for the pump; `None` marks the natural end.
 pub(super) type Tagged = (Arc<Tag>, Option<Result<EncodedEvent, Error>>);
 
+/// What a WebSocket connection runs over (the upgraded HTTP connection; a duplex stream in
+/// tests).
+pub(super) trait Transport:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+{
+}
+
+impl<T> Transport for T where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+{
+}
+
 /// The connection's socket and everything that writes to it. Owned by the connection's task,
 /// which reads in the same loop: a frame is written where it is produced (replies to the
 /// read side) or taken from the outbox (spawned calls and setups), and subscription events are
@@ -114,7 +126,7 @@ pub(super) struct Io<S> {
 
 impl<S> Io<S>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Transport,
 {
     pub(super) fn new(
         shared: Arc<Shared>,
