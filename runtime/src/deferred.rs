@@ -204,10 +204,24 @@ impl<T: Serialize + Send + 'static> Serialize for Streamed<T> {
     }
 }
 
-/// Serializes an output, collecting its parts when `streaming` allows them; for the superjson
-/// transformer with its annotations (parts are encoded the same way, later).
-pub(crate) fn serialize<T: Serialize>(
-    value: &T,
+/// [`serialize_with`] for a value (the tests' shorthand).
+#[cfg(test)]
+fn serialize<T: Serialize>(value: &T, streaming: bool, superjson: bool) -> Result<Encoded, Error> {
+    serialize_with(
+        &|| serde_json::value::to_raw_value(value),
+        streaming,
+        superjson,
+    )
+}
+
+/// JSON text of a value, written by the value's `Serialize`.
+pub(crate) type ToJson<'a> = &'a dyn Fn() -> Result<Box<RawValue>, serde_json::Error>;
+
+/// Serializes the value `to_json` writes, collecting its parts when `streaming` allows them;
+/// for the superjson transformer with its annotations (parts are encoded the same way,
+/// later). Not generic: compiled once, not once per output type.
+pub(crate) fn serialize_with(
+    to_json: ToJson<'_>,
     streaming: bool,
     superjson: bool,
 ) -> Result<Encoded, Error> {
@@ -221,9 +235,9 @@ pub(crate) fn serialize<T: Serialize>(
     }
     let restore = Restore(COLLECTOR.with(|c| c.replace(streaming.then(Vec::new))));
     let raw = if superjson {
-        superjson::annotate(|| serde_json::value::to_raw_value(value))
+        superjson::annotate(to_json)
     } else {
-        serde_json::value::to_raw_value(value).map(|json| Ok(Annotated { json, values: None }))
+        to_json().map(|json| Ok(Annotated { json, values: None }))
     };
     let parts = COLLECTOR
         .with(|c| c.borrow_mut().take())

@@ -684,18 +684,19 @@ impl Value {
         }
     }
 
-    /// The input as `I` when `I` is `Value` or `Option<Value>`: the client's value as itself,
-    /// from its superjson envelope.
-    pub(crate) fn input_as<I: 'static>(
+    /// The input of type `type_id` when that is `Value` or `Option<Value>`: the client's value
+    /// as itself, from its superjson envelope.
+    pub(crate) fn input_of(
+        type_id: std::any::TypeId,
         envelope: &serde_json::value::RawValue,
-    ) -> Option<Result<I, crate::Error>> {
-        use std::any::{Any, TypeId};
-        let boxed: Box<dyn Any> = if TypeId::of::<I>() == TypeId::of::<Value>() {
+    ) -> Option<Result<Box<dyn std::any::Any + Send>, crate::Error>> {
+        use std::any::TypeId;
+        let boxed: Box<dyn std::any::Any + Send> = if type_id == TypeId::of::<Value>() {
             match Self::from_superjson(envelope) {
                 Ok(value) => Box::new(value.unwrap_or(Value::Undefined)),
                 Err(e) => return Some(Err(e)),
             }
-        } else if TypeId::of::<I>() == TypeId::of::<Option<Value>>() {
+        } else if type_id == TypeId::of::<Option<Value>>() {
             match Self::from_superjson(envelope) {
                 Ok(value) => Box::new(value),
                 Err(e) => return Some(Err(e)),
@@ -703,7 +704,7 @@ impl Value {
         } else {
             return None;
         };
-        boxed.downcast::<I>().ok().map(|input| Ok(*input))
+        Some(Ok(boxed))
     }
 }
 

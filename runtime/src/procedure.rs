@@ -3,21 +3,18 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
+use serde_json::value::RawValue;
 
 use crate::call::{BoxFuture, Call, EncodedEvent, Handler, Meta, ProcedureKind, Reply};
+use crate::decode::{self, LazyValidator, compiled};
 use crate::deferred::{self, Encoded};
-use crate::error::{Error, ErrorCode, TypedError};
+use crate::error::{Error, TypedError};
 use crate::protocol::superjson::{self, Annotated};
 use crate::subscription::{Event, Wire};
-use crate::types::{Input, Output, TypeInfo, short_type_name};
-use crate::upload;
-use crate::validate::{SchemaError, Validator};
-
-/// A schema compiled on first use (so building a router, e.g. in a build script, stays cheap).
-type LazyValidator = Arc<OnceLock<Result<Validator, SchemaError>>>;
+use crate::types::{Input, Output, TypeInfo};
 
 /// A procedure: a handler plus what clients and code generators need to know about it.
 ///
@@ -113,35 +110,18 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, Error>> + Send + 'static,
     {
-        let input = TypeInfo::of_input::<I>();
-        let output = TypeInfo::of_output::<O>();
-        let input_validator: LazyValidator = Arc::default();
-        let output_validator: LazyValidator = Arc::default();
+        let types = Types::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<O>());
+        let shared = Arc::clone(&types);
         let erased = move |ctx: Ctx, call: Arc<Call>| -> BoxFuture<Result<Reply, Error>> {
-            match decode_input::<I>(&input, &input_validator, &call) {
-                Err(e) => Box::pin(std::future::ready(Err(e))),
-                Ok(value) => {
-                    let fut = handler(ctx, value);
-                    let output_validator = Arc::clone(&output_validator);
-                    Box::pin(async move {
-                        let value = fut.await?;
-                        encode_output(&output, &output_validator, &call, &value)
-                    })
-                }
-            }
+            let input = match decode::decode::<I>(&shared.input, &shared.input_validator, &call) {
+                Ok(input) => input,
+                Err(e) => return failed(e),
+            };
+            let fut = handler(ctx, input);
+            let types = Arc::clone(&shared);
+            Box::pin(async move { encode_output(&types, &call, &fut.await?) })
         };
-        Procedure {
-            name,
-            kind,
-            docs: None,
-            meta: Meta::default(),
-            input,
-            output,
-            error: None,
-            tracked: false,
-            handler: Arc::new(erased),
-            location,
-        }
+        Self::assemble(kind, name, &types, false, Arc::new(erased), location)
     }
 
     /// A subscription: `handler(ctx, input)` sets up a stream of `Result`s of events (values or
@@ -161,55 +141,64 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<S, Error>> + Send + 'static,
     {
-        let input = TypeInfo::of_input::<I>();
-        let output = TypeInfo::of_output::<E::Data>();
-        let input_validator: LazyValidator = Arc::default();
-        let output_validator: LazyValidator = Arc::default();
+        let types = Types::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<E::Data>());
+        let shared = Arc::clone(&types);
         let erased = move |ctx: Ctx, call: Arc<Call>| -> BoxFuture<Result<Reply, Error>> {
-            match decode_input::<I>(&input, &input_validator, &call) {
-                Err(e) => Box::pin(std::future::ready(Err(e))),
-                Ok(value) => {
-                    let fut = handler(ctx, value);
-                    let output_validator = Arc::clone(&output_validator);
-                    Box::pin(async move {
-                        let stream = fut.await?;
-                        let events = stream.map(move |event| {
-                            let (id, data) = event?.into_wire()?;
-                            let data = match data {
-                                // Encoded once by the bus for every subscriber.
-                                Wire::Json(encoded) if call.options.superjson => encoded.envelope(),
-                                Wire::Json(encoded) => encoded.json.clone(),
-                                Wire::Value(data) => {
-                                    encode_output(&output, &output_validator, &call, &data)?
-                                        .into_json()
-                                        .ok_or_else(|| {
-                                            Error::internal("a subscription event had no data")
-                                        })?
-                                }
-                            };
-                            Ok(EncodedEvent { id, data })
-                        });
-                        Ok(Reply::stream(Box::pin(events)))
-                    })
-                }
-            }
+            let input = match decode::decode::<I>(&shared.input, &shared.input_validator, &call) {
+                Ok(input) => input,
+                Err(e) => return failed(e),
+            };
+            let fut = handler(ctx, input);
+            let types = Arc::clone(&shared);
+            Box::pin(async move {
+                let stream = fut.await?;
+                let events = stream.map(move |event| {
+                    let (id, data) = event?.into_wire()?;
+                    let data = match data {
+                        Wire::Json(encoded) => encoded_event(&call, &encoded),
+                        Wire::Value(data) => event_data(encode_output(&types, &call, &data))?,
+                    };
+                    Ok(EncodedEvent { id, data })
+                });
+                Ok(Reply::stream(Box::pin(events)))
+            })
         };
-        Procedure {
-            name: name.into(),
-            kind: ProcedureKind::Subscription,
-            docs: None,
-            meta: Meta::default(),
-            input,
-            output,
-            error: None,
-            tracked: E::TRACKED,
-            handler: Arc::new(erased),
-            location: Location::caller(),
-        }
+        let location = Location::caller();
+        Self::assemble(
+            ProcedureKind::Subscription,
+            name.into(),
+            &types,
+            E::TRACKED,
+            Arc::new(erased),
+            location,
+        )
     }
 }
 
 impl<Ctx> Procedure<Ctx> {
+    /// The parts of a new procedure that do not depend on its types.
+    fn assemble(
+        kind: ProcedureKind,
+        name: String,
+        types: &Types,
+        tracked: bool,
+        handler: Handler<Ctx>,
+        location: &'static Location<'static>,
+    ) -> Self {
+        Procedure {
+            name,
+            kind,
+            docs: None,
+            meta: Meta::default(),
+            input: types.input,
+            output: types.output,
+            error: None,
+            tracked,
+            handler,
+            location,
+        }
+    }
+
     /// Sets the documentation (emitted as JSDoc in the generated `.d.ts`).
     pub fn describe(mut self, docs: impl Into<String>) -> Self {
         let docs = docs.into();
@@ -356,101 +345,62 @@ fn adopt<E: TypedError>(error: Error) -> Error {
     }
 }
 
-fn compiled<'a>(lazy: &'a LazyValidator, info: &TypeInfo) -> Result<&'a Validator, Error> {
-    lazy.get_or_init(|| info.validator()).as_ref().map_err(|e| {
-        Error::internal(e.clone()).with_message(format!(
-            "Internal server error: the JSON Schema of `{}` cannot be used for validation",
-            short_type_name(info.rust_name())
-        ))
-    })
+/// What a procedure's handler needs of its types when it runs.
+struct Types {
+    input: TypeInfo,
+    output: TypeInfo,
+    input_validator: LazyValidator,
+    output_validator: LazyValidator,
 }
 
-fn decode_input<I: Input>(
-    info: &TypeInfo,
-    validator: &LazyValidator,
-    call: &Call,
-) -> Result<I, Error> {
-    if info.is_unit() {
-        // A procedure without input ignores whatever was sent, as tRPC does.
-        return I::deserialize(serde_json::Value::Null).map_err(Error::internal);
+impl Types {
+    fn new(input: TypeInfo, output: TypeInfo) -> Arc<Self> {
+        Arc::new(Types {
+            input,
+            output,
+            input_validator: LazyValidator::new(),
+            output_validator: LazyValidator::new(),
+        })
     }
-    match (info.body_kind(), call.take_body()) {
-        (Some(_), Some(body)) => return upload::decode::<I>(body, call.options.unknown_fields),
-        (Some(kind), None) => {
-            return Err(Error::new(
-                ErrorCode::UnsupportedMediaType,
-                format!(
-                    "`{}` takes a {} body: send {} with httpLink",
-                    call.path,
-                    kind.media_type(),
-                    kind.client_value()
-                ),
-            ));
-        }
-        (None, Some(body)) => {
-            return Err(Error::new(
-                ErrorCode::UnsupportedMediaType,
-                format!(
-                    "`{}` takes JSON input, not {}",
-                    call.path,
-                    body.kind.media_type()
-                ),
-            ));
-        }
-        (None, None) => {}
+}
+
+/// A call that failed before its handler ran.
+fn failed(error: Error) -> BoxFuture<Result<Reply, Error>> {
+    Box::pin(std::future::ready(Err(error)))
+}
+
+/// An event the bus encoded once for every subscriber, as this call wants it.
+fn encoded_event(call: &Call, encoded: &Annotated) -> Box<RawValue> {
+    if call.options.superjson {
+        encoded.envelope()
+    } else {
+        encoded.json.clone()
     }
-    if let Some(envelope) = &call.superjson_input
-        && let Some(input) = crate::js::Value::input_as::<I>(envelope)
-    {
-        return input;
-    }
-    let validator = compiled(validator, info)?;
-    // When serde checks everything the schema says, a value that deserializes is valid: no
-    // JSON tree to build and walk. Anything else takes the full path, for its issues.
-    if validator.serde_checks_all()
-        && call.options.unknown_fields == crate::validate::UnknownFields::Ignore
-        && let Some(raw) = call.input.as_deref()
-        && let Ok(value) = serde_json::from_str::<I>(raw.get())
-    {
-        return Ok(value);
-    }
-    let value = match call.input.as_deref() {
-        None if !info.accepts_undefined() => {
-            return Err(Error::bad_request(format!(
-                "Missing input: this procedure expects `{}`, but the request carried no input",
-                short_type_name(info.rust_name())
-            )));
-        }
-        None => serde_json::Value::Null,
-        Some(raw) => serde_json::from_str(raw.get()).map_err(|e| {
-            Error::new(
-                ErrorCode::ParseError,
-                format!("Input is not valid JSON: {e}"),
-            )
-        })?,
-    };
-    let issues = validator.validate(&value, call.options.unknown_fields);
-    if !issues.is_empty() {
-        return Err(Error::invalid_input(issues));
-    }
-    crate::types::deserialize_validated(&value)
+}
+
+/// An event's data, from its encoded reply.
+fn event_data(reply: Result<Reply, Error>) -> Result<Box<RawValue>, Error> {
+    reply?
+        .into_json()
+        .ok_or_else(|| Error::internal("a subscription event had no data"))
 }
 
 /// Serializes an output (with its parts sent later, on a streamed call), validating it
 /// against its own schema when asked to (outputs with parts: the part sent at once only).
-fn encode_output<O: Output>(
-    info: &TypeInfo,
-    validator: &LazyValidator,
-    call: &Call,
-    value: &O,
-) -> Result<Reply, Error> {
+fn encode_output<O: Output>(types: &Types, call: &Call, value: &O) -> Result<Reply, Error> {
+    encode(types, call, &|| serde_json::value::to_raw_value(value))
+}
+
+/// [`encode_output`] for the value `to_json` writes (compiled once, not per output type).
+fn encode(types: &Types, call: &Call, to_json: deferred::ToJson<'_>) -> Result<Reply, Error> {
+    let (info, validator) = (&types.output, &types.output_validator);
     let superjson = call.options.superjson;
     if info.is_unit() {
         // `undefined`: nothing on plain JSON; superjson says it.
         return Ok(Reply::value(superjson.then(superjson::undefined)));
     }
     let Annotated { json: raw, values } =
-        match deferred::serialize(value, call.options.streaming, superjson)? {
+        match deferred::serialize_with(to_json, call.options.streaming, superjson)? {
             Encoded::Plain(annotated) => annotated,
             // Its schema describes the resolved values, not the placeholders: not validated.
             Encoded::Parted(parted) => return Ok(Reply::parted(parted)),
@@ -534,6 +484,46 @@ mod tests {
             "{}",
             err.message()
         );
+    }
+
+    #[test]
+    fn what_the_schema_allows_but_serde_refuses_is_an_issue_at_its_path() {
+        fn even<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+            let n = <u32 as serde::Deserialize>::deserialize(d)?;
+            if n % 2 == 0 {
+                Ok(n)
+            } else {
+                Err(serde::de::Error::custom(format!("{n} is odd")))
+            }
+        }
+        #[derive(serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+        struct Item {
+            #[serde(deserialize_with = "even")]
+            n: u32,
+        }
+        #[derive(serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+        struct In {
+            items: Vec<Item>,
+        }
+        let p = Procedure::query("q", |_: (), i: In| async move {
+            Ok::<_, Error>(i.items.iter().map(|item| item.n).sum::<u32>())
+        });
+        let ok = block_on(p.invoke((), raw(r#"{"items":[{"n":2},{"n":4}]}"#))).expect("even");
+        assert_eq!(ok.json(), Some("6"));
+        let err = block_on(p.invoke((), raw("{\"items\": [{\"n\": 2},\n {\"n\": 3}]}")))
+            .expect_err("odd");
+        assert_eq!(err.code(), ErrorCode::BadRequest);
+        let issue = &err.issues().expect("issues")[0];
+        // A custom error carries no position of its own: serde_json places it at the end of
+        // the object being read, so the issue names the object holding the refused field.
+        assert_eq!(
+            issue.path,
+            [PathSegment::Key("items".into()), PathSegment::Index(1)]
+        );
+        assert_eq!(issue.message, "3 is odd");
+        // The schema's own issues come first.
+        let err = block_on(p.invoke((), raw(r#"{"items":[{"n":-1}]}"#))).expect_err("negative");
+        assert_eq!(err.issues().expect("issues")[0].code, "too_small");
     }
 
     #[test]

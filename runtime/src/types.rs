@@ -8,9 +8,7 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::Error;
 use crate::request_body::BodyKind;
-use crate::validate::{Issue, PathSegment};
 use crate::validate::{SchemaError, Validator};
 
 /// A type that can be a procedure's input.
@@ -60,7 +58,7 @@ impl TypeInfo {
     /// An input: its schema describes what deserializes (schemars' deserialize contract).
     pub(crate) fn of_input<T: Input>() -> Self {
         TypeInfo {
-            accepts_undefined: || T::deserialize(serde_json::Value::Null).is_ok(),
+            accepts_undefined: || serde_json::from_str::<T>("null").is_ok(),
             body_kind: || BodyKind::of_schema_id(&T::schema_id()),
             json_schema: || {
                 schemars::generate::SchemaSettings::default()
@@ -147,11 +145,33 @@ impl fmt::Debug for TypeInfo {
     }
 }
 
+/// A declarable type's docs, declaration and identifier, for a configuration.
+type Declare<'a> = &'a dyn Fn(&ts_rs::Config) -> (Option<String>, String, String);
+
 /// Walks `T` and everything it refers to, collecting each declarable type once.
 fn collect_declarations<T: ts_rs::TS + 'static>(cfg: &ts_rs::Config, out: &mut Vec<TsDeclaration>) {
     struct Visit<'a> {
         cfg: &'a ts_rs::Config,
         out: &'a mut Vec<TsDeclaration>,
+    }
+    impl Visit<'_> {
+        /// Adds a declaration unless the type has one already; whether it did.
+        fn add(&mut self, type_id: TypeId, rust_name: &'static str, declare: Declare<'_>) -> bool {
+            if self.out.iter().any(|d| d.type_id == type_id) {
+                return false;
+            }
+            let (docs, decl, ident) = declare(self.cfg);
+            let mut code = docs.unwrap_or_default();
+            code.push_str("export ");
+            code.push_str(&decl);
+            self.out.push(TsDeclaration {
+                ident,
+                rust_name,
+                type_id,
+                code,
+            });
+            true
+        }
     }
     impl ts_rs::TypeVisitor for Visit<'_> {
         fn visit<U: ts_rs::TS + 'static + ?Sized>(&mut self) {
@@ -162,21 +182,12 @@ fn collect_declarations<T: ts_rs::TS + 'static>(cfg: &ts_rs::Config, out: &mut V
                 U::visit_generics(self);
                 return;
             }
+            let declare = |cfg: &ts_rs::Config| (U::docs(), U::decl(cfg), U::ident(cfg));
             let type_id = TypeId::of::<U::WithoutGenerics>();
-            if self.out.iter().any(|d| d.type_id == type_id) {
-                return;
+            if self.add(type_id, std::any::type_name::<U>(), &declare) {
+                U::visit_generics(self);
+                U::visit_dependencies(self);
             }
-            let mut code = U::docs().unwrap_or_default();
-            code.push_str("export ");
-            code.push_str(&U::decl(self.cfg));
-            self.out.push(TsDeclaration {
-                ident: U::ident(self.cfg),
-                rust_name: std::any::type_name::<U>(),
-                type_id,
-                code,
-            });
-            U::visit_generics(self);
-            U::visit_dependencies(self);
         }
     }
     ts_rs::TypeVisitor::visit::<T>(&mut Visit { cfg, out });
@@ -197,32 +208,6 @@ pub(crate) fn short_type_name(full: &str) -> String {
     }
     out.push_str(&full[segment_start..]);
     out
-}
-
-/// Deserializes an input that passed validation. The schema and serde agree almost always;
-/// when they don't, serde has the last word (its error becomes an issue at its path).
-pub(crate) fn deserialize_validated<I: serde::de::DeserializeOwned>(
-    value: &serde_json::Value,
-) -> Result<I, Error> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e
-            .path()
-            .iter()
-            .filter_map(|segment| match segment {
-                serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
-                serde_path_to_error::Segment::Map { key } => Some(PathSegment::Key(key.clone())),
-                serde_path_to_error::Segment::Enum { variant } => {
-                    Some(PathSegment::Key(variant.clone()))
-                }
-                serde_path_to_error::Segment::Unknown => None,
-            })
-            .collect();
-        Error::invalid_input(vec![Issue::new(
-            path,
-            "invalid_type",
-            e.into_inner().to_string(),
-        )])
-    })
 }
 
 #[cfg(test)]

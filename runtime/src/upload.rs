@@ -72,11 +72,22 @@ pub(crate) fn decode<I: Input>(
     body: RequestBody,
     unknown_fields: UnknownFields,
 ) -> Result<I, Error> {
-    PENDING.with(|slot| *slot.borrow_mut() = Some((body, unknown_fields)));
-    let decoded = I::deserialize(serde_json::Value::Null);
-    PENDING.with(|slot| slot.borrow_mut().take());
+    set_pending(Some((body, unknown_fields)));
+    let decoded = serde_json::from_str::<I>("null");
+    set_pending(None);
     // Our inputs' `Deserialize` only fails on the request: a wrong kind, a bad boundary.
-    decoded.map_err(|e| Error::bad_request(format!("Bad upload: {e}")))
+    decoded.map_err(|e| bad_upload(&e))
+}
+
+fn set_pending(pending: Option<(RequestBody, UnknownFields)>) {
+    PENDING.with(|slot| *slot.borrow_mut() = pending);
+}
+
+fn bad_upload(e: &serde_json::Error) -> Error {
+    Error::bad_request(format!(
+        "Bad upload: {}",
+        crate::serde_error::serde_message(e)
+    ))
 }
 
 /// What the transport hands over is checked first (content type, boundary): a failure here is
@@ -310,7 +321,8 @@ impl<T: Input> FormData<T> {
         if !issues.is_empty() {
             return Err(Error::invalid_input(issues));
         }
-        crate::types::deserialize_validated(&value)
+        let text = value.to_string();
+        serde_json::from_str(&text).map_err(|e| crate::serde_error::serde_issue(&text, &e))
     }
 
     /// The next file part, or `None` after the last one. Text fields met on the way are

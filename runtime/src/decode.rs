@@ -1,0 +1,178 @@
+//! A call's input into the procedure's input type.
+//!
+//! Everything that does not depend on the type (unit inputs, bodies, superjson values, missing
+//! inputs, validation, error reporting) is done here once, by [`source`]; what is left for each
+//! input type is one `serde_json::from_str::<I>` (see [`decode`]). That keeps the code a
+//! procedure instantiates small: an API of a thousand procedures compiles each input type's
+//! `Deserialize` once, for one deserializer, instead of once per deserializer and helper.
+
+use std::any::{Any, TypeId};
+use std::sync::OnceLock;
+
+use crate::call::Call;
+use crate::error::{Error, ErrorCode};
+use crate::request_body::RequestBody;
+use crate::serde_error::serde_issue;
+use crate::types::{Input, TypeInfo, short_type_name};
+use crate::upload;
+use crate::validate::{SchemaError, UnknownFields, Validator};
+
+/// A schema compiled on first use (so building a router, e.g. in a build script, stays cheap).
+pub(crate) type LazyValidator = OnceLock<Result<Validator, SchemaError>>;
+
+/// The compiled validator of `info`, or the error a call gets when its schema is unusable.
+pub(crate) fn compiled<'a>(
+    lazy: &'a LazyValidator,
+    info: &TypeInfo,
+) -> Result<&'a Validator, Error> {
+    lazy.get_or_init(|| info.validator()).as_ref().map_err(|e| {
+        Error::internal(e.clone()).with_message(format!(
+            "Internal server error: the JSON Schema of `{}` cannot be used for validation",
+            short_type_name(info.rust_name())
+        ))
+    })
+}
+
+/// Decodes the call's input as `I`: the only part of decoding that depends on the type.
+pub(crate) fn decode<I: Input>(
+    info: &TypeInfo,
+    validator: &LazyValidator,
+    call: &Call,
+) -> Result<I, Error> {
+    match source(info, validator, call, TypeId::of::<I>())? {
+        Source::Text { text, checked } => serde_json::from_str::<I>(text)
+            .map_err(|e| refused(info, validator, call, text, checked, &e)),
+        Source::Body(body) => upload::decode::<I>(body, call.options.unknown_fields),
+        Source::Value(value) => value
+            .downcast::<I>()
+            .map(|input| *input)
+            .map_err(|_| Error::internal("a superjson input of an unexpected type")),
+    }
+}
+
+/// Where the typed input comes from.
+enum Source<'a> {
+    /// JSON text for `serde_json`: valid for the input's schema when `checked`, else to be
+    /// checked only if serde refuses it (the schema asks nothing serde does not check itself).
+    Text { text: &'a str, checked: bool },
+    /// A binary or multipart body ([`crate::upload`]).
+    Body(RequestBody),
+    /// The value itself (a [`crate::js::Value`] input, from its superjson envelope).
+    Value(Box<dyn Any + Send>),
+}
+
+fn source<'a>(
+    info: &TypeInfo,
+    validator: &LazyValidator,
+    call: &'a Call,
+    type_id: TypeId,
+) -> Result<Source<'a>, Error> {
+    if info.is_unit() {
+        // A procedure without input ignores whatever was sent, as tRPC does.
+        return Ok(Source::Text {
+            text: "null",
+            checked: true,
+        });
+    }
+    match (info.body_kind(), call.take_body()) {
+        (Some(_), Some(body)) => return Ok(Source::Body(body)),
+        (Some(kind), None) => {
+            return Err(Error::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "`{}` takes a {} body: send {} with httpLink",
+                    call.path,
+                    kind.media_type(),
+                    kind.client_value()
+                ),
+            ));
+        }
+        (None, Some(body)) => {
+            return Err(Error::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "`{}` takes JSON input, not {}",
+                    call.path,
+                    body.kind.media_type()
+                ),
+            ));
+        }
+        (None, None) => {}
+    }
+    if let Some(envelope) = &call.superjson_input
+        && let Some(value) = crate::js::Value::input_of(type_id, envelope)
+    {
+        return value.map(Source::Value);
+    }
+    let validator = compiled(validator, info)?;
+    let Some(raw) = call.input.as_deref() else {
+        if !info.accepts_undefined() {
+            return Err(Error::bad_request(format!(
+                "Missing input: this procedure expects `{}`, but the request carried no input",
+                short_type_name(info.rust_name())
+            )));
+        }
+        check(validator, "null", call.options.unknown_fields)?;
+        return Ok(Source::Text {
+            text: "null",
+            checked: true,
+        });
+    };
+    // When serde checks everything the schema says, a value that deserializes is valid: no
+    // JSON tree to build and walk, unless serde refuses it (then its issues are wanted).
+    if validator.serde_checks_all() && call.options.unknown_fields == UnknownFields::Ignore {
+        return Ok(Source::Text {
+            text: raw.get(),
+            checked: false,
+        });
+    }
+    check(validator, raw.get(), call.options.unknown_fields)?;
+    Ok(Source::Text {
+        text: raw.get(),
+        checked: true,
+    })
+}
+
+/// Validates JSON text against the schema: its issues, or a parse error.
+pub(crate) fn check(
+    validator: &Validator,
+    text: &str,
+    unknown: UnknownFields,
+) -> Result<(), Error> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        Error::new(
+            ErrorCode::ParseError,
+            format!("Input is not valid JSON: {e}"),
+        )
+    })?;
+    let issues = validator.validate(&value, unknown);
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(issues))
+    }
+}
+
+/// The error for an input serde refused: the schema's issues when it was not checked yet and
+/// has some, else serde's own error as an issue at the place in the input it points at (the
+/// schema and serde agree almost always; when they don't, serde has the last word).
+fn refused(
+    info: &TypeInfo,
+    validator: &LazyValidator,
+    call: &Call,
+    text: &str,
+    checked: bool,
+    error: &serde_json::Error,
+) -> Error {
+    if !checked {
+        match compiled(validator, info) {
+            Ok(validator) => {
+                if let Err(e) = check(validator, text, call.options.unknown_fields) {
+                    return e;
+                }
+            }
+            Err(e) => return e,
+        }
+    }
+    serde_issue(text, error)
+}
