@@ -81,7 +81,7 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
     let ctx_ty = match (&model.ctx, &model.layer) {
         (Some(ty), _) => quote!(#ty),
         (None, Some(layer)) => quote_spanned!(layer.span()=> <#layer as ::oxrpc::Layer>::Out),
-        (None, None) => quote!(__Ctx),
+        (None, None) => quote!(()),
     };
     let ctx_arg = model.ctx.as_ref().map(|_| quote!(&__ctx,));
     let call = quote!(#ident(#ctx_arg #input_arg).await);
@@ -152,11 +152,31 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
         #(#metas)*
         #with_layer
     };
-    let builder = quote_spanned! {span=>
-        #[doc = #procedure_doc]
-        #[track_caller]
-        #vis fn procedure #generics () -> ::oxrpc::Procedure<#router_ctx> {
-            #body
+    // Without a context of its own the procedure fits any router: it is built once, for `()`,
+    // by a function that is not generic (compiled once, in this crate), and `procedure()`
+    // only adapts it. Generic, the whole builder would be compiled again for every context
+    // type and its code exported for other crates to compile.
+    let builder = if model.ctx.is_none() && model.layer.is_none() {
+        let built = quote!(__build);
+        quote_spanned! {span=>
+            #[doc(hidden)]
+            #[track_caller]
+            fn #built() -> ::oxrpc::Procedure<()> {
+                #body
+            }
+            #[doc = #procedure_doc]
+            #[track_caller]
+            #vis fn procedure #generics () -> ::oxrpc::Procedure<__Ctx> {
+                Self::#built().__any_context()
+            }
+        }
+    } else {
+        quote_spanned! {span=>
+            #[doc = #procedure_doc]
+            #[track_caller]
+            #vis fn procedure #generics () -> ::oxrpc::Procedure<#router_ctx> {
+                #body
+            }
         }
     };
     quote! {

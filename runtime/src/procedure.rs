@@ -321,6 +321,18 @@ impl<Ctx> Procedure<Ctx> {
     }
 }
 
+impl Procedure<()> {
+    /// The procedure for a router of any context, which its handler never sees (how
+    /// `#[procedure]` builds procedures without a context parameter: their code is compiled
+    /// once, for `()`). Not public API.
+    #[doc(hidden)]
+    pub fn __any_context<Ctx: Send + 'static>(self) -> Procedure<Ctx> {
+        self.map_handler(|inner| {
+            Arc::new(move |_ctx: Ctx, call: Arc<Call>| inner((), call)) as Handler<Ctx>
+        })
+    }
+}
+
 impl<Ctx> fmt::Debug for Procedure<Ctx> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Procedure")
