@@ -41,6 +41,17 @@ impl RequestInfo {
         headers: HeaderMap,
         peer_addr: Option<SocketAddr>,
     ) -> Self {
+        Self::responding(method, uri, headers, peer_addr, ResponseHeaders::new())
+    }
+
+    /// Request info whose procedures set their response headers through `response_headers`.
+    pub(crate) fn responding(
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        peer_addr: Option<SocketAddr>,
+        response_headers: ResponseHeaders,
+    ) -> Self {
         RequestInfo {
             method,
             uri,
@@ -48,13 +59,8 @@ impl RequestInfo {
             peer_addr,
             connection_params: None,
             transport: TransportKind::Http,
-            response_headers: ResponseHeaders::default(),
+            response_headers,
         }
-    }
-
-    pub(crate) fn with_response_headers(mut self, headers: ResponseHeaders) -> Self {
-        self.response_headers = headers;
-        self
     }
 
     pub(crate) fn with_transport(mut self, transport: TransportKind) -> Self {

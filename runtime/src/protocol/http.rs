@@ -343,17 +343,22 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Error> {
 
 /// Refuses kinds that cannot share one request (`Cannot mix procedure types in call`).
 pub(crate) fn check_one_kind(kinds: impl IntoIterator<Item = ProcedureKind>) -> Result<(), Error> {
-    let mut seen: Vec<ProcedureKind> = Vec::new();
-    for kind in kinds {
-        if !seen.contains(&kind) {
-            seen.push(kind);
-        }
-    }
-    if seen.len() <= 1 {
+    // A set of kinds as bits (no allocation: this runs for every request).
+    let bit = |kind: ProcedureKind| 1u8 << (kind as u8);
+    let seen = kinds.into_iter().fold(0u8, |seen, kind| seen | bit(kind));
+    if seen.count_ones() <= 1 {
         return Ok(());
     }
-    seen.sort();
-    let names: Vec<&str> = seen.iter().map(|k| k.as_str()).collect();
+    let all = [
+        ProcedureKind::Query,
+        ProcedureKind::Mutation,
+        ProcedureKind::Subscription,
+    ];
+    let names: Vec<&str> = all
+        .into_iter()
+        .filter(|k| seen & bit(*k) != 0)
+        .map(ProcedureKind::as_str)
+        .collect();
     Err(Error::bad_request(format!(
         "Cannot mix procedure types in call: {}",
         names.join(", ")

@@ -245,9 +245,14 @@ impl HttpTransport {
         let response_headers = ResponseHeaders::default();
         if !runnable.is_empty() {
             let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
-            let info = RequestInfo::new(parts.method, parts.uri, parts.headers, peer)
-                .with_connection_params(target.connection_params.take())
-                .with_response_headers(response_headers.clone());
+            let info = RequestInfo::responding(
+                parts.method,
+                parts.uri,
+                parts.headers,
+                peer,
+                response_headers.clone(),
+            )
+            .with_connection_params(target.connection_params.take());
             match dispatcher.create_context(info).await {
                 Err(e) => {
                     for (i, _, _) in &runnable {
@@ -399,8 +404,13 @@ impl HttpTransport {
         let upload = RequestBody::new(kind, content_type, declared, stream, config.max_upload_size);
         let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
         let response_headers = ResponseHeaders::default();
-        let info = RequestInfo::new(parts.method, parts.uri, parts.headers, peer)
-            .with_response_headers(response_headers.clone());
+        let info = RequestInfo::responding(
+            parts.method,
+            parts.uri,
+            parts.headers,
+            peer,
+            response_headers.clone(),
+        );
         let outcome = match dispatcher.create_context(info).await {
             Ok(ctx) => Outcome::Running(dispatcher.call_with_body(entry, &ctx, upload)),
             Err(e) => Outcome::Done(Err(e)),
