@@ -6,12 +6,11 @@
 //! procedure instantiates small: an API of a thousand procedures compiles each input type's
 //! `Deserialize` once, for one deserializer, instead of once per deserializer and helper.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::sync::OnceLock;
 
 use crate::call::Call;
 use crate::error::{Error, ErrorCode};
-use crate::request_body::RequestBody;
 use crate::serde_error::serde_issue;
 use crate::types::{Input, TypeInfo, short_type_name};
 use crate::upload;
@@ -39,43 +38,99 @@ pub(crate) fn decode<I: Input>(
     validator: &LazyValidator,
     call: &Call,
 ) -> Result<I, Error> {
-    match source(info, validator, call, TypeId::of::<I>())? {
-        Source::Text { text, checked } => serde_json::from_str::<I>(text)
-            .map_err(|e| refused(info, validator, call, text, checked, &e)),
-        Source::Body(body) => upload::decode::<I>(body, call.options.unknown_fields),
-        Source::Value(value) => value
-            .downcast::<I>()
-            .map(|input| *input)
-            .map_err(|_| Error::internal("a superjson input of an unexpected type")),
+    let mut value: Option<I> = None;
+    let Some(text) = source(info, validator, call, &mut value)? else {
+        return match value {
+            Some(value) => Ok(value),
+            None => Err(Error::internal("a superjson input of an unexpected type")),
+        };
+    };
+    match serde_json::from_str::<I>(text.text) {
+        Ok(value) => {
+            text.done();
+            Ok(value)
+        }
+        Err(e) => Err(text.refused(info, validator, call, &e)),
     }
 }
 
-/// Where the typed input comes from.
-enum Source<'a> {
-    /// JSON text for `serde_json`: valid for the input's schema when `checked`, else to be
-    /// checked only if serde refuses it (the schema asks nothing serde does not check itself).
-    Text { text: &'a str, checked: bool },
-    /// A binary or multipart body ([`crate::upload`]).
-    Body(RequestBody),
-    /// The value itself (a [`crate::js::Value`] input, from its superjson envelope).
-    Value(Box<dyn Any + Send>),
+/// JSON text for `serde_json` to deserialize the input from.
+struct Text<'a> {
+    text: &'a str,
+    /// Valid for the input's schema; else to be checked only if serde refuses it (the schema
+    /// asks nothing serde does not check itself).
+    checked: bool,
+    /// A binary or multipart body waits for the input's `Deserialize` ([`crate::upload`]).
+    body: bool,
 }
 
+impl Text<'_> {
+    const fn json(text: &str, checked: bool) -> Text<'_> {
+        Text {
+            text,
+            checked,
+            body: false,
+        }
+    }
+
+    /// After a successful deserialization.
+    fn done(&self) {
+        if self.body {
+            upload::set_pending(None);
+        }
+    }
+
+    /// The error for an input serde refused: for a body, what was wrong with the request; else
+    /// the schema's issues when it was not checked yet and has some, else serde's own error as
+    /// an issue at the place in the input it points at (the schema and serde agree almost
+    /// always; when they don't, serde has the last word).
+    fn refused(
+        &self,
+        info: &TypeInfo,
+        validator: &LazyValidator,
+        call: &Call,
+        error: &serde_json::Error,
+    ) -> Error {
+        if self.body {
+            upload::set_pending(None);
+            return upload::bad_upload(error);
+        }
+        if !self.checked {
+            match compiled(validator, info) {
+                Ok(validator) => {
+                    if let Err(e) = check(validator, self.text, call.options.unknown_fields) {
+                        return e;
+                    }
+                }
+                Err(e) => return e,
+            }
+        }
+        serde_issue(self.text, error)
+    }
+}
+
+/// Prepares the call's input for `serde_json`, without knowing its type: `None` when the input
+/// is in `value` already (a [`crate::js::Value`] from its superjson envelope).
 fn source<'a>(
     info: &TypeInfo,
     validator: &LazyValidator,
     call: &'a Call,
-    type_id: TypeId,
-) -> Result<Source<'a>, Error> {
+    value: &mut dyn Any,
+) -> Result<Option<Text<'a>>, Error> {
     if info.is_unit() {
         // A procedure without input ignores whatever was sent, as tRPC does.
-        return Ok(Source::Text {
-            text: "null",
-            checked: true,
-        });
+        return Ok(Some(Text::json("null", true)));
     }
     match (info.body_kind(), call.take_body()) {
-        (Some(_), Some(body)) => return Ok(Source::Body(body)),
+        (Some(_), Some(body)) => {
+            // The input's `Deserialize` takes it from there.
+            upload::set_pending(Some((body, call.options.unknown_fields)));
+            return Ok(Some(Text {
+                text: "null",
+                checked: true,
+                body: true,
+            }));
+        }
         (Some(kind), None) => {
             return Err(Error::new(
                 ErrorCode::UnsupportedMediaType,
@@ -100,9 +155,9 @@ fn source<'a>(
         (None, None) => {}
     }
     if let Some(envelope) = &call.superjson_input
-        && let Some(value) = crate::js::Value::input_of(type_id, envelope)
+        && crate::js::Value::input_into(value, envelope)?
     {
-        return value.map(Source::Value);
+        return Ok(None);
     }
     let validator = compiled(validator, info)?;
     let Some(raw) = call.input.as_deref() else {
@@ -113,24 +168,15 @@ fn source<'a>(
             )));
         }
         check(validator, "null", call.options.unknown_fields)?;
-        return Ok(Source::Text {
-            text: "null",
-            checked: true,
-        });
+        return Ok(Some(Text::json("null", true)));
     };
     // When serde checks everything the schema says, a value that deserializes is valid: no
     // JSON tree to build and walk, unless serde refuses it (then its issues are wanted).
     if validator.serde_checks_all() && call.options.unknown_fields == UnknownFields::Ignore {
-        return Ok(Source::Text {
-            text: raw.get(),
-            checked: false,
-        });
+        return Ok(Some(Text::json(raw.get(), false)));
     }
     check(validator, raw.get(), call.options.unknown_fields)?;
-    Ok(Source::Text {
-        text: raw.get(),
-        checked: true,
-    })
+    Ok(Some(Text::json(raw.get(), true)))
 }
 
 /// Validates JSON text against the schema: its issues, or a parse error.
@@ -151,28 +197,4 @@ pub(crate) fn check(
     } else {
         Err(Error::invalid_input(issues))
     }
-}
-
-/// The error for an input serde refused: the schema's issues when it was not checked yet and
-/// has some, else serde's own error as an issue at the place in the input it points at (the
-/// schema and serde agree almost always; when they don't, serde has the last word).
-fn refused(
-    info: &TypeInfo,
-    validator: &LazyValidator,
-    call: &Call,
-    text: &str,
-    checked: bool,
-    error: &serde_json::Error,
-) -> Error {
-    if !checked {
-        match compiled(validator, info) {
-            Ok(validator) => {
-                if let Err(e) = check(validator, text, call.options.unknown_fields) {
-                    return e;
-                }
-            }
-            Err(e) => return e,
-        }
-    }
-    serde_issue(text, error)
 }

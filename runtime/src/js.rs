@@ -684,27 +684,21 @@ impl Value {
         }
     }
 
-    /// The input of type `type_id` when that is `Value` or `Option<Value>`: the client's value
-    /// as itself, from its superjson envelope.
-    pub(crate) fn input_of(
-        type_id: std::any::TypeId,
+    /// Puts the client's value, from its superjson envelope, into `slot` when that is an
+    /// `Option<Value>` or an `Option<Option<Value>>` (an input of type `Value` or
+    /// `Option<Value>`): whether it did.
+    pub(crate) fn input_into(
+        slot: &mut dyn std::any::Any,
         envelope: &serde_json::value::RawValue,
-    ) -> Option<Result<Box<dyn std::any::Any + Send>, crate::Error>> {
-        use std::any::TypeId;
-        let boxed: Box<dyn std::any::Any + Send> = if type_id == TypeId::of::<Value>() {
-            match Self::from_superjson(envelope) {
-                Ok(value) => Box::new(value.unwrap_or(Value::Undefined)),
-                Err(e) => return Some(Err(e)),
-            }
-        } else if type_id == TypeId::of::<Option<Value>>() {
-            match Self::from_superjson(envelope) {
-                Ok(value) => Box::new(value),
-                Err(e) => return Some(Err(e)),
-            }
+    ) -> Result<bool, crate::Error> {
+        if let Some(slot) = slot.downcast_mut::<Option<Value>>() {
+            *slot = Some(Self::from_superjson(envelope)?.unwrap_or(Value::Undefined));
+        } else if let Some(slot) = slot.downcast_mut::<Option<Option<Value>>>() {
+            *slot = Some(Self::from_superjson(envelope)?);
         } else {
-            return None;
-        };
-        Some(Ok(boxed))
+            return Ok(false);
+        }
+        Ok(true)
     }
 }
 

@@ -500,42 +500,47 @@ mod tests {
 
     #[test]
     fn what_the_schema_allows_but_serde_refuses_is_an_issue_at_its_path() {
-        fn even<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-            let n = <u32 as serde::Deserialize>::deserialize(d)?;
-            if n % 2 == 0 {
-                Ok(n)
-            } else {
-                Err(serde::de::Error::custom(format!("{n} is odd")))
-            }
-        }
+        // The schema of a socket address is any string; serde parses it.
         #[derive(serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
-        struct Item {
-            #[serde(deserialize_with = "even")]
-            n: u32,
+        struct Peer {
+            #[schemars(range(max = 10))]
+            weight: u8,
+            addr: std::net::SocketAddr,
         }
         #[derive(serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
         struct In {
-            items: Vec<Item>,
+            peers: Vec<Peer>,
         }
         let p = Procedure::query("q", |_: (), i: In| async move {
-            Ok::<_, Error>(i.items.iter().map(|item| item.n).sum::<u32>())
+            Ok::<_, Error>(
+                i.peers
+                    .iter()
+                    .map(|p| p.addr.port() + u16::from(p.weight))
+                    .sum::<u16>(),
+            )
         });
-        let ok = block_on(p.invoke((), raw(r#"{"items":[{"n":2},{"n":4}]}"#))).expect("even");
-        assert_eq!(ok.json(), Some("6"));
-        let err = block_on(p.invoke((), raw("{\"items\": [{\"n\": 2},\n {\"n\": 3}]}")))
-            .expect_err("odd");
+        let ok = r#"{"peers":[{"weight":1,"addr":"127.0.0.1:80"}]}"#;
+        assert_eq!(
+            block_on(p.invoke((), raw(ok))).expect("valid").json(),
+            Some("81")
+        );
+        let bad = "{\"peers\": [{\"weight\": 1, \"addr\": \"127.0.0.1:80\"},\n {\"weight\": 2, \"addr\": \"nowhere\"}]}";
+        let err = block_on(p.invoke((), raw(bad))).expect_err("not an address");
         assert_eq!(err.code(), ErrorCode::BadRequest);
         let issue = &err.issues().expect("issues")[0];
-        // A custom error carries no position of its own: serde_json places it at the end of
-        // the object being read, so the issue names the object holding the refused field.
         assert_eq!(
             issue.path,
-            [PathSegment::Key("items".into()), PathSegment::Index(1)]
+            [
+                PathSegment::Key("peers".into()),
+                PathSegment::Index(1),
+                PathSegment::Key("addr".into())
+            ]
         );
-        assert_eq!(issue.message, "3 is odd");
+        assert_eq!(issue.message, "invalid socket address syntax");
         // The schema's own issues come first.
-        let err = block_on(p.invoke((), raw(r#"{"items":[{"n":-1}]}"#))).expect_err("negative");
-        assert_eq!(err.issues().expect("issues")[0].code, "too_small");
+        let err = block_on(p.invoke((), raw(r#"{"peers":[{"weight":11,"addr":"x"}]}"#)))
+            .expect_err("too heavy");
+        assert_eq!(err.issues().expect("issues")[0].code, "too_big");
     }
 
     #[test]

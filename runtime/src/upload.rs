@@ -62,28 +62,18 @@ use crate::types::{Input, TypeInfo};
 use crate::validate::{UnknownFields, Validator};
 
 thread_local! {
-    /// The body being decoded into an input right now (see [`decode`]).
+    /// The body being decoded into an input right now (see [`set_pending`]).
     static PENDING: RefCell<Option<(RequestBody, UnknownFields)>> = const { RefCell::new(None) };
 }
 
-/// Decodes `body` into the input type `I` ([`Octets`] or [`FormData`]): their `Deserialize`
-/// takes the body from here, synchronously, on this thread.
-pub(crate) fn decode<I: Input>(
-    body: RequestBody,
-    unknown_fields: UnknownFields,
-) -> Result<I, Error> {
-    set_pending(Some((body, unknown_fields)));
-    let decoded = serde_json::from_str::<I>("null");
-    set_pending(None);
-    // Our inputs' `Deserialize` only fails on the request: a wrong kind, a bad boundary.
-    decoded.map_err(|e| bad_upload(&e))
-}
-
-fn set_pending(pending: Option<(RequestBody, UnknownFields)>) {
+/// Hands a body to the input's `Deserialize` ([`Octets`] or [`FormData`]), which takes it
+/// from here, synchronously, on this thread; `None` clears what was not taken.
+pub(crate) fn set_pending(pending: Option<(RequestBody, UnknownFields)>) {
     PENDING.with(|slot| *slot.borrow_mut() = pending);
 }
 
-fn bad_upload(e: &serde_json::Error) -> Error {
+/// Our inputs' `Deserialize` only fails on the request: a wrong kind, a bad boundary.
+pub(crate) fn bad_upload(e: &serde_json::Error) -> Error {
     Error::bad_request(format!(
         "Bad upload: {}",
         crate::serde_error::serde_message(e)
