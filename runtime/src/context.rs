@@ -41,21 +41,28 @@ impl RequestInfo {
         headers: HeaderMap,
         peer_addr: Option<SocketAddr>,
     ) -> Self {
-        Self::responding(method, uri, headers, peer_addr, ResponseHeaders::new())
-    }
-
-    /// Request info whose procedures set their response headers through `response_headers`.
-    pub(crate) fn responding(
-        method: Method,
-        uri: Uri,
-        headers: HeaderMap,
-        peer_addr: Option<SocketAddr>,
-        response_headers: ResponseHeaders,
-    ) -> Self {
         RequestInfo {
             method,
             uri,
             headers,
+            peer_addr,
+            connection_params: None,
+            transport: TransportKind::Http,
+            response_headers: ResponseHeaders::new(),
+        }
+    }
+
+    /// Request info for an HTTP request whose procedures set their response headers through
+    /// `response_headers` (the peer address from the request's extensions).
+    pub(crate) fn responding(
+        parts: http::request::Parts,
+        response_headers: ResponseHeaders,
+    ) -> Self {
+        let peer_addr = parts.extensions.get::<PeerAddr>().map(|p| p.0);
+        RequestInfo {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
             peer_addr,
             connection_params: None,
             transport: TransportKind::Http,

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 
 use crate::body::{Body, BoxError, error_response, json_response};
 use crate::call::{BoxFuture, ProcedureKind, RawInput, Reply};
-use crate::context::{PeerAddr, RequestInfo, ResponseHeaders};
+use crate::context::{RequestInfo, ResponseHeaders};
 use crate::dispatch::{Dispatcher, Entry, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::envelope;
@@ -244,15 +244,8 @@ impl HttpTransport {
         }
         let response_headers = ResponseHeaders::default();
         if !runnable.is_empty() {
-            let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
-            let info = RequestInfo::responding(
-                parts.method,
-                parts.uri,
-                parts.headers,
-                peer,
-                response_headers.clone(),
-            )
-            .with_connection_params(target.connection_params.take());
+            let info = RequestInfo::responding(parts, response_headers.clone())
+                .with_connection_params(target.connection_params.take());
             match dispatcher.create_context(info).await {
                 Err(e) => {
                     for (i, _, _) in &runnable {
@@ -402,15 +395,8 @@ impl HttpTransport {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let upload = RequestBody::new(kind, content_type, declared, stream, config.max_upload_size);
-        let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
         let response_headers = ResponseHeaders::default();
-        let info = RequestInfo::responding(
-            parts.method,
-            parts.uri,
-            parts.headers,
-            peer,
-            response_headers.clone(),
-        );
+        let info = RequestInfo::responding(parts, response_headers.clone());
         let outcome = match dispatcher.create_context(info).await {
             Ok(ctx) => Outcome::Running(dispatcher.call_with_body(entry, &ctx, upload)),
             Err(e) => Outcome::Done(Err(e)),
