@@ -142,11 +142,60 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
         .layer
         .as_ref()
         .map_or_else(proc_macro2::Span::call_site, syn::spanned::Spanned::span);
+    // Queries and mutations: the handler is written here, next to the function, so that the
+    // code naming its future is compiled in this module (see `Procedure::__handled`).
+    // Subscriptions go through the generic constructor.
+    let (construct, handle) = if model.kind == Kind::Subscription {
+        let construct = quote_spanned! {span=>
+            ::oxrpc::Procedure::#constructor::<#type_args>(
+                #name,
+                |__ctx: #ctx_ty, #input_param| async move { #result },
+            )
+        };
+        (construct, None)
+    } else {
+        let kind = match model.kind {
+            Kind::Query => quote!(Query),
+            _ => quote!(Mutation),
+        };
+        let output_ty = quote_spanned!(output_ty.span()=> #output_ty);
+        let construct = quote_spanned! {span=>
+            ::oxrpc::Procedure::__handled::<#input_ty, #output_ty>(
+                ::oxrpc::ProcedureKind::#kind,
+                #name,
+                Self::__handle,
+            )
+        };
+        let decode = model.input.as_ref().map(|_| {
+            quote! {
+                let __input = match __io.decode(&__call) {
+                    ::core::result::Result::Ok(__input) => __input,
+                    ::core::result::Result::Err(__e) => return ::oxrpc::__private::failed(__e),
+                };
+            }
+        });
+        let handle = quote_spanned! {span=>
+            #[doc(hidden)]
+            #[allow(clippy::let_unit_value)]
+            fn __handle(
+                __io: &::std::sync::Arc<::oxrpc::__private::Io<#input_ty, #output_ty>>,
+                __ctx: #ctx_ty,
+                __call: ::std::sync::Arc<::oxrpc::Call>,
+            ) -> ::oxrpc::__private::BoxFuture<
+                ::core::result::Result<::oxrpc::Reply, ::oxrpc::Error>,
+            > {
+                #decode
+                let __io = ::std::sync::Arc::clone(__io);
+                ::std::boxed::Box::pin(async move {
+                    let __output = #result?;
+                    __io.encode(&__call, &__output)
+                })
+            }
+        };
+        (construct, Some(handle))
+    };
     let body = quote_spanned! {span=>
-        ::oxrpc::Procedure::#constructor::<#type_args>(
-            #name,
-            |__ctx: #ctx_ty, #input_param| async move { #result },
-        )
+        #construct
         #describe
         #declare_errors
         #(#metas)*
@@ -188,6 +237,7 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
 
         impl #ident {
             #builder
+            #handle
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::request_body::RequestBody;
 use crate::validate::UnknownFields;
 
 /// A boxed, sendable future.
-pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// What a procedure produced: `None` is `undefined` (nothing on the wire), else JSON text.
 pub(crate) type RawOutput = Option<Box<RawValue>>;

@@ -228,6 +228,9 @@ pub mod __fuzz {
 /// Re-exports for the code `#[procedure]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::call::BoxFuture;
+    pub use crate::procedure::{HandleFn, Io, failed};
+
     /// Turns a handler's `Result<T, E>` into `Result<T, oxrpc::Error>`.
     pub fn into_result<T, E: Into<crate::Error>>(result: Result<T, E>) -> Result<T, crate::Error> {
         result.map_err(Into::into)
@@ -235,6 +238,7 @@ pub mod __private {
 
     /// The error type of an async function returning `Result<T, E>` with no parameter (also
     /// through aliases such as `anyhow::Result<T>`, and with `impl Trait` in `T`).
+    #[inline(always)]
     pub fn error_type_of0<F, Fut, T, E>(_: &F) -> ErrorTypeOf<E>
     where
         F: FnOnce() -> Fut,
@@ -244,6 +248,7 @@ pub mod __private {
     }
 
     /// [`error_type_of0`] for one parameter.
+    #[inline(always)]
     pub fn error_type_of1<F, A, Fut, T, E>(_: &F) -> ErrorTypeOf<E>
     where
         F: FnOnce(A) -> Fut,
@@ -253,6 +258,7 @@ pub mod __private {
     }
 
     /// [`error_type_of0`] for two parameters.
+    #[inline(always)]
     pub fn error_type_of2<F, A, B, Fut, T, E>(_: &F) -> ErrorTypeOf<E>
     where
         F: FnOnce(A, B) -> Fut,
@@ -267,6 +273,7 @@ pub mod __private {
 
     impl<E> ErrorTypeOf<E> {
         /// The probe for `E`.
+        #[inline(always)]
         pub fn new() -> Self {
             ErrorTypeOf(core::marker::PhantomData)
         }

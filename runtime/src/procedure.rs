@@ -124,6 +124,38 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         Self::assemble(kind, name, &types, false, Arc::new(erased), location)
     }
 
+    /// A query or mutation whose handler `#[procedure]` wrote next to the function (how it
+    /// builds them). Not public API.
+    ///
+    /// Everything that names the function's future is compiled in the crate and module that
+    /// define it, not in shared generic code: with debug info, code that mentions a future
+    /// depends on the async function's body, so an edit recompiles only that module's code
+    /// (plus the drop glue rustc keeps in one place) instead of every procedure's.
+    #[doc(hidden)]
+    #[track_caller]
+    pub fn __handled<I: Input, O: Output>(
+        kind: ProcedureKind,
+        name: &str,
+        handle: HandleFn<Ctx, I, O>,
+    ) -> Self {
+        let io = Arc::new(Io {
+            types: Types::of(TypeInfo::of_input::<I>(), TypeInfo::of_output::<O>()),
+            decode: decode_input::<I>,
+            encode: encode_output::<O>,
+        });
+        let shared = Arc::clone(&io);
+        let handler: Handler<Ctx> =
+            Arc::new(move |ctx: Ctx, call: Arc<Call>| handle(&shared, ctx, call));
+        Self::assemble(
+            kind,
+            name.to_owned(),
+            &io.types,
+            false,
+            handler,
+            Location::caller(),
+        )
+    }
+
     /// A subscription: `handler(ctx, input)` sets up a stream of `Result`s of events (values or
     /// [`crate::Tracked`] values); an `Err` item ends the subscription with that error, and an
     /// `Err` from the setup fails it before it starts. (`#[procedure(subscription)]` also
@@ -357,6 +389,38 @@ fn adopt<E: TypedError>(error: Error) -> Error {
     }
 }
 
+/// A handler `#[procedure]` writes: decodes the call's input with its [`Io`], runs the
+/// function, encodes its output. Not public API.
+pub type HandleFn<Ctx, I, O> =
+    fn(&Arc<Io<I, O>>, Ctx, Arc<Call>) -> BoxFuture<Result<Reply, Error>>;
+
+/// A procedure's input decoder and output encoder, for the handler `#[procedure]` writes (its
+/// calls go through these pointers, so the types' trait bounds are checked, and reported, once:
+/// where the procedure is built). Not public API.
+pub struct Io<I, O> {
+    types: Types,
+    decode: fn(&Types, &Call) -> Result<I, Error>,
+    encode: fn(&Types, &Call, &O) -> Result<Reply, Error>,
+}
+
+impl<I, O> Io<I, O> {
+    /// The call's input.
+    #[inline(always)]
+    pub fn decode(&self, call: &Call) -> Result<I, Error> {
+        (self.decode)(&self.types, call)
+    }
+
+    /// The reply for the output `value`.
+    #[inline(always)]
+    pub fn encode(&self, call: &Call, value: &O) -> Result<Reply, Error> {
+        (self.encode)(&self.types, call, value)
+    }
+}
+
+fn decode_input<I: Input>(types: &Types, call: &Call) -> Result<I, Error> {
+    decode::decode::<I>(&types.input, &types.input_validator, call)
+}
+
 /// What a procedure's handler needs of its types when it runs.
 struct Types {
     input: TypeInfo,
@@ -367,17 +431,21 @@ struct Types {
 
 impl Types {
     fn new(input: TypeInfo, output: TypeInfo) -> Arc<Self> {
-        Arc::new(Types {
+        Arc::new(Self::of(input, output))
+    }
+
+    fn of(input: TypeInfo, output: TypeInfo) -> Self {
+        Types {
             input,
             output,
             input_validator: LazyValidator::new(),
             output_validator: LazyValidator::new(),
-        })
+        }
     }
 }
 
-/// A call that failed before its handler ran.
-fn failed(error: Error) -> BoxFuture<Result<Reply, Error>> {
+/// A call that failed before its handler ran. Not public API.
+pub fn failed(error: Error) -> BoxFuture<Result<Reply, Error>> {
     Box::pin(std::future::ready(Err(error)))
 }
 

@@ -58,40 +58,29 @@ impl TypeInfo {
     /// An input: its schema describes what deserializes (schemars' deserialize contract).
     pub(crate) fn of_input<T: Input>() -> Self {
         TypeInfo {
-            accepts_undefined: || serde_json::from_str::<T>("null").is_ok(),
-            body_kind: || BodyKind::of_schema_id(&T::schema_id()),
-            json_schema: || {
-                schemars::generate::SchemaSettings::default()
-                    .for_deserialize()
-                    .into_generator()
-                    .into_root_schema_for::<T>()
-            },
-            ..Self::of_type::<T>()
+            accepts_undefined: accepts_null::<T>,
+            body_kind: body_kind_of::<T>,
+            ..Self::of_type::<T>(input_schema::<T>)
         }
     }
 
     /// An output: its schema describes what serializes (schemars' serialize contract).
     pub(crate) fn of_output<T: ts_rs::TS + schemars::JsonSchema + 'static>() -> Self {
-        TypeInfo {
-            json_schema: || {
-                schemars::generate::SchemaSettings::default()
-                    .for_serialize()
-                    .into_generator()
-                    .into_root_schema_for::<T>()
-            },
-            ..Self::of_type::<T>()
-        }
+        Self::of_type::<T>(output_schema::<T>)
     }
 
-    fn of_type<T: ts_rs::TS + schemars::JsonSchema + 'static>() -> Self {
+    // Every part is a plain function (not a closure), so a type costs no call shims.
+    fn of_type<T: ts_rs::TS + schemars::JsonSchema + 'static>(
+        json_schema: fn() -> schemars::Schema,
+    ) -> Self {
         TypeInfo {
             rust_name: std::any::type_name::<T>(),
             is_unit: TypeId::of::<T>() == TypeId::of::<()>(),
-            accepts_undefined: || false,
-            body_kind: || None,
+            accepts_undefined: never_undefined,
+            body_kind: no_body,
             ts_name: T::name,
             ts_declarations: collect_declarations::<T>,
-            json_schema: || schemars::SchemaGenerator::default().into_root_schema_for::<T>(),
+            json_schema,
         }
     }
 
@@ -139,6 +128,36 @@ impl TypeInfo {
     }
 }
 
+fn accepts_null<T: Input>() -> bool {
+    serde_json::from_str::<T>("null").is_ok()
+}
+
+fn never_undefined() -> bool {
+    false
+}
+
+fn body_kind_of<T: Input>() -> Option<BodyKind> {
+    BodyKind::of_schema_id(&T::schema_id())
+}
+
+fn no_body() -> Option<BodyKind> {
+    None
+}
+
+fn input_schema<T: schemars::JsonSchema>() -> schemars::Schema {
+    schemars::generate::SchemaSettings::default()
+        .for_deserialize()
+        .into_generator()
+        .into_root_schema_for::<T>()
+}
+
+fn output_schema<T: schemars::JsonSchema>() -> schemars::Schema {
+    schemars::generate::SchemaSettings::default()
+        .for_serialize()
+        .into_generator()
+        .into_root_schema_for::<T>()
+}
+
 impl fmt::Debug for TypeInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("TypeInfo").field(&self.rust_name).finish()
@@ -146,7 +165,11 @@ impl fmt::Debug for TypeInfo {
 }
 
 /// A declarable type's docs, declaration and identifier, for a configuration.
-type Declare<'a> = &'a dyn Fn(&ts_rs::Config) -> (Option<String>, String, String);
+type Declare = fn(&ts_rs::Config) -> (Option<String>, String, String);
+
+fn declare<U: ts_rs::TS + ?Sized>(cfg: &ts_rs::Config) -> (Option<String>, String, String) {
+    (U::docs(), U::decl(cfg), U::ident(cfg))
+}
 
 /// Walks `T` and everything it refers to, collecting each declarable type once.
 fn collect_declarations<T: ts_rs::TS + 'static>(cfg: &ts_rs::Config, out: &mut Vec<TsDeclaration>) {
@@ -156,7 +179,7 @@ fn collect_declarations<T: ts_rs::TS + 'static>(cfg: &ts_rs::Config, out: &mut V
     }
     impl Visit<'_> {
         /// Adds a declaration unless the type has one already; whether it did.
-        fn add(&mut self, type_id: TypeId, rust_name: &'static str, declare: Declare<'_>) -> bool {
+        fn add(&mut self, type_id: TypeId, rust_name: &'static str, declare: Declare) -> bool {
             if self.out.iter().any(|d| d.type_id == type_id) {
                 return false;
             }
@@ -182,9 +205,8 @@ fn collect_declarations<T: ts_rs::TS + 'static>(cfg: &ts_rs::Config, out: &mut V
                 U::visit_generics(self);
                 return;
             }
-            let declare = |cfg: &ts_rs::Config| (U::docs(), U::decl(cfg), U::ident(cfg));
             let type_id = TypeId::of::<U::WithoutGenerics>();
-            if self.add(type_id, std::any::type_name::<U>(), &declare) {
+            if self.add(type_id, std::any::type_name::<U>(), declare::<U>) {
                 U::visit_generics(self);
                 U::visit_dependencies(self);
             }
