@@ -2,6 +2,7 @@
 """Generates a big API workspace for compile-time measurements (issue 15).
 
     bench/big-api/generate.py OUT_DIR [--procedures 1000] [--baseline] [--crates N]
+                              [--ts-rs-macros DIR]
 
 OUT_DIR gets a Cargo workspace of its own (`api/`, and `server/` whose build script writes
 the `.d.ts`) shaped like a real app: PROCEDURES procedures across 20 namespaces (every
@@ -226,7 +227,7 @@ COMMON_DEPS = ["oxrpc.workspace = true", "serde.workspace = true", "ts-rs.worksp
                "schemars.workspace = true"]
 
 
-def generate(out, procedures, baseline, crates=1):
+def generate(out, procedures, baseline, crates=1, ts_rs_macros=None):
     models = max(1, procedures // 5)
     error_import = "Error" if baseline else "Error, Router, procedure"
     areas = [f"area{a}" for a in range(crates)] if crates > 1 else []
@@ -249,6 +250,11 @@ def generate(out, procedures, baseline, crates=1):
             # What the README recommends when a build script renders the .d.ts: build
             # scripts' dependencies built like the server's, so the API is compiled once.
             f.write("\n[profile.dev.build-override]\ndebug = true\n")
+        if ts_rs_macros:
+            # ts-rs-macros 12.0.1 emits each type's `visit_dependencies` in a random order on
+            # every run (fixed upstream, Aleph-Alpha/ts-rs#488, not released yet): every
+            # codegen unit holding one is rebuilt on every edit. This measures a fixed copy.
+            f.write(f'\n[patch.crates-io]\nts-rs-macros = {{ path = "{os.path.abspath(ts_rs_macros)}" }}\n')
     if not areas:
         package(out, "api", "big-api", COMMON_DEPS)
         lines = header(error_import) + PAGE
@@ -337,8 +343,10 @@ def main():
     parser.add_argument("--procedures", type=int, default=1000)
     parser.add_argument("--baseline", action="store_true")
     parser.add_argument("--crates", type=int, default=1, help="area crates (1: one API crate)")
+    parser.add_argument("--ts-rs-macros", metavar="DIR",
+                        help="patch ts-rs-macros with this checkout (e.g. one with ts-rs#488)")
     args = parser.parse_args()
-    generate(args.out, args.procedures, args.baseline, args.crates)
+    generate(args.out, args.procedures, args.baseline, args.crates, args.ts_rs_macros)
 
 
 if __name__ == "__main__":
