@@ -612,6 +612,46 @@ mod tests {
     }
 
     #[test]
+    fn a_custom_serde_error_names_the_object_being_read() {
+        fn even<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+            let n = <u32 as serde::Deserialize>::deserialize(d)?;
+            if n % 2 == 0 {
+                Ok(n)
+            } else {
+                Err(serde::de::Error::custom(format!("{n} is odd")))
+            }
+        }
+        #[derive(serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+        struct Item {
+            #[serde(deserialize_with = "even")]
+            n: u32,
+        }
+        #[derive(serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+        struct In {
+            items: Vec<Item>,
+        }
+        let p = Procedure::query("q", |_: (), i: In| async move {
+            Ok::<_, Error>(i.items.iter().map(|item| item.n).sum::<u32>())
+        });
+        let ok = block_on(p.invoke((), raw(r#"{"items":[{"n":2},{"n":4}]}"#))).expect("even");
+        assert_eq!(ok.json(), Some("6"));
+        let err = block_on(p.invoke((), raw("{\"items\": [{\"n\": 2},\n {\"n\": 3}]}")))
+            .expect_err("odd");
+        assert_eq!(err.code(), ErrorCode::BadRequest);
+        let issue = &err.issues().expect("issues")[0];
+        // A custom error carries no position of its own: serde_json places it at the end of
+        // the object being read, so the issue names the object holding the refused field.
+        assert_eq!(
+            issue.path,
+            [PathSegment::Key("items".into()), PathSegment::Index(1)]
+        );
+        assert_eq!(issue.message, "3 is odd");
+        // The schema's own issues come first.
+        let err = block_on(p.invoke((), raw(r#"{"items":[{"n":-1}]}"#))).expect_err("negative");
+        assert_eq!(err.issues().expect("issues")[0].code, "too_small");
+    }
+
+    #[test]
     fn unit_input_ignores_what_was_sent_and_unit_output_is_undefined() {
         let p = Procedure::mutation("m", |_: (), (): ()| async { Ok::<_, Error>(()) });
         assert_eq!(
