@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generates a big API workspace for compile-time measurements (issue 15).
 
-    bench/big-api/generate.py OUT_DIR [--procedures 1000] [--baseline] [--crates N]
+    bench/big-api/generate.py OUT_DIR [--procedures 1000] [--baseline [serve]] [--crates N]
                               [--ts-rs-macros DIR]
 
 OUT_DIR gets a Cargo workspace of its own (`api/`, and `server/` whose build script writes
@@ -10,7 +10,10 @@ fourth with a nested `admin` router), one input struct each (3 to 8 fields), PRO
 output models with enums, internally tagged unions, maps, arrays and options, and a generic
 `Page<T>`. With --baseline the same types and functions are generated with the same serde /
 ts-rs / schemars derives but without `#[procedure]`, a router or a server: what the crate costs
-without oxrpc. With --crates N the same API is laid out as the README recommends for big APIs:
+without oxrpc. `--baseline serve` adds what any JSON server of these functions compiles
+without oxrpc: per procedure, a hand-written handler that reads its input with `serde_json`,
+awaits it and writes its output, and a table of the handlers by path (one crate only).
+With --crates N the same API is laid out as the README recommends for big APIs:
 `models/` (the shared output models), N area crates `area0/`…, each holding every N-th
 namespace and its routers, and `api/`, which only nests the areas' routers into one
 (`big_api::router()`, what the server and its build script use). Deterministic: the same
@@ -115,6 +118,7 @@ def input_struct(n):
 
 
 def procedure(n, models, baseline):
+    """The procedure's function (baseline: False, "derives" or "serve")."""
     k = n % models
     kind = ["query", "mutation", "query", "query"][n % 4]
     paged = n % 3 == 0
@@ -125,11 +129,19 @@ def procedure(n, models, baseline):
         else f"Model{k}::sample(input.f0_id())"
     )
     attr = "" if baseline else f"#[procedure({kind})]\n"
+    handler = "" if baseline != "serve" else (
+        f"\n/// The JSON handler of procedure {n}.\n"
+        f"pub fn handle_{n}(text: &str) -> Result<crate::Pending, serde_json::Error> {{\n"
+        f"    let input: Input{n} = serde_json::from_str(text)?;\n"
+        f"    Ok(Box::pin(async move {{\n"
+        f"        proc_{n}(input).await.map(|output| serde_json::to_vec(&output).expect(\"serializable\"))\n"
+        f"    }}))\n}}\n"
+    )
     return (
         f"\n/// Procedure {n}.\n{attr}"
         f"pub async fn proc_{n}(input: Input{n}) -> Result<{output}, Error> {{\n"
         f"    Ok({body})\n}}\n"
-    )
+    ) + handler
 
 
 def f0_id_impl(n):
@@ -170,6 +182,14 @@ PAGE = [
     "    /// Where the next page starts.",
     "    pub next_cursor: Option<String>,",
     "}",
+]
+
+
+SERVE = [
+    "/// A handler's pending output, as JSON.",
+    "pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, Error>> + Send>>;",
+    "/// A procedure's JSON handler.",
+    "pub type Handler = fn(&str) -> Result<Pending, serde_json::Error>;",
 ]
 
 
@@ -244,6 +264,7 @@ def generate(out, procedures, baseline, crates=1, ts_rs_macros=None):
             serde = {{ version = "1", features = ["derive"] }}
             ts-rs = {{ version = "12", features = ["serde-json-impl"] }}
             schemars = "1"
+            serde_json = "1"
             tokio = {{ version = "1", features = ["rt-multi-thread", "macros"] }}
             """))
         if not baseline:
@@ -256,12 +277,20 @@ def generate(out, procedures, baseline, crates=1, ts_rs_macros=None):
             # codegen unit holding one is rebuilt on every edit. This measures a fixed copy.
             f.write(f'\n[patch.crates-io]\nts-rs-macros = {{ path = "{os.path.abspath(ts_rs_macros)}" }}\n')
     if not areas:
-        package(out, "api", "big-api", COMMON_DEPS)
+        package(out, "api", "big-api", COMMON_DEPS + (["serde_json.workspace = true"] if baseline == "serve" else []))
         lines = header(error_import) + PAGE
+        if baseline == "serve":
+            lines += SERVE
         for k in range(models):
             lines.append(model(k))
         for ns in range(NAMESPACES):
             lines += namespace(ns, procedures, models, baseline)
+        if baseline == "serve":
+            lines.append("\n/// The JSON handlers by path.\npub fn handlers() -> Vec<(&'static str, Handler)> {\n    vec![")
+            for n in range(procedures):
+                module = f"ns{ns_of(n)}::admin" if admin_of(n) else f"ns{ns_of(n)}"
+                lines.append(f'        ("{module.replace("::", ".")}.proc_{n}", {module}::handle_{n} as Handler),')
+            lines.append("    ]\n}\n")
         if not baseline:
             lines.append("\n/// The whole API.\npub fn router() -> Router<()> {\n    Router::new()")
             for ns in range(NAMESPACES):
@@ -341,11 +370,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
     parser.add_argument("--procedures", type=int, default=1000)
-    parser.add_argument("--baseline", action="store_true")
+    parser.add_argument("--baseline", nargs="?", const="derives", choices=["derives", "serve"],
+                        help="no oxrpc: the derives only, or (serve) with hand-written JSON handlers")
     parser.add_argument("--crates", type=int, default=1, help="area crates (1: one API crate)")
     parser.add_argument("--ts-rs-macros", metavar="DIR",
                         help="patch ts-rs-macros with this checkout (e.g. one with ts-rs#488)")
     args = parser.parse_args()
+    if args.baseline == "serve" and args.crates > 1:
+        parser.error("--baseline serve generates one crate (no --crates)")
     generate(args.out, args.procedures, args.baseline, args.crates, args.ts_rs_macros)
 
 
