@@ -52,13 +52,13 @@ impl RequestInfo {
         }
     }
 
-    /// Request info for an HTTP request whose procedures set their response headers through
-    /// `response_headers` (the peer address from the request's extensions).
+    /// Request info for an HTTP request from `peer_addr` whose procedures set their response
+    /// headers through `response_headers`.
     pub(crate) fn responding(
         parts: http::request::Parts,
+        peer_addr: Option<SocketAddr>,
         response_headers: ResponseHeaders,
     ) -> Self {
-        let peer_addr = parts.extensions.get::<PeerAddr>().map(|p| p.0);
         RequestInfo {
             method: parts.method,
             uri: parts.uri,
@@ -234,7 +234,3 @@ impl ResponseHeaders {
 /// A type-erased create-context function.
 pub(crate) type ContextFn<Ctx> =
     Arc<dyn Fn(RequestInfo) -> BoxFuture<Result<Ctx, Error>> + Send + Sync>;
-
-/// The peer address, put into request extensions by the standalone server.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PeerAddr(pub(crate) SocketAddr);

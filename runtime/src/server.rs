@@ -13,7 +13,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
-use crate::context::{ContextFn, PeerAddr, RequestInfo};
+use crate::context::{ContextFn, RequestInfo};
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::protocol::error::{ErrorInfo, ErrorPolicy};
@@ -465,10 +465,9 @@ impl Listening {
             let _ = stream.set_nodelay(true);
             let service = service.clone();
             let hyper_service =
-                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(PeerAddr(peer));
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let service = service.clone();
-                    async move { Ok::<_, Infallible>(service.handle(req).await) }
+                    async move { Ok::<_, Infallible>(service.handle(req, Some(peer)).await) }
                 });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service);
             let conn = graceful.watch(conn.into_owned());

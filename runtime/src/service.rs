@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -76,8 +77,13 @@ impl HttpService {
             .then(|| path.into_owned())
     }
 
-    /// Answers one request. Never fails: every problem becomes a tRPC error response.
-    pub(crate) async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    /// Answers one request from `peer` (when known). Never fails: every problem becomes a
+    /// tRPC error response.
+    pub(crate) async fn handle<B>(
+        &self,
+        req: Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> Response<Body>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
@@ -100,15 +106,15 @@ impl HttpService {
             }
         }
         if is_upgrade(&req) && in_endpoint(req.uri().path(), &routes.endpoint) {
-            return routes.ws.upgrade(req);
+            return routes.ws.upgrade(req, peer);
         }
         if req.method() == Method::HEAD {
             return no_content();
         }
         if let Some(path) = self.subscription(&req) {
-            return routes.sse.handle(req, path);
+            return routes.sse.handle(req, path, peer);
         }
-        routes.http.handle(req).await
+        routes.http.handle(req, peer).await
     }
 }
 
@@ -128,6 +134,6 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let service = self.clone();
-        Box::pin(async move { Ok(service.handle(req).await) })
+        Box::pin(async move { Ok(service.handle(req, None).await) })
     }
 }

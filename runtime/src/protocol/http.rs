@@ -37,20 +37,24 @@ pub(crate) struct Target {
     pub(crate) jsonl: bool,
 }
 
+/// One item per call of a request: a single call (the common case) needs no allocation.
+pub(crate) type PerCall<T> = smallvec::SmallVec<[T; 1]>;
+
 /// The procedure paths of a request, percent-decoded, in one string (one allocation however
 /// long the batch).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Paths {
     text: String,
     /// Where each path ends in `text`.
-    ends: Vec<usize>,
+    ends: PerCall<usize>,
 }
 
 impl Paths {
     /// `text` as one path, or (a batch) as paths separated by `,`.
     fn new(text: String, batch: bool) -> Self {
-        let mut ends: Vec<usize> = Vec::new();
+        let mut ends = PerCall::new();
         if batch {
+            ends.reserve_exact(text.bytes().filter(|&b| b == b',').count() + 1);
             ends.extend(text.match_indices(',').map(|(i, _)| i));
         }
         ends.push(text.len());
@@ -227,11 +231,11 @@ fn decode_path(rest: &str, separator: char) -> Result<Cow<'_, str>, Error> {
 }
 
 /// The inputs of the calls: one input, or a batch object `{"0":…,"1":…}`.
-pub(crate) fn parse_inputs(text: &str, target: &Target) -> Result<Vec<RawInput>, Error> {
+pub(crate) fn parse_inputs(text: &str, target: &Target) -> Result<PerCall<RawInput>, Error> {
     if target.batch {
-        input::parse_batch(text, target.paths.len())
+        input::parse_batch(text, target.paths.len()).map(PerCall::from_vec)
     } else {
-        input::parse(text).map(|i| vec![i])
+        input::parse(text).map(|i| smallvec::smallvec![i])
     }
 }
 

@@ -3,6 +3,7 @@
 //! then `return`. Errors on a known path (context, input, middleware, the stream itself) are
 //! in-band (`serialized-error`), never a non-200 answer.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::body::{Body, error_response};
 use crate::call::{ProcedureKind, Reply};
-use crate::context::{PeerAddr, RequestInfo, TransportKind};
+use crate::context::{RequestInfo, TransportKind};
 use crate::dispatch::{Dispatcher, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::http as wire;
@@ -124,7 +125,12 @@ impl SseTransport {
     }
 
     /// Serves a subscription at `path` (already known to be one) as an event stream.
-    pub(crate) fn handle<B>(&self, req: Request<B>, path: String) -> Response<Body> {
+    pub(crate) fn handle<B>(
+        &self,
+        req: Request<B>,
+        path: String,
+        peer: Option<SocketAddr>,
+    ) -> Response<Body> {
         let shared = Arc::clone(&self.0);
         let dispatcher = &shared.dispatcher;
         let (parts, _body) = req.into_parts();
@@ -156,7 +162,6 @@ impl SseTransport {
         let last_event_id = sse::last_event_id(&parts.headers, parts.uri.query());
         let raw_input = input::parse(query.input.as_deref().unwrap_or(""));
         let version = parts.version;
-        let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
         let info = RequestInfo::new(parts.method, parts.uri, parts.headers, peer)
             .with_transport(TransportKind::Sse)
             .with_connection_params(connection_params);

@@ -20,7 +20,7 @@ use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::protocol::envelope::{self, ChunkKind, ChunkRef};
 use crate::protocol::error::ErrorShape;
-use crate::protocol::http::Paths;
+use crate::protocol::http::{Paths, PerCall};
 use crate::protocol::superjson;
 use crate::transport::http::Outcome;
 
@@ -28,7 +28,7 @@ use crate::transport::http::Outcome;
 pub(super) fn respond(
     dispatcher: &Dispatcher,
     paths: Paths,
-    outcomes: Vec<Outcome>,
+    outcomes: PerCall<Outcome>,
     ping: Option<Duration>,
 ) -> Response<Body> {
     let writer = Arc::new(Writer {

@@ -4,6 +4,7 @@
 mod jsonl;
 
 use serde_json::value::RawValue;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -18,7 +19,7 @@ use crate::context::{RequestInfo, ResponseHeaders};
 use crate::dispatch::{Dispatcher, Entry, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::envelope;
-use crate::protocol::http::{self as wire, HttpMethod};
+use crate::protocol::http::{self as wire, HttpMethod, PerCall};
 use crate::request_body::{BodyKind, BodyStream, RequestBody};
 
 /// Limits and switches of the HTTP transport.
@@ -85,20 +86,22 @@ impl Outcome {
     }
 
     /// Waits for every running call (a single call without `join_all`'s machinery).
-    async fn settle_all(mut outcomes: Vec<Outcome>) -> Vec<Result<Reply, Error>> {
+    async fn settle_all(mut outcomes: PerCall<Outcome>) -> PerCall<Result<Reply, Error>> {
         if let [Outcome::Running(_)] = &outcomes[..]
             && let Some(Outcome::Running(call)) = outcomes.pop()
         {
-            return vec![call.await];
+            return smallvec::smallvec![call.await];
         }
-        join_all(outcomes.into_iter().map(|outcome| async move {
+        // A batch's vectors are on the heap already: kept there (collected in place).
+        let settled = join_all(outcomes.into_vec().into_iter().map(|outcome| async move {
             match outcome {
                 Outcome::Unstarted => Outcome::never_run(),
                 Outcome::Done(result) => result,
                 Outcome::Running(call) => call.await,
             }
         }))
-        .await
+        .await;
+        PerCall::from_vec(settled)
     }
 }
 
@@ -107,8 +110,13 @@ impl HttpTransport {
         HttpTransport { dispatcher, config }
     }
 
-    /// Answers one HTTP request. Never fails: every problem becomes a tRPC error response.
-    pub(crate) async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    /// Answers one HTTP request from `peer`. Never fails: every problem becomes a tRPC error
+    /// response.
+    pub(crate) async fn handle<B>(
+        &self,
+        req: Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> Response<Body>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
@@ -123,7 +131,7 @@ impl HttpTransport {
                 return res;
             }
         };
-        match self.serve(method, req).await {
+        match self.serve(method, req, peer).await {
             Ok(res) => res,
             Err(failure) => self.fail(failure),
         }
@@ -135,7 +143,12 @@ impl HttpTransport {
         error_response(self.dispatcher.policy(), &error, path.as_deref())
     }
 
-    async fn serve<B>(&self, method: HttpMethod, req: Request<B>) -> Result<Response<Body>, Failure>
+    async fn serve<B>(
+        &self,
+        method: HttpMethod,
+        req: Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> Result<Response<Body>, Failure>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
@@ -177,7 +190,7 @@ impl HttpTransport {
                     .get(CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok());
                 if let Some(kind) = content_type.and_then(BodyKind::of_media_type) {
-                    return self.serve_upload(kind, target, parts, body).await;
+                    return self.serve_upload(kind, target, parts, peer, body).await;
                 }
                 wire::check_content_type(&parts.headers).map_err(|e| (e, None))?;
                 let read = read_body(body, &parts.headers, config.max_body_size);
@@ -213,12 +226,13 @@ impl HttpTransport {
         // Resolve every call before running any, so a bad batch runs nothing. Kinds that
         // cannot share a request fail it before any per-call error is produced (and reported).
         let dispatcher = &self.dispatcher;
-        let found: Vec<Option<&Entry>> = target.paths.iter().map(|p| dispatcher.entry(p)).collect();
+        let found: PerCall<Option<&Entry>> =
+            target.paths.iter().map(|p| dispatcher.entry(p)).collect();
         let kinds = found.iter().flatten().map(|entry| entry.kind());
         wire::check_one_kind(kinds.filter(|k| *k != ProcedureKind::Subscription))
             .map_err(|e| (e, None))?;
-        let mut outcomes: Vec<Outcome> = Vec::with_capacity(inputs.len());
-        let mut runnable: Vec<(usize, &Entry, RawInput)> = Vec::new();
+        let mut outcomes: PerCall<Outcome> = PerCall::with_capacity(inputs.len());
+        let mut runnable: PerCall<(usize, &Entry, RawInput)> = PerCall::with_capacity(inputs.len());
         let calls = target.paths.iter().zip(found).zip(inputs).enumerate();
         for (i, ((path, found), input)) in calls {
             let outcome = dispatcher
@@ -244,7 +258,7 @@ impl HttpTransport {
         }
         let response_headers = ResponseHeaders::default();
         if !runnable.is_empty() {
-            let info = RequestInfo::responding(parts, response_headers.clone())
+            let info = RequestInfo::responding(parts, peer, response_headers.clone())
                 .with_connection_params(target.connection_params.take());
             match dispatcher.create_context(info).await {
                 Err(e) => {
@@ -344,6 +358,7 @@ impl HttpTransport {
         kind: BodyKind,
         target: wire::Target,
         parts: http::request::Parts,
+        peer: Option<SocketAddr>,
         body: B,
     ) -> Result<Response<Body>, Failure>
     where
@@ -396,12 +411,12 @@ impl HttpTransport {
             .and_then(|v| v.parse::<u64>().ok());
         let upload = RequestBody::new(kind, content_type, declared, stream, config.max_upload_size);
         let response_headers = ResponseHeaders::default();
-        let info = RequestInfo::responding(parts, response_headers.clone());
+        let info = RequestInfo::responding(parts, peer, response_headers.clone());
         let outcome = match dispatcher.create_context(info).await {
             Ok(ctx) => Outcome::Running(dispatcher.call_with_body(entry, &ctx, upload)),
             Err(e) => Outcome::Done(Err(e)),
         };
-        let result = Outcome::settle_all(vec![outcome])
+        let result = Outcome::settle_all(smallvec::smallvec![outcome])
             .await
             .pop()
             .unwrap_or_else(|| Err(Error::internal("a call had no outcome")));

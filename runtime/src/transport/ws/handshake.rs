@@ -2,6 +2,7 @@
 //! limit), the `101 Switching Protocols` answer, and the connection task on the upgraded
 //! socket.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{
@@ -14,7 +15,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::body::{Body, error_response};
-use crate::context::{PeerAddr, RequestInfo, TransportKind};
+use crate::context::{RequestInfo, TransportKind};
 use crate::error::{Error, ErrorCode};
 use crate::transport::ws::Shared;
 use crate::transport::ws::connection::serve_connection;
@@ -30,10 +31,12 @@ pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.method() == http::Method::GET && has(UPGRADE, "websocket") && has(CONNECTION, "upgrade")
 }
 
-/// Answers an upgrade request with 101 and serves the connection on the upgraded socket.
+/// Answers an upgrade request from `peer` with 101 and serves the connection on the
+/// upgraded socket.
 pub(super) fn upgrade<B: Send + 'static>(
     shared: &Arc<Shared>,
     mut req: Request<B>,
+    peer: Option<SocketAddr>,
 ) -> Response<Body> {
     let config = &shared.config;
     let refuse = |e: Error| {
@@ -67,7 +70,6 @@ pub(super) fn upgrade<B: Send + 'static>(
     };
     let wants_params = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
         .any(|(k, v)| k == "connectionParams" && v == "1");
-    let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
     let info = RequestInfo::new(
         req.method().clone(),
         req.uri().clone(),

@@ -8,6 +8,7 @@ mod outbox;
 mod queue;
 pub(crate) mod registry;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,9 +78,14 @@ impl WsTransport {
         }))
     }
 
-    /// Answers an upgrade request (101, or a tRPC error) and serves the connection.
-    pub(crate) fn upgrade<B: Send + 'static>(&self, req: Request<B>) -> Response<Body> {
-        handshake::upgrade(&self.0, req)
+    /// Answers an upgrade request from `peer` (101, or a tRPC error) and serves the
+    /// connection.
+    pub(crate) fn upgrade<B: Send + 'static>(
+        &self,
+        req: Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> Response<Body> {
+        handshake::upgrade(&self.0, req, peer)
     }
 }
 
