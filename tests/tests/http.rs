@@ -89,6 +89,21 @@ async fn port_zero_reports_the_real_port_and_serves() {
 }
 
 #[tokio::test]
+async fn a_body_that_is_not_utf8_is_a_parse_error() {
+    let server = Running::start(|s| s).await;
+    let body: &[u8] = b"{\"title\":\"\xff\xfe\"}";
+    let reply = post_json(&format!("{}/addPost", server.base), body).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert_eq!(reply.error_code(), "PARSE_ERROR");
+    assert_eq!(
+        reply.json()["error"]["message"],
+        "The request body is not valid UTF-8"
+    );
+    assert_still_serving(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn oversized_bodies_get_payload_too_large() {
     let server = Running::start(|s| s.max_body_size(1024)).await;
     let big = format!("{{\"title\":\"{}\"}}", "x".repeat(4096));

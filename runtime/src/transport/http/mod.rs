@@ -4,6 +4,7 @@
 mod jsonl;
 
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -181,9 +182,10 @@ impl HttpTransport {
             ));
             return Err((e, None));
         }
-        // The raw input text: the `input` parameter (GET) or the body (POST).
+        // The raw input text: the `input` parameter (GET) or the body (POST, read in place).
         let (parts, body) = req.into_parts();
-        let input_text = match method {
+        let body_bytes;
+        let input_text: Cow<'_, str> = match method {
             HttpMethod::Post => {
                 let content_type = parts
                     .headers
@@ -207,13 +209,14 @@ impl HttpTransport {
                         return Err((e, None));
                     }
                 };
-                String::from_utf8(bytes.to_vec()).map_err(|_| {
+                body_bytes = bytes;
+                Cow::Borrowed(std::str::from_utf8(&body_bytes).map_err(|_| {
                     let e =
                         Error::new(ErrorCode::ParseError, "The request body is not valid UTF-8");
                     (e, None)
-                })?
+                })?)
             }
-            HttpMethod::Get => target.input.take().unwrap_or_default(),
+            HttpMethod::Get => Cow::Owned(target.input.take().unwrap_or_default()),
         };
         let inputs =
             // A single call's bad input belongs to that call; a bad batch object to none.
