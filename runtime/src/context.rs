@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, Uri};
 
-use crate::call::BoxFuture;
 use crate::error::Error;
 
 /// The transport a request arrived on.
@@ -230,7 +229,3 @@ impl ResponseHeaders {
             .unwrap_or_default()
     }
 }
-
-/// A type-erased create-context function.
-pub(crate) type ContextFn<Ctx> =
-    Arc<dyn Fn(RequestInfo) -> BoxFuture<Result<Ctx, Error>> + Send + Sync>;

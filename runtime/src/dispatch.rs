@@ -15,7 +15,7 @@ use futures_util::{FutureExt, StreamExt};
 use tracing::Instrument;
 
 use crate::call::{BoxFuture, Call, CallOptions, Meta, ProcedureKind, RawInput, Reply};
-use crate::context::{ContextFn, RequestInfo};
+use crate::context::RequestInfo;
 use crate::error::{Error, ErrorCode};
 use crate::guard::{self, Contained};
 use crate::procedure::Procedure;
@@ -230,6 +230,13 @@ fn panic_error(path: &str, payload: &(dyn Any + Send)) -> Error {
 /// A context created for one HTTP request or one WebSocket connection, its type erased.
 pub(crate) struct Context(Box<dyn Any + Send + Sync>);
 
+impl Context {
+    /// Erases `ctx`'s type (a context without data, like `()`, allocates nothing).
+    pub(crate) fn new<Ctx: Send + Sync + 'static>(ctx: Ctx) -> Self {
+        Context(Box::new(ctx))
+    }
+}
+
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Context")
@@ -238,7 +245,9 @@ impl fmt::Debug for Context {
 
 type ErasedHandler =
     Arc<dyn Fn(&Context, Arc<Call>) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
-type ErasedContextFn = Arc<dyn Fn(RequestInfo) -> BoxFuture<Result<Context, Error>> + Send + Sync>;
+/// A create-context function whose futures already produce the type-erased context.
+pub(crate) type ErasedContextFn =
+    Arc<dyn Fn(RequestInfo) -> BoxFuture<Result<Context, Error>> + Send + Sync>;
 
 /// A procedure as the dispatcher holds it.
 pub(crate) struct Entry {
@@ -320,7 +329,7 @@ impl Dispatcher {
     pub(crate) fn new<'r, Ctx: Clone + Send + Sync + 'static>(
         procedures: impl Iterator<Item = (&'r str, &'r Procedure<Ctx>)>,
         options: CallOptions,
-        create_context: ContextFn<Ctx>,
+        create_context: ErasedContextFn,
         policy: ErrorPolicy,
     ) -> Self {
         let procedures = procedures
@@ -346,10 +355,6 @@ impl Dispatcher {
                 (Box::from(path), entry)
             })
             .collect();
-        let create: ErasedContextFn = Arc::new(move |info| {
-            let fut = create_context(info);
-            Box::pin(async move { fut.await.map(|ctx| Context(Box::new(ctx))) })
-        });
         let mut options = options;
         options.validate_output |= policy.dev_mode;
         let mut policy = policy;
@@ -357,7 +362,7 @@ impl Dispatcher {
         guard::install_hook();
         Dispatcher(Arc::new(Inner {
             procedures,
-            create_context: create,
+            create_context,
             policy,
             options,
         }))

@@ -8,13 +8,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
-use crate::context::{ContextFn, RequestInfo};
-use crate::dispatch::Dispatcher;
+use crate::context::RequestInfo;
+use crate::dispatch::{Context, Dispatcher, ErasedContextFn};
 use crate::error::Error;
 use crate::protocol::error::{ErrorInfo, ErrorPolicy};
 use crate::router::Router;
@@ -50,7 +51,7 @@ struct ServerConfig {
 /// ```
 pub struct Server<Ctx> {
     router: Router<Ctx>,
-    create_context: ContextFn<Ctx>,
+    create_context: ErasedContextFn,
     config: ServerConfig,
     connections: Arc<Connections>,
     sse_streams: Arc<SseStreams>,
@@ -90,7 +91,7 @@ impl ServerHandle {
     }
 }
 
-impl<Ctx: Default + Send + 'static> Server<Ctx> {
+impl<Ctx: Default + Send + Sync + 'static> Server<Ctx> {
     /// A server whose context is `Ctx::default()` for every request.
     pub fn new(router: Router<Ctx>) -> Self {
         Self::with_context(router, |_| async { Ok(Ctx::default()) })
@@ -103,6 +104,7 @@ impl<Ctx: Send + 'static> Server<Ctx> {
     /// An `Err` from it fails every call of the request with that error.
     pub fn with_context<F, Fut>(router: Router<Ctx>, create_context: F) -> Self
     where
+        Ctx: Sync,
         F: Fn(RequestInfo) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Ctx, Error>> + Send + 'static,
     {
@@ -110,7 +112,10 @@ impl<Ctx: Send + 'static> Server<Ctx> {
         config.policy.formatter = router.formatter().cloned();
         Server {
             router,
-            create_context: Arc::new(move |info| Box::pin(create_context(info))),
+            // Boxed once, already type-erased: one allocation per request for the context.
+            create_context: Arc::new(move |info| {
+                Box::pin(create_context(info).map(|created| created.map(Context::new)))
+            }),
             config,
             connections: Arc::default(),
             sse_streams: Arc::default(),
