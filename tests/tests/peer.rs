@@ -16,20 +16,22 @@ struct Ctx {
     peer: Option<SocketAddr>,
 }
 
-/// The caller's address as the context saw it.
+/// The caller's address as the context saw it (`none` without one).
+fn seen(ctx: &Ctx) -> String {
+    ctx.peer
+        .map_or_else(|| "none".to_owned(), |p| p.to_string())
+}
+
+/// The caller's address.
 #[procedure(query)]
 async fn peer(ctx: &Ctx) -> Result<String, Error> {
-    Ok(ctx
-        .peer
-        .map_or_else(|| "none".to_owned(), |p| p.to_string()))
+    Ok(seen(ctx))
 }
 
 /// The same, from a mutation.
 #[procedure(mutation)]
 async fn peer_again(ctx: &Ctx) -> Result<String, Error> {
-    Ok(ctx
-        .peer
-        .map_or_else(|| "none".to_owned(), |p| p.to_string()))
+    Ok(seen(ctx))
 }
 
 /// The same, as the only event of a subscription.
@@ -37,10 +39,7 @@ async fn peer_again(ctx: &Ctx) -> Result<String, Error> {
 async fn peer_events(
     ctx: &Ctx,
 ) -> Result<impl futures_util::Stream<Item = Result<String, Error>> + use<>, Error> {
-    let seen = ctx
-        .peer
-        .map_or_else(|| "none".to_owned(), |p| p.to_string());
-    Ok(futures_util::stream::iter([Ok(seen)]))
+    Ok(futures_util::stream::iter([Ok(seen(ctx))]))
 }
 
 /// A client address on loopback with a real (ephemeral) port, not the server's.
