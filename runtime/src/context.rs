@@ -40,15 +40,7 @@ impl RequestInfo {
         headers: HeaderMap,
         peer_addr: Option<SocketAddr>,
     ) -> Self {
-        RequestInfo {
-            method,
-            uri,
-            headers,
-            peer_addr,
-            connection_params: None,
-            transport: TransportKind::Http,
-            response_headers: ResponseHeaders::new(),
-        }
+        Self::of(method, uri, headers, peer_addr, ResponseHeaders::new())
     }
 
     /// Request info for an HTTP request from `peer_addr` whose procedures set their response
@@ -58,10 +50,26 @@ impl RequestInfo {
         peer_addr: Option<SocketAddr>,
         response_headers: ResponseHeaders,
     ) -> Self {
+        Self::of(
+            parts.method,
+            parts.uri,
+            parts.headers,
+            peer_addr,
+            response_headers,
+        )
+    }
+
+    fn of(
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        peer_addr: Option<SocketAddr>,
+        response_headers: ResponseHeaders,
+    ) -> Self {
         RequestInfo {
-            method: parts.method,
-            uri: parts.uri,
-            headers: parts.headers,
+            method,
+            uri,
+            headers,
             peer_addr,
             connection_params: None,
             transport: TransportKind::Http,

@@ -86,6 +86,15 @@ impl Outcome {
         Err(Error::internal("call was never run"))
     }
 
+    /// Waits for this call, if it runs.
+    async fn settle(self) -> Result<Reply, Error> {
+        match self {
+            Outcome::Unstarted => Outcome::never_run(),
+            Outcome::Done(result) => result,
+            Outcome::Running(call) => call.await,
+        }
+    }
+
     /// Waits for every running call (a single call without `join_all`'s machinery).
     async fn settle_all(mut outcomes: PerCall<Outcome>) -> PerCall<Result<Reply, Error>> {
         if let [Outcome::Running(_)] = &outcomes[..]
@@ -94,14 +103,7 @@ impl Outcome {
             return smallvec::smallvec![call.await];
         }
         // A batch's vectors are on the heap already: kept there (collected in place).
-        let settled = join_all(outcomes.into_vec().into_iter().map(|outcome| async move {
-            match outcome {
-                Outcome::Unstarted => Outcome::never_run(),
-                Outcome::Done(result) => result,
-                Outcome::Running(call) => call.await,
-            }
-        }))
-        .await;
+        let settled = join_all(outcomes.into_vec().into_iter().map(Outcome::settle)).await;
         PerCall::from_vec(settled)
     }
 }
@@ -419,10 +421,7 @@ impl HttpTransport {
             Ok(ctx) => Outcome::Running(dispatcher.call_with_body(entry, &ctx, upload)),
             Err(e) => Outcome::Done(Err(e)),
         };
-        let result = Outcome::settle_all(smallvec::smallvec![outcome])
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(Error::internal("a call had no outcome")));
+        let result = outcome.settle().await;
         let (status, body) = match result {
             Ok(reply) => (200, envelope::result(reply.json_ref())),
             Err(e) => (
