@@ -144,7 +144,7 @@ pub mod __fuzz {
         let _ = ws::connection_params(text);
         let _ = ws::pending_calls(text);
         if let Ok(messages) = ws::split_frame(text) {
-            for message in &messages {
+            for message in messages {
                 if let Ok(ws::Request::Call {
                     input,
                     last_event_id,

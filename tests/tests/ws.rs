@@ -121,6 +121,52 @@ async fn queries_mutations_batches_and_jsonrpc_echo() {
     server.shutdown().await;
 }
 
+/// A call that finishes at once is answered by the connection itself, one that waits on its
+/// own task: neither holds up the other, and a panic on the first poll is an answer too.
+#[tokio::test]
+async fn waiting_calls_do_not_hold_up_ready_ones() {
+    let server = Running::start(|s| s).await;
+    let mut ws = connect(&server, "", &[]).await;
+    send(
+        &mut ws,
+        r#"{"id":1,"method":"query","params":{"path":"slow","input":300}}"#,
+    )
+    .await;
+    send(
+        &mut ws,
+        r#"{"id":2,"method":"query","params":{"path":"boom"}}"#,
+    )
+    .await;
+    send(
+        &mut ws,
+        r#"{"id":3,"method":"query","params":{"path":"hello"}}"#,
+    )
+    .await;
+    let frames = [
+        recv(&mut ws).await,
+        recv(&mut ws).await,
+        recv(&mut ws).await,
+    ];
+    assert_eq!(frames[0]["id"], 2);
+    assert_eq!(frames[0]["error"]["data"]["code"], "INTERNAL_SERVER_ERROR");
+    assert_eq!(
+        frames[1],
+        json!({"id":3,"result":{"type":"data","data":"hello world"}})
+    );
+    assert_eq!(
+        frames[2],
+        json!({"id":1,"result":{"type":"data","data":{"waited":300}}})
+    );
+    // Several waiting at once, answered as each finishes.
+    send(&mut ws, r#"[{"id":4,"method":"query","params":{"path":"slow","input":400}},{"id":5,"method":"query","params":{"path":"slow","input":100}}]"#).await;
+    let ids = [
+        recv(&mut ws).await["id"].clone(),
+        recv(&mut ws).await["id"].clone(),
+    ];
+    assert_eq!(ids, [json!(5), json!(4)]);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn tracked_subscription_resumes_after_last_event_id() {
     let server = Running::start(|s| s).await;

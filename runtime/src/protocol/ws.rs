@@ -2,9 +2,11 @@
 //! per frame), the connection-params frame, and every outgoing frame. Event data is spliced
 //! in as raw JSON text.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
-use serde_json::Value;
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 use crate::call::{ProcedureKind, RawInput};
 use crate::error::{Error, ErrorCode};
@@ -19,22 +21,28 @@ pub(crate) const PONG: &str = "PONG";
 /// Tells the client to reconnect (and resubscribe with its last event ids).
 pub(crate) const RECONNECT: &str = r#"{"id":null,"method":"reconnect"}"#;
 
-/// One incoming message (spec §7.2).
+/// One incoming message (spec §7.2), borrowed from its frame where it can be.
 #[derive(Deserialize)]
-struct Incoming {
-    #[serde(default)]
-    id: Option<Value>,
-    #[serde(default)]
-    jsonrpc: Option<Value>,
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    params: Option<Params>,
+struct Incoming<'a> {
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    method: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    params: Option<Params<'a>>,
 }
 
+/// A string borrowed from the frame unless it has escapes (`Option<Cow<str>>` would always
+/// copy: serde borrows only a field that is a `Cow` itself).
 #[derive(Deserialize)]
-struct Params {
-    path: String,
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+#[derive(Deserialize)]
+struct Params<'a> {
+    #[serde(borrow)]
+    path: Cow<'a, str>,
     #[serde(default)]
     input: RawInput,
     #[serde(default, rename = "lastEventId")]
@@ -43,7 +51,7 @@ struct Params {
 
 /// What one incoming message asks for.
 #[derive(Debug)]
-pub(crate) enum Request {
+pub(crate) enum Request<'a> {
     /// A query, mutation or subscription.
     Call {
         /// Where the answers go.
@@ -51,7 +59,7 @@ pub(crate) enum Request {
         /// The procedure kind the client expects.
         kind: ProcedureKind,
         /// The procedure path.
-        path: String,
+        path: Cow<'a, str>,
         /// The raw input.
         input: RawInput,
         /// The client's last seen event id (subscriptions).
@@ -65,44 +73,49 @@ pub(crate) enum Request {
     Invalid(ReplyTo, Error),
 }
 
-/// The messages of a frame: one object or an array of them, each still raw. Inputs are
-/// captured as raw JSON without recursion, so the depth limit is the dispatcher's to apply.
-pub(crate) fn split_frame(text: &str) -> Result<Vec<Box<RawValue>>, Error> {
-    let invalid =
-        |e: serde_json::Error| Error::new(ErrorCode::ParseError, format!("Invalid JSON: {e}"));
-    if text.trim_start().starts_with('[') {
-        serde_json::from_str(text).map_err(invalid)
-    } else {
-        serde_json::from_str(text)
-            .map(|one| vec![one])
-            .map_err(invalid)
+/// The messages of a frame: one object or an array of them, each still unparsed text. A
+/// frame of one object is not read here at all ([`parse_message`] reads it once). Inputs
+/// are captured as raw JSON without recursion, so the depth limit is the dispatcher's to
+/// apply.
+pub(crate) fn split_frame(text: &str) -> Result<SmallVec<[&str; 1]>, Error> {
+    if !text.trim_start().starts_with('[') {
+        return Ok(smallvec::smallvec![text]);
     }
+    let messages: Vec<&RawValue> = serde_json::from_str(text)
+        .map_err(|e| Error::new(ErrorCode::ParseError, format!("Invalid JSON: {e}")))?;
+    Ok(messages.into_iter().map(RawValue::get).collect())
 }
 
 /// Reads one message. `Err` is a fault that cannot be tied to a request id (answered with
 /// `"id": null`).
-pub(crate) fn parse_message(raw: &RawValue) -> Result<Request, Error> {
-    let incoming: Incoming = serde_json::from_str(raw.get())
-        .map_err(|e| Error::new(ErrorCode::ParseError, format!("Invalid message: {e}")))?;
-    if incoming.method.as_deref() == Some("connectionParams") && incoming.id.is_none() {
+pub(crate) fn parse_message(text: &str) -> Result<Request<'_>, Error> {
+    let incoming: Incoming<'_> = serde_json::from_str(text).map_err(|e| {
+        let what = if e.is_data() {
+            "Invalid message"
+        } else {
+            "Invalid JSON"
+        };
+        Error::new(ErrorCode::ParseError, format!("{what}: {e}"))
+    })?;
+    let method = incoming.method.as_ref().map(|m| &*m.0);
+    if method == Some("connectionParams") && incoming.id.is_none() {
         return Ok(Request::ConnectionParams);
     }
-    let id = match &incoming.id {
-        Some(id @ (Value::Number(_) | Value::String(_))) => id,
-        _ => return Err(Error::new(ErrorCode::ParseError, "`id` is required")),
+    let Some(id) = incoming.id.and_then(reply_id) else {
+        return Err(Error::new(ErrorCode::ParseError, "`id` is required"));
     };
     let reply = ReplyTo {
-        id: id.to_string(),
+        id,
         jsonrpc: incoming.jsonrpc.is_some(),
     };
-    if incoming.jsonrpc.as_ref().is_some_and(|v| v != "2.0") {
+    if incoming.jsonrpc.is_some_and(|v| v.get() != r#""2.0""#) {
         let e = Error::new(
             ErrorCode::ParseError,
             r#"`jsonrpc` must be "2.0" when present"#,
         );
         return Ok(Request::Invalid(reply, e));
     }
-    let kind = match incoming.method.as_deref() {
+    let kind = match method {
         Some("query") => ProcedureKind::Query,
         Some("mutation") => ProcedureKind::Mutation,
         Some("subscription") => ProcedureKind::Subscription,
@@ -122,6 +135,21 @@ pub(crate) fn parse_message(raw: &RawValue) -> Result<Request, Error> {
     })
 }
 
+/// A request id as the JSON text replies carry, if it is a number or a string. The client's
+/// own text, except that a string with escapes is written out again, so that one id has one
+/// key however it was escaped (`subscription.stop` finds its subscription by it).
+fn reply_id(id: &RawValue) -> Option<String> {
+    let text = id.get();
+    match text.as_bytes().first()? {
+        b'"' if text.contains('\\') => {
+            let value: String = serde_json::from_str(text).ok()?;
+            serde_json::to_string(&value).ok()
+        }
+        b'"' | b'-' | b'0'..=b'9' => Some(text.to_owned()),
+        _ => None,
+    }
+}
+
 /// The requests of a frame that cannot be served (bad connection params): their ids and
 /// paths, so each gets the error.
 pub(crate) fn pending_calls(text: &str) -> Vec<(ReplyTo, String)> {
@@ -129,7 +157,7 @@ pub(crate) fn pending_calls(text: &str) -> Vec<(ReplyTo, String)> {
         .unwrap_or_default()
         .iter()
         .filter_map(|raw| match parse_message(raw) {
-            Ok(Request::Call { reply, path, .. }) => Some((reply, path)),
+            Ok(Request::Call { reply, path, .. }) => Some((reply, path.into_owned())),
             _ => None,
         })
         .collect()
@@ -254,17 +282,17 @@ mod tests {
             path,
             input,
             ..
-        }) = parse_message(&raw[0])
+        }) = parse_message(raw[0])
         else {
             panic!("a call");
         };
-        assert_eq!((kind, path.as_str()), (ProcedureKind::Query, "a"));
+        assert_eq!((kind, &*path), (ProcedureKind::Query, "a"));
         assert_eq!(input.as_deref().map(RawValue::get), Some(r#"{"x":1}"#));
         assert_eq!(
             reply.started(),
             r#"{"id":1,"jsonrpc":"2.0","result":{"type":"started"}}"#
         );
-        let Ok(Request::Stop(stop)) = parse_message(&raw[1]) else {
+        let Ok(Request::Stop(stop)) = parse_message(raw[1]) else {
             panic!("a stop");
         };
         assert_eq!(stop.key(), "\"s\"");
@@ -277,12 +305,67 @@ mod tests {
     }
 
     #[test]
+    fn a_single_message_is_read_once_and_its_faults_are_named() {
+        // Not parsed by the split: the message parser says what is wrong.
+        for (frame, says) in [
+            (r#"{"id":1,"method":"query""#, "Invalid JSON"),
+            (
+                r#"{"id":1,"method":"query","params":{"path":5}}"#,
+                "Invalid message",
+            ),
+        ] {
+            let messages = split_frame(frame).expect("one message");
+            let Err(e) = parse_message(messages[0]) else {
+                panic!("{frame} parsed");
+            };
+            assert_eq!(e.code(), ErrorCode::ParseError);
+            assert!(e.message().starts_with(says), "{frame}: {}", e.message());
+        }
+        let Err(e) = split_frame(r#"[{"id":1},"#) else {
+            panic!("a broken batch split");
+        };
+        assert!(e.message().starts_with("Invalid JSON"), "{}", e.message());
+    }
+
+    #[test]
+    fn ids_are_echoed_as_sent_and_escapes_have_one_key() {
+        let key = |frame: &str| match parse_message(frame) {
+            Ok(Request::Stop(reply)) => Ok(reply.key().to_owned()),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.message().to_owned()),
+        };
+        assert_eq!(
+            key(r#"{"id":7,"method":"subscription.stop"}"#),
+            Ok("7".into())
+        );
+        assert_eq!(
+            key(r#"{"id":-1.5,"method":"subscription.stop"}"#),
+            Ok("-1.5".into())
+        );
+        assert_eq!(
+            key(r#"{"id":"a\u0062c","method":"subscription.stop"}"#),
+            key(r#"{"id":"abc","method":"subscription.stop"}"#)
+        );
+        for id in ["null", "true", "{}", "[1]"] {
+            let frame = format!(r#"{{"id":{id},"method":"subscription.stop"}}"#);
+            assert_eq!(key(&frame), Err("`id` is required".into()), "{id}");
+        }
+        let frame = r#"{"id":1,"jsonrpc":"1.0","method":"query","params":{"path":"a"}}"#;
+        assert!(matches!(parse_message(frame), Ok(Request::Invalid(..))));
+        let escaped = r#"{"id":1,"method":"qu\u0065ry","params":{"path":"\u0061"}}"#;
+        let Ok(Request::Call { kind, path, .. }) = parse_message(escaped) else {
+            panic!("escaped method and path");
+        };
+        assert_eq!((kind, &*path), (ProcedureKind::Query, "a"));
+    }
+
+    #[test]
     fn deep_inputs_are_captured_not_refused() {
         let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
         let frame =
             format!(r#"{{"id":1,"method":"query","params":{{"path":"a","input":{deep}}}}}"#);
         let raw = split_frame(&frame).expect("frame");
-        assert!(matches!(parse_message(&raw[0]), Ok(Request::Call { .. })));
+        assert!(matches!(parse_message(raw[0]), Ok(Request::Call { .. })));
     }
 
     #[test]

@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, broadcast};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::call::{ProcedureKind, RawInput};
+use crate::call::{ProcedureKind, RawInput, Reply};
 use crate::context::RequestInfo;
-use crate::dispatch::{Context, Site, Via, Want};
+use crate::dispatch::{Context, Dispatcher, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::ws::{self as wire, ReplyTo, Request};
 use crate::transport::ws::Shared;
@@ -313,13 +313,8 @@ mod close_code {
 }
 
 impl Conn {
-    async fn handle<S>(
-        &self,
-        io: &mut Io<S>,
-        ctx: &Context,
-        message: &RawValue,
-        index: Option<usize>,
-    ) where
+    async fn handle<S>(&self, io: &mut Io<S>, ctx: &Context, message: &str, index: Option<usize>)
+    where
         S: Transport,
     {
         match wire::parse_message(message) {
@@ -335,10 +330,10 @@ impl Conn {
                 last_event_id,
             }) => {
                 if kind == ProcedureKind::Subscription {
-                    self.subscribe(io, ctx, reply, path, input, last_event_id, index)
+                    self.subscribe(io, ctx, reply, &path, input, last_event_id, index)
                         .await;
                 } else {
-                    self.call(io, ctx, reply, kind, path, input, index).await;
+                    self.call(io, ctx, reply, kind, &path, input, index).await;
                 }
             }
         }
@@ -354,17 +349,17 @@ impl Conn {
         ctx: &Context,
         reply: ReplyTo,
         kind: ProcedureKind,
-        path: String,
+        path: &str,
         input: RawInput,
         index: Option<usize>,
     ) where
         S: Transport,
     {
         let dispatcher = &self.shared.dispatcher;
-        let entry = match dispatcher.lookup(&path, Want::Kind(kind)) {
+        let entry = match dispatcher.lookup(path, Want::Kind(kind)) {
             Ok(entry) => entry,
             Err(e) => {
-                let shape = dispatcher.policy().shape(&e, Some(&path));
+                let shape = dispatcher.policy().shape(&e, Some(path));
                 io.text(reply.error(&shape)).await;
                 return;
             }
@@ -372,14 +367,22 @@ impl Conn {
         let Some(permit) = io.permit(&self.in_flight).await else {
             return;
         };
-        let call = dispatcher.call(entry, ctx, input, None, Site::of(Via::WebSocket, index));
+        let mut call = dispatcher.call(entry, ctx, input, None, Site::of(Via::WebSocket, index));
+        // Polled once here: a call that finishes at once (most do) is answered straight from
+        // this task, without a task of its own and a trip through the outbox.
+        if let Poll::Ready(result) =
+            std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
+        {
+            drop(permit);
+            let frame = answer(dispatcher, &reply, path, result);
+            io.text(frame).await;
+            return;
+        }
         let shared = Arc::clone(&self.shared);
         let outbox = self.outbox.clone();
+        let path = Arc::clone(entry.path());
         tokio::spawn(async move {
-            let frame = match call.await {
-                Ok(value) => reply.data(value.json_ref()),
-                Err(e) => reply.error(&shared.dispatcher.policy().shape(&e, Some(&path))),
-            };
+            let frame = answer(&shared.dispatcher, &reply, &path, call.await);
             outbox.send(frame).await;
             drop(permit);
         });
@@ -393,7 +396,7 @@ impl Conn {
         io: &mut Io<S>,
         ctx: &Context,
         reply: ReplyTo,
-        path: String,
+        path: &str,
         input: RawInput,
         last_event_id: Option<String>,
         index: Option<usize>,
@@ -402,10 +405,10 @@ impl Conn {
     {
         let shared = &self.shared;
         let dispatcher = &shared.dispatcher;
-        let entry = match dispatcher.lookup(&path, Want::Kind(ProcedureKind::Subscription)) {
+        let entry = match dispatcher.lookup(path, Want::Kind(ProcedureKind::Subscription)) {
             Ok(entry) => entry,
             Err(e) => {
-                let shape = dispatcher.policy().shape(&e, Some(&path));
+                let shape = dispatcher.policy().shape(&e, Some(path));
                 io.text(reply.error(&shape)).await;
                 return;
             }
@@ -464,7 +467,7 @@ impl Conn {
             }
         };
         if let Some(e) = refused {
-            self.send_error(io, &reply, e, Some(&path)).await;
+            self.send_error(io, &reply, e, Some(path)).await;
         }
     }
 
@@ -513,5 +516,18 @@ impl Conn {
     {
         let shape = self.shared.dispatcher.policy().shape(error, None);
         io.text(wire::error_without_id(&shape)).await;
+    }
+}
+
+/// The frame answering a query or mutation.
+fn answer(
+    dispatcher: &Dispatcher,
+    reply: &ReplyTo,
+    path: &str,
+    result: Result<Reply, Error>,
+) -> String {
+    match result {
+        Ok(value) => reply.data(value.json_ref()),
+        Err(e) => reply.error(&dispatcher.policy().shape(&e, Some(path))),
     }
 }
