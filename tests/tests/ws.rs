@@ -167,6 +167,50 @@ async fn waiting_calls_do_not_hold_up_ready_ones() {
     server.shutdown().await;
 }
 
+/// Keep-alive: no `PING` while frames arrive (each one moves the timer), a `PING` after a
+/// quiet `ping_every`, and a peer that does not answer it is cut off after `pong_wait`.
+#[tokio::test]
+async fn keep_alive_pings_quiet_peers_and_drops_silent_ones() {
+    let (every, wait) = (Duration::from_millis(300), Duration::from_millis(300));
+    let server = Running::start(move |s| s.ws_keep_alive(every, wait)).await;
+    let mut ws = connect(&server, "", &[]).await;
+    let hello = |id: u32| format!(r#"{{"id":{id},"method":"query","params":{{"path":"hello"}}}}"#);
+    for id in 0..8 {
+        send(&mut ws, &hello(id)).await;
+        // A ping would arrive here instead of the answer.
+        assert_eq!(recv(&mut ws).await["id"], id);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..2 {
+        let quiet = std::time::Instant::now();
+        assert_eq!(recv(&mut ws).await, Value::String("PING".into()));
+        let waited = quiet.elapsed();
+        assert!(
+            waited >= Duration::from_millis(150) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+        send(&mut ws, "PONG").await;
+    }
+    send(&mut ws, &hello(100)).await;
+    assert_eq!(recv(&mut ws).await["id"], 100);
+    assert_eq!(recv(&mut ws).await, Value::String("PING".into()));
+    let pinged = std::time::Instant::now();
+    loop {
+        match deadline(ws.next()).await {
+            Some(Ok(Message::Text(t))) => panic!("a frame after the unanswered ping: {t}"),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+            Some(Ok(other)) => panic!("unexpected {other:?}"),
+        }
+    }
+    let cut = pinged.elapsed();
+    assert!(
+        cut >= Duration::from_millis(200) && cut < Duration::from_secs(3),
+        "{cut:?}"
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn tracked_subscription_resumes_after_last_event_id() {
     let server = Running::start(|s| s).await;

@@ -1,6 +1,7 @@
 //! One WebSocket connection: the context (at once, or after the connection-params frame),
 //! the read loop with keep-alive and control messages, and each message dispatched.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
@@ -95,33 +96,97 @@ pub(super) async fn serve_connection<S>(
     let mut pinged: Option<tokio::time::Instant> = None;
     // One timer for the connection's life, moved only when its deadline changes: the loop
     // also turns for every frame it writes, and re-arming a timer each time costs.
-    let timer = tokio::time::sleep_until(handshake_deadline.min(never));
+    // Created at `never`: the first turn moves it to its real deadline and polls it.
+    let timer = tokio::time::sleep_until(never);
     let mut timer = std::pin::pin!(timer);
+    // The timer and the control receiver stay registered with this task between polls, so
+    // a turn polls them only when the timer was just moved or has fired, or a control
+    // message was sent since the receiver last said it had none (a turn for a frame in or
+    // out then costs two loads, not a timer poll and the broadcast's lock). One behind the
+    // count: the receiver is polled on the first turn.
+    let mut control_seen = shared.connections.sent().wrapping_sub(1);
     loop {
         if !open || io.broken {
             break;
         }
-        // Keep-alive: ping after `ping_every` of silence, give up `pong_wait` after that.
-        let deadline = match (config.keep_alive, pinged) {
-            // The pong is awaited from when the ping went out (the task may have been busy
-            // writing past `last_seen + ping_every`).
-            (Some((_, pong_wait)), Some(sent)) => sent + pong_wait,
-            (Some((ping_every, _)), None) => last_seen + ping_every,
-            (None, _) => never,
+        // Scoped: what only this step needs does not take room in the task while it waits.
+        let woke = {
+            // Keep-alive: ping after `ping_every` of silence, give up `pong_wait` after that.
+            let deadline = match (config.keep_alive, pinged) {
+                // The pong is awaited from when the ping went out (the task may have been busy
+                // writing past `last_seen + ping_every`).
+                (Some((_, pong_wait)), Some(sent)) => sent + pong_wait,
+                (Some((ping_every, _)), None) => last_seen + ping_every,
+                (None, _) => never,
+            };
+            // Until the connection params arrive, the handshake's own deadline applies.
+            let deadline = if ctx.is_none() {
+                deadline.min(handshake_deadline)
+            } else {
+                deadline
+            };
+            let moved = timer.deadline() != deadline;
+            if moved {
+                timer.as_mut().reset(deadline);
+            }
+            let sent = shared.connections.sent();
+            std::future::poll_fn(|cx| {
+                if sent != control_seen {
+                    match control.as_mut().poll(cx) {
+                        Poll::Ready((got, receiver)) => {
+                            control.set(next_control(receiver));
+                            // A new receiver: polled on the next turn.
+                            control_seen = sent.wrapping_sub(1);
+                            match got {
+                                Ok(Control::Reconnect) => {
+                                    return Poll::Ready(Some(Woke::Reconnect));
+                                }
+                                Ok(Control::Drop) | Err(broadcast::error::RecvError::Closed) => {
+                                    return Poll::Ready(Some(Woke::GoAway));
+                                }
+                                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                            }
+                        }
+                        Poll::Pending => control_seen = sent,
+                    }
+                }
+                let fired = (moved || timer.is_elapsed()) && timer.as_mut().poll(cx).is_ready();
+                Poll::Ready(fired.then_some(Woke::Timer))
+            })
+            .await
         };
-        // Until the connection params arrive, the handshake's own deadline applies.
-        let deadline = if ctx.is_none() {
-            deadline.min(handshake_deadline)
-        } else {
-            deadline
-        };
-        if timer.deadline() != deadline {
-            timer.as_mut().reset(deadline);
+        match woke {
+            None => {}
+            Some(Woke::Reconnect) => {
+                Box::pin(io.text(wire::RECONNECT.to_owned())).await;
+                continue;
+            }
+            Some(Woke::GoAway) => {
+                close = Some(close_code::GOING_AWAY);
+                break;
+            }
+            Some(Woke::Timer) => {
+                if ctx.is_none() && tokio::time::Instant::now() >= handshake_deadline {
+                    tracing::debug!("WebSocket connection params did not arrive in time; closing");
+                    close = Some(close_code::POLICY);
+                    break;
+                }
+                if pinged.is_some() {
+                    tracing::debug!(
+                        "WebSocket peer did not answer the keep-alive ping; terminating"
+                    );
+                    break;
+                }
+                Box::pin(io.write(Message::Text(Utf8Bytes::from_static(wire::PING)))).await;
+                pinged = Some(tokio::time::Instant::now());
+                continue;
+            }
         }
         let streaming = io.streaming();
         // Unbiased: tokio starts each turn at a random branch, so a subscription that always
-        // has an event ready cannot starve reading (a `subscription.stop`), the outbox (other
-        // calls' replies), the server's control messages or the keep-alive timer.
+        // has an event ready cannot starve reading (a `subscription.stop`) or the outbox
+        // (other calls' replies); the timer and the server's control messages are handled
+        // above, first.
         let frame = tokio::select! {
             Some(item) = next_event(&mut io.streams), if streaming => {
                 if io.event(item) {
@@ -139,34 +204,14 @@ pub(super) async fn serve_connection<S>(
                 continue;
             }
             frame = io.socket.next() => frame,
-            (got, receiver) = &mut control => {
-                control.set(next_control(receiver));
-                match got {
-                    Ok(Control::Reconnect) => {
-                        Box::pin(io.text(wire::RECONNECT.to_owned())).await;
-                        continue;
-                    }
-                    Ok(Control::Drop) | Err(broadcast::error::RecvError::Closed) => {
-                        close = Some(close_code::GOING_AWAY);
-                        break;
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            // The timer or the control receiver woke this task: to the top of the loop.
+            () = std::future::poll_fn(|_| {
+                if timer.is_elapsed() || shared.connections.sent() != control_seen {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
                 }
-            }
-            () = &mut timer => {
-                if ctx.is_none() && tokio::time::Instant::now() >= handshake_deadline {
-                    tracing::debug!("WebSocket connection params did not arrive in time; closing");
-                    close = Some(close_code::POLICY);
-                    break;
-                }
-                if pinged.is_some() {
-                    tracing::debug!("WebSocket peer did not answer the keep-alive ping; terminating");
-                    break;
-                }
-                Box::pin(io.write(Message::Text(Utf8Bytes::from_static(wire::PING)))).await;
-                pinged = Some(tokio::time::Instant::now());
-                continue;
-            }
+            }) => continue,
         };
         let frame = match frame {
             Some(Ok(frame)) => frame,
@@ -260,6 +305,19 @@ pub(super) async fn serve_connection<S>(
     // and never to a stalled peer; dropping `io` drops every subscription's stream.
     drop(conn);
     Box::pin(io.finish(close, Duration::from_secs(2))).await;
+}
+
+/// Why a turn of a connection's loop stops before reading: the server's control message, or
+/// the keep-alive or handshake timer.
+enum Woke {
+    Reconnect,
+    GoAway,
+    Timer,
+}
+
+/// Polls `fut` once with this task's waker, which stays registered with it if it is pending.
+async fn poll_once<F: Future + ?Sized>(mut fut: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(move |cx| Poll::Ready(fut.as_mut().poll(cx))).await
 }
 
 /// The next message of the server's control broadcast, and the receiver to wait for more.
@@ -370,9 +428,7 @@ impl Conn {
         let mut call = dispatcher.call(entry, ctx, input, None, Site::of(Via::WebSocket, index));
         // Polled once here: a call that finishes at once (most do) is answered straight from
         // this task, without a task of its own and a trip through the outbox.
-        if let Poll::Ready(result) =
-            std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
-        {
+        if let Poll::Ready(result) = poll_once(call.as_mut()).await {
             drop(permit);
             let frame = answer(dispatcher, &reply, path, result);
             io.text(frame).await;

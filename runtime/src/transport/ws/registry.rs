@@ -2,7 +2,7 @@
 //! control, drain on shutdown), and each connection's live subscriptions.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,9 @@ pub(crate) enum Control {
 pub(crate) struct Connections {
     count: AtomicUsize,
     control: broadcast::Sender<Control>,
+    /// How many control messages were sent: a connection's task polls its control receiver
+    /// only when this moved (a cheap load instead of the broadcast's lock on every turn).
+    sent: AtomicU32,
     idle: Notify,
     /// Set by [`Control::Drop`]: a connection stuck writing to a stalled peer gives up.
     dropping: AtomicBool,
@@ -33,6 +36,7 @@ impl Default for Connections {
         Connections {
             count: AtomicUsize::new(0),
             control: broadcast::channel(4).0,
+            sent: AtomicU32::new(0),
             idle: Notify::new(),
             dropping: AtomicBool::new(false),
             dropped: Notify::new(),
@@ -50,7 +54,14 @@ impl Connections {
             self.dropping.store(true, Ordering::Release);
             self.dropped.notify_waiters();
         }
+        // Counted before it is sent: a connection that wakes for it sees the count moved.
+        self.sent.fetch_add(1, Ordering::AcqRel);
         let _ = self.control.send(control);
+    }
+
+    /// How many control messages were sent so far (wrapping).
+    pub(super) fn sent(&self) -> u32 {
+        self.sent.load(Ordering::Acquire)
     }
 
     /// Resolves once every connection has been told to close at once ([`Control::Drop`]).
