@@ -8,13 +8,17 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tracing::Instrument;
 
-use crate::call::{BoxFuture, Call, CallOptions, Meta, ProcedureKind, RawInput, Reply};
+use crate::call::{
+    BoxFuture, Call, CallOptions, EncodedEvent, EventStream, Meta, ProcedureKind, RawInput, Reply,
+};
 use crate::context::RequestInfo;
 use crate::error::{Error, ErrorCode};
 use crate::guard::{self, Contained};
@@ -125,7 +129,7 @@ pub(crate) fn invoke(
     body: Option<RequestBody>,
     last_event_id: Option<&str>,
     start: impl FnOnce(Arc<Call>) -> BoxFuture<Result<Reply, Error>>,
-    report: impl Fn(&Error) + Send + Sync + 'static,
+    report: impl Fn(&Error) + Send + Sync + Unpin + 'static,
 ) -> BoxFuture<Result<Reply, Error>> {
     let span = tracing::info_span!(
         "trpc.call",
@@ -157,18 +161,12 @@ pub(crate) fn invoke(
                     Err(e)
                 }
                 Ok(reply) => Ok(reply.map_events(|events| {
-                    // A panicking stream ends with an internal error, like a panicking handler.
-                    let guarded =
-                        AssertUnwindSafe(Contained(events))
-                            .catch_unwind()
-                            .map(move |event| {
-                                event.unwrap_or_else(|payload| Err(panic_error(&path, &*payload)))
-                            });
-                    Box::pin(guarded.inspect(move |event| {
-                        if let Err(e) = event {
-                            report(e);
-                        }
-                    }))
+                    Box::pin(Guarded {
+                        events,
+                        path,
+                        report,
+                        panicked: false,
+                    })
                 })),
             }
         }
@@ -215,6 +213,43 @@ pub(crate) fn invoke(
             .map(finish)
             .instrument(span),
     )
+}
+
+/// A call's event stream, guarded: a panicking poll ends it with an internal error (like a
+/// panicking handler), and every error that ends it is reported. One adapter where the
+/// stream passes every event.
+struct Guarded<R> {
+    events: EventStream,
+    path: Arc<str>,
+    report: R,
+    panicked: bool,
+}
+
+impl<R: Fn(&Error) + Unpin> Stream for Guarded<R> {
+    type Item = Result<EncodedEvent, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.panicked {
+            return Poll::Ready(None);
+        }
+        let events = &mut this.events;
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            guard::contained(|| events.poll_next_unpin(cx))
+        }));
+        let event = match polled {
+            Ok(Poll::Ready(Some(event))) => event,
+            Ok(polled) => return polled,
+            Err(payload) => {
+                this.panicked = true;
+                Err(panic_error(&this.path, &*payload))
+            }
+        };
+        if let Err(e) = &event {
+            (this.report)(e);
+        }
+        Poll::Ready(Some(event))
+    }
 }
 
 /// A panic payload as an internal error: the client sees a generic message.

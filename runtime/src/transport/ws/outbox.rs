@@ -7,12 +7,13 @@
 //! items small.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::stream::{AbortHandle, BoxStream, SelectAll};
-use futures_util::{Sink, SinkExt, StreamExt};
+use futures_util::stream::{AbortHandle, Abortable, SelectAll};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -90,6 +91,37 @@ pub(super) struct Tag {
 
 /// One subscription's events, tagged for the pump; `None` marks the natural end.
 pub(super) type Tagged = (Arc<Tag>, Option<Result<EncodedEvent, Error>>);
+
+/// A subscription's event stream as the connection polls it: each event with its tag, then
+/// one `None` when the stream ends by itself (not when it is aborted: a stopped or replaced
+/// subscription just ends). One adapter where every event passes.
+pub(super) struct Tagging {
+    events: Abortable<EventStream>,
+    tag: Arc<Tag>,
+    ended: bool,
+}
+
+impl Stream for Tagging {
+    type Item = Tagged;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Tagged>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match self.events.poll_next_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(event)) => Poll::Ready(Some((Arc::clone(&self.tag), Some(event)))),
+            Poll::Ready(None) => {
+                self.ended = true;
+                if self.events.is_aborted() {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some((Arc::clone(&self.tag), None)))
+                }
+            }
+        }
+    }
+}
 
 /// What a WebSocket connection runs over (the upgraded HTTP connection; a duplex stream in
 /// tests).
@@ -266,15 +298,15 @@ where
                     reply,
                     path,
                 });
-                let tagged = events
-                    .map(Some)
-                    .chain(futures_util::stream::once(async { None }));
-                let (tagged, handle) = futures_util::stream::abortable(tagged);
+                let (handle, registration) = AbortHandle::new_pair();
                 if let Some(old) = self.aborts.insert(key, handle) {
                     old.abort();
                 }
-                self.streams
-                    .push(Box::pin(tagged.map(move |item| (Arc::clone(&tag), item))));
+                self.streams.push(Box::new(Tagging {
+                    events: Abortable::new(events, registration),
+                    tag,
+                    ended: false,
+                }));
                 Message::Text(started.into())
             }
         };
@@ -392,8 +424,8 @@ pub(super) async fn next_event(streams: &mut Streams) -> Option<Tagged> {
 /// queue and a node per stream, only from the second on. Nothing is allocated for none.
 pub(super) enum Streams {
     None,
-    One(BoxStream<'static, Tagged>),
-    Many(SelectAll<BoxStream<'static, Tagged>>),
+    One(Box<Tagging>),
+    Many(SelectAll<Box<Tagging>>),
 }
 
 impl Streams {
@@ -405,7 +437,7 @@ impl Streams {
         }
     }
 
-    fn push(&mut self, stream: BoxStream<'static, Tagged>) {
+    fn push(&mut self, stream: Box<Tagging>) {
         *self = match std::mem::replace(self, Streams::None) {
             Streams::None => Streams::One(stream),
             Streams::One(first) => {
