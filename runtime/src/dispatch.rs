@@ -281,8 +281,16 @@ impl fmt::Debug for Context {
 type ErasedHandler =
     Arc<dyn Fn(&Context, Arc<Call>) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
 /// A create-context function whose futures already produce the type-erased context.
-pub(crate) type ErasedContextFn =
-    Arc<dyn Fn(RequestInfo) -> BoxFuture<Result<Context, Error>> + Send + Sync>;
+/// How a server makes the context of each request or connection, its type erased.
+#[derive(Clone)]
+pub(crate) enum ContextFn {
+    /// The same for every request (`Server::new`: `Ctx::default()`). Nothing of the request is
+    /// read, so the HTTP transport does not describe it: no `RequestInfo`, no cell for
+    /// response headers, no future.
+    Fixed(Arc<dyn Fn() -> Context + Send + Sync>),
+    /// Made from the request (`Server::with_context`).
+    FromRequest(Arc<dyn Fn(RequestInfo) -> BoxFuture<Result<Context, Error>> + Send + Sync>),
+}
 
 /// A procedure as the dispatcher holds it.
 pub(crate) struct Entry {
@@ -344,7 +352,7 @@ pub(crate) struct Dispatcher(Arc<Inner>);
 
 struct Inner {
     procedures: HashMap<Box<str>, Entry, PathHash>,
-    create_context: ErasedContextFn,
+    create_context: ContextFn,
     policy: ErrorPolicy,
     options: CallOptions,
 }
@@ -364,7 +372,7 @@ impl Dispatcher {
     pub(crate) fn new<'r, Ctx: Clone + Send + Sync + 'static>(
         procedures: impl Iterator<Item = (&'r str, &'r Procedure<Ctx>)>,
         options: CallOptions,
-        create_context: ErasedContextFn,
+        create_context: ContextFn,
         policy: ErrorPolicy,
     ) -> Self {
         let procedures = procedures
@@ -431,8 +439,32 @@ impl Dispatcher {
     /// Creates the context of a request or connection (an error is reported here, once,
     /// however many calls it fails).
     pub(crate) async fn create_context(&self, info: RequestInfo) -> Result<Context, Error> {
-        let create = &self.0.create_context;
-        // A panicking create-context function fails the request, like a panicking handler.
+        self.create_context_with(|| info).await
+    }
+
+    /// Whether contexts are made from the request: if not, [`Dispatcher::create_context_with`]
+    /// never asks for a `RequestInfo`, and nothing can set response headers.
+    pub(crate) fn reads_request(&self) -> bool {
+        matches!(self.0.create_context, ContextFn::FromRequest(_))
+    }
+
+    /// [`Dispatcher::create_context`], describing the request only if the context is made
+    /// from it.
+    pub(crate) async fn create_context_with(
+        &self,
+        info: impl FnOnce() -> RequestInfo,
+    ) -> Result<Context, Error> {
+        // A panicking create-context function (or `Default`) fails the request, like a
+        // panicking handler.
+        let failed = |payload: Box<dyn Any + Send>| panic_error("(create context)", &*payload);
+        let create = match &self.0.create_context {
+            ContextFn::Fixed(make) => {
+                return std::panic::catch_unwind(AssertUnwindSafe(|| guard::contained(&**make)))
+                    .map_err(|payload| self.reported(failed(payload), None));
+            }
+            ContextFn::FromRequest(create) => create,
+        };
+        let info = info();
         let started =
             std::panic::catch_unwind(AssertUnwindSafe(|| guard::contained(|| create(info))));
         let created = match started {
@@ -440,7 +472,7 @@ impl Dispatcher {
             Err(payload) => Err(payload),
         };
         created
-            .unwrap_or_else(|payload| Err(panic_error("(create context)", &*payload)))
+            .unwrap_or_else(|payload| Err(failed(payload)))
             .map_err(|e| self.reported(e, None))
     }
 

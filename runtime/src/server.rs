@@ -15,7 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
 use crate::context::RequestInfo;
-use crate::dispatch::{Context, Dispatcher, ErasedContextFn};
+use crate::dispatch::{Context, ContextFn, Dispatcher};
 use crate::error::Error;
 use crate::protocol::error::{ErrorInfo, ErrorPolicy};
 use crate::router::Router;
@@ -51,7 +51,7 @@ struct ServerConfig {
 /// ```
 pub struct Server<Ctx> {
     router: Router<Ctx>,
-    create_context: ErasedContextFn,
+    create_context: ContextFn,
     config: ServerConfig,
     connections: Arc<Connections>,
     sse_streams: Arc<SseStreams>,
@@ -94,7 +94,10 @@ impl ServerHandle {
 impl<Ctx: Default + Send + Sync + 'static> Server<Ctx> {
     /// A server whose context is `Ctx::default()` for every request.
     pub fn new(router: Router<Ctx>) -> Self {
-        Self::with_context(router, |_| async { Ok(Ctx::default()) })
+        Self::of(
+            router,
+            ContextFn::Fixed(Arc::new(|| Context::new(Ctx::default()))),
+        )
     }
 }
 
@@ -108,14 +111,19 @@ impl<Ctx: Send + 'static> Server<Ctx> {
         F: Fn(RequestInfo) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Ctx, Error>> + Send + 'static,
     {
+        // Boxed once, already type-erased: one allocation per request for the context.
+        let create_context = ContextFn::FromRequest(Arc::new(move |info| {
+            Box::pin(create_context(info).map(|created| created.map(Context::new)))
+        }));
+        Self::of(router, create_context)
+    }
+
+    fn of(router: Router<Ctx>, create_context: ContextFn) -> Self {
         let mut config = ServerConfig::default();
         config.policy.formatter = router.formatter().cloned();
         Server {
             router,
-            // Boxed once, already type-erased: one allocation per request for the context.
-            create_context: Arc::new(move |info| {
-                Box::pin(create_context(info).map(|created| created.map(Context::new)))
-            }),
+            create_context,
             config,
             connections: Arc::default(),
             sse_streams: Arc::default(),

@@ -707,3 +707,46 @@ async fn path_separator_allow_header_and_percent_encoding() {
     assert_eq!(reply.json()["result"]["data"], serde_json::json!({}));
     server.shutdown().await;
 }
+
+/// How many contexts `Server::new` made for the test below.
+static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A context made by `Default`, whose second one panics.
+#[derive(Clone)]
+struct Counted;
+
+impl Default for Counted {
+    fn default() -> Self {
+        if MADE.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            panic!("the second context");
+        }
+        Counted
+    }
+}
+
+/// How many contexts were made so far.
+#[oxrpc::procedure(query)]
+async fn made() -> usize {
+    MADE.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// `Server::new` makes each request's context with `Default`, without describing the request:
+/// one per request still, and a `Default` that panics fails its request like a panicking
+/// handler while the server goes on.
+#[tokio::test]
+async fn a_default_context_is_made_per_request_and_its_panic_is_contained() {
+    let server = Server::new(oxrpc::Router::<Counted>::new().add(made::procedure()));
+    let listening = deadline(server.bind("127.0.0.1:0")).await.expect("bind");
+    let addr = listening.local_addr();
+    let task = tokio::spawn(listening.run());
+    let request = b"GET /trpc/made HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    let first = support::raw_exchange(addr, request).await;
+    assert!(first.ends_with(r#"{"result":{"data":1}}"#), "{first}");
+    let second = support::raw_exchange(addr, request).await;
+    assert!(second.starts_with("HTTP/1.1 500"), "{second}");
+    assert!(second.contains("INTERNAL_SERVER_ERROR"), "{second}");
+    assert!(!second.contains("the second context"), "not leaked: {second}");
+    let third = support::raw_exchange(addr, request).await;
+    assert!(third.ends_with(r#"{"result":{"data":3}}"#), "{third}");
+    task.abort();
+}

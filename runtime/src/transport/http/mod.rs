@@ -278,11 +278,15 @@ impl HttpTransport {
                 Err(e) => Outcome::Done(Err(e)),
             });
         }
-        let response_headers = ResponseHeaders::default();
+        // Only a context made from the request can set response headers.
+        let response_headers = dispatcher.reads_request().then(ResponseHeaders::default);
         if !runnable.is_empty() {
-            let info = RequestInfo::responding(parts, peer, response_headers.clone())
-                .with_connection_params(target.connection_params.take());
-            match dispatcher.create_context(info).await {
+            let params = target.connection_params.take();
+            let info = || {
+                RequestInfo::responding(parts, peer, response_headers.clone().unwrap_or_default())
+                    .with_connection_params(params)
+            };
+            match dispatcher.create_context_with(info).await {
                 Err(e) => {
                     for (i, _, _) in &runnable {
                         outcomes[*i] = Outcome::Done(Err(e.clone()));
@@ -359,7 +363,9 @@ impl HttpTransport {
         }
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = json_response(status, body);
-        apply_headers(&mut response, &response_headers);
+        if let Some(headers) = &response_headers {
+            apply_headers(&mut response, headers);
+        }
         if status == StatusCode::METHOD_NOT_ALLOWED
             && let Some(kind) = target.paths.first().and_then(|p| dispatcher.kind_of(p))
         {
@@ -432,9 +438,11 @@ impl HttpTransport {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let upload = RequestBody::new(kind, content_type, declared, stream, config.max_upload_size);
-        let response_headers = ResponseHeaders::default();
-        let info = RequestInfo::responding(parts, peer, response_headers.clone());
-        let outcome = match dispatcher.create_context(info).await {
+        let response_headers = dispatcher.reads_request().then(ResponseHeaders::default);
+        let info = || {
+            RequestInfo::responding(parts, peer, response_headers.clone().unwrap_or_default())
+        };
+        let outcome = match dispatcher.create_context_with(info).await {
             Ok(ctx) => Outcome::Running(dispatcher.call_with_body(entry, &ctx, upload)),
             Err(e) => Outcome::Done(Err(e)),
         };
@@ -448,7 +456,9 @@ impl HttpTransport {
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = json_response(status, body);
-        apply_headers(&mut response, &response_headers);
+        if let Some(headers) = &response_headers {
+            apply_headers(&mut response, headers);
+        }
         Ok(response)
     }
 }

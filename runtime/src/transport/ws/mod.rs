@@ -106,7 +106,7 @@ mod tests {
         let dispatcher = Dispatcher::new(
             router.procedures(),
             router.options(),
-            Arc::new(|_| Box::pin(async { Ok(crate::dispatch::Context::new(())) })),
+            crate::dispatch::ContextFn::Fixed(Arc::new(|| crate::dispatch::Context::new(()))),
             ErrorPolicy::default(),
         );
         let shared = Arc::new(Shared {
