@@ -745,7 +745,10 @@ async fn a_default_context_is_made_per_request_and_its_panic_is_contained() {
     let second = support::raw_exchange(addr, request).await;
     assert!(second.starts_with("HTTP/1.1 500"), "{second}");
     assert!(second.contains("INTERNAL_SERVER_ERROR"), "{second}");
-    assert!(!second.contains("the second context"), "not leaked: {second}");
+    assert!(
+        !second.contains("the second context"),
+        "not leaked: {second}"
+    );
     let third = support::raw_exchange(addr, request).await;
     assert!(third.ends_with(r#"{"result":{"data":3}}"#), "{third}");
     task.abort();
