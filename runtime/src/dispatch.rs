@@ -14,7 +14,6 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
 use futures_util::{FutureExt, Stream, StreamExt};
-use tracing::Instrument;
 
 use crate::call::{
     BoxFuture, Call, CallOptions, EncodedEvent, EventStream, Meta, ProcedureKind, RawInput, Reply,
@@ -121,16 +120,17 @@ pub(crate) struct Invocation<'a> {
 
 /// Runs one call: merges `lastEventId` into a subscription's input, applies the input limits,
 /// starts the handler chain (`start`) inside the call's span, and turns a panic into
-/// `INTERNAL_SERVER_ERROR`. `report` hears the call's error, or each error that ends its
-/// event stream, exactly once.
+/// `INTERNAL_SERVER_ERROR`. The call's error, or each error that ends its event stream, is
+/// reported exactly once to `reporter`'s error policy (`None`: the server-side caller, which
+/// hands errors to Rust code instead).
 pub(crate) fn invoke(
     inv: Invocation<'_>,
     input: RawInput,
     body: Option<RequestBody>,
     last_event_id: Option<&str>,
     start: impl FnOnce(Arc<Call>) -> BoxFuture<Result<Reply, Error>>,
-    report: impl Fn(&Error) + Send + Sync + Unpin + 'static,
-) -> BoxFuture<Result<Reply, Error>> {
+    reporter: Option<Dispatcher>,
+) -> Invoked {
     let span = tracing::info_span!(
         "trpc.call",
         path = &**inv.path,
@@ -140,36 +140,10 @@ pub(crate) fn invoke(
         outcome = tracing::field::Empty,
         duration_us = tracing::field::Empty,
     );
-    let started_at = (!span.is_disabled()).then(Instant::now);
-    // Every way a call ends (a refused input, a panic, the handler's result) passes here.
-    let finish = {
-        let span = span.clone();
-        let path = Arc::clone(inv.path);
-        move |ended: std::thread::Result<Result<Reply, Error>>| {
-            let result = ended.unwrap_or_else(|payload| Err(panic_error(&path, &*payload)));
-            if let Some(started_at) = started_at {
-                let outcome = match &result {
-                    Ok(_) => "OK",
-                    Err(e) => e.code().as_str(),
-                };
-                span.record("outcome", outcome);
-                span.record("duration_us", started_at.elapsed().as_micros() as u64);
-            }
-            match result {
-                Err(e) => {
-                    report(&e);
-                    Err(e)
-                }
-                Ok(reply) => Ok(reply.map_events(|events| {
-                    Box::pin(Guarded {
-                        events,
-                        path,
-                        report,
-                        panicked: false,
-                    })
-                })),
-            }
-        }
+    let end = End {
+        path: Arc::clone(inv.path),
+        started_at: (!span.is_disabled()).then(Instant::now),
+        reporter,
     };
     let prepared = input::check_depth(&input).and_then(|()| {
         // With superjson, procedures see the decoded JSON; the envelope stays for inputs
@@ -189,7 +163,7 @@ pub(crate) fn invoke(
     });
     let (input, superjson_input) = match prepared {
         Ok(prepared) => prepared,
-        Err(e) => return Box::pin(std::future::ready(finish(Ok(Err(e))))),
+        Err(e) => return Invoked::settled(end.finish(&span, Ok(Err(e))), span),
     };
     let call = Arc::new(Call {
         path: Arc::clone(inv.path),
@@ -203,29 +177,130 @@ pub(crate) fn invoke(
     let entered = span.enter();
     let started = std::panic::catch_unwind(AssertUnwindSafe(|| guard::contained(|| start(call))));
     drop(entered);
-    let fut = match started {
-        Err(payload) => return Box::pin(std::future::ready(finish(Err(payload)))),
-        Ok(fut) => fut,
-    };
-    Box::pin(
-        AssertUnwindSafe(Contained(fut))
-            .catch_unwind()
-            .map(finish)
-            .instrument(span),
-    )
+    match started {
+        Err(payload) => Invoked::settled(end.finish(&span, Err(payload)), span),
+        Ok(fut) => Invoked {
+            span,
+            state: State::Running(fut, end),
+        },
+    }
+}
+
+/// A call started by [`invoke`]: polls the handler chain's future inside the call's span and
+/// panic guard, and settles its result once. A named future, not one more box per call.
+pub(crate) struct Invoked {
+    span: tracing::Span,
+    state: State,
+}
+
+enum State {
+    /// The handler chain's future, and how the call ends.
+    Running(BoxFuture<Result<Reply, Error>>, End),
+    /// The result, not yet taken (a call refused before it ran is settled at once).
+    Settled(Result<Reply, Error>),
+    Taken,
+}
+
+impl Invoked {
+    fn settled(result: Result<Reply, Error>, span: tracing::Span) -> Self {
+        Invoked {
+            span,
+            state: State::Settled(result),
+        }
+    }
+}
+
+impl Future for Invoked {
+    type Output = Result<Reply, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match std::mem::replace(&mut this.state, State::Taken) {
+            State::Running(mut fut, end) => {
+                let entered = this.span.enter();
+                let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    guard::contained(|| fut.as_mut().poll(cx))
+                }));
+                let ended = match polled {
+                    Ok(Poll::Pending) => {
+                        drop(entered);
+                        this.state = State::Running(fut, end);
+                        return Poll::Pending;
+                    }
+                    Ok(Poll::Ready(result)) => Ok(result),
+                    Err(payload) => Err(payload),
+                };
+                Poll::Ready(end.finish(&this.span, ended))
+            }
+            State::Settled(result) => Poll::Ready(result),
+            State::Taken => Poll::Ready(Err(Error::internal("a call was polled after it ended"))),
+        }
+    }
+}
+
+/// How a call ends, whichever way it ends (a refused input, a panic, the handler's result):
+/// its span's fields, its error reported, its event stream guarded.
+struct End {
+    path: Arc<str>,
+    started_at: Option<Instant>,
+    reporter: Option<Dispatcher>,
+}
+
+impl End {
+    fn finish(
+        self,
+        span: &tracing::Span,
+        ended: std::thread::Result<Result<Reply, Error>>,
+    ) -> Result<Reply, Error> {
+        let End {
+            path,
+            started_at,
+            reporter,
+        } = self;
+        let result = ended.unwrap_or_else(|payload| Err(panic_error(&path, &*payload)));
+        if let Some(started_at) = started_at {
+            let outcome = match &result {
+                Ok(_) => "OK",
+                Err(e) => e.code().as_str(),
+            };
+            span.record("outcome", outcome);
+            span.record("duration_us", started_at.elapsed().as_micros() as u64);
+        }
+        match result {
+            Err(e) => {
+                report(reporter.as_ref(), &e, &path);
+                Err(e)
+            }
+            Ok(reply) => Ok(reply.map_events(|events| {
+                Box::pin(Guarded {
+                    events,
+                    path,
+                    reporter,
+                    panicked: false,
+                })
+            })),
+        }
+    }
+}
+
+/// Reports `error` of the call at `path` to the server's error policy, if there is a server.
+fn report(reporter: Option<&Dispatcher>, error: &Error, path: &str) {
+    if let Some(dispatcher) = reporter {
+        dispatcher.0.policy.report(error, Some(path));
+    }
 }
 
 /// A call's event stream, guarded: a panicking poll ends it with an internal error (like a
 /// panicking handler), and every error that ends it is reported. One adapter where the
 /// stream passes every event.
-struct Guarded<R> {
+struct Guarded {
     events: EventStream,
     path: Arc<str>,
-    report: R,
+    reporter: Option<Dispatcher>,
     panicked: bool,
 }
 
-impl<R: Fn(&Error) + Unpin> Stream for Guarded<R> {
+impl Stream for Guarded {
     type Item = Result<EncodedEvent, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
@@ -246,7 +321,7 @@ impl<R: Fn(&Error) + Unpin> Stream for Guarded<R> {
             }
         };
         if let Err(e) = &event {
-            (this.report)(e);
+            report(this.reporter.as_ref(), e, &this.path);
         }
         Poll::Ready(Some(event))
     }
@@ -485,7 +560,7 @@ impl Dispatcher {
         input: RawInput,
         last_event_id: Option<&str>,
         site: Site,
-    ) -> BoxFuture<Result<Reply, Error>> {
+    ) -> Invoked {
         self.call_with(entry, ctx, input, None, last_event_id, site)
     }
 
@@ -495,7 +570,7 @@ impl Dispatcher {
         entry: &Entry,
         ctx: &Context,
         body: RequestBody,
-    ) -> BoxFuture<Result<Reply, Error>> {
+    ) -> Invoked {
         self.call_with(
             entry,
             ctx,
@@ -514,7 +589,7 @@ impl Dispatcher {
         body: Option<RequestBody>,
         last_event_id: Option<&str>,
         site: Site,
-    ) -> BoxFuture<Result<Reply, Error>> {
+    ) -> Invoked {
         let invocation = Invocation {
             path: &entry.path,
             kind: entry.kind,
@@ -526,15 +601,13 @@ impl Dispatcher {
                 ..self.0.options
             },
         };
-        let this = self.clone();
-        let path = Arc::clone(&entry.path);
         invoke(
             invocation,
             input,
             body,
             last_event_id,
             |call| (entry.handler)(ctx, call),
-            move |e| this.0.policy.report(e, Some(&path)),
+            Some(self.clone()),
         )
     }
 

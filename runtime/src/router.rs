@@ -487,7 +487,7 @@ impl<Ctx: Send + 'static> Router<Ctx> {
         want: Want,
         input: crate::call::RawInput,
         last_event_id: Option<&str>,
-    ) -> Result<crate::call::BoxFuture<Result<crate::call::Reply, Error>>, Error> {
+    ) -> Result<dispatch::Invoked, Error> {
         let procedure = dispatch::lookup(path, want, self.get(path), |p| p.kind())?;
         let invocation = Invocation {
             path: &Arc::from(path),
@@ -507,7 +507,7 @@ impl<Ctx: Send + 'static> Router<Ctx> {
             None,
             last_event_id,
             |call| procedure.invoke(ctx, call),
-            |_| {},
+            None,
         ))
     }
 }

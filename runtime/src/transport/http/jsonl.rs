@@ -15,7 +15,7 @@ use http::{Response, StatusCode};
 use serde_json::value::RawValue;
 
 use crate::body::{Body, json_body_response};
-use crate::call::{BoxFuture, Part, Reply};
+use crate::call::{Part, Reply};
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::protocol::envelope::{self, ChunkKind, ChunkRef};
@@ -40,14 +40,9 @@ pub(super) fn respond(
     });
     let mut calls: SelectAll<BoxStream<'static, Bytes>> = SelectAll::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {
-        let call: BoxFuture<Result<Reply, Error>> = match outcome {
-            Outcome::Unstarted => Box::pin(std::future::ready(Outcome::never_run())),
-            Outcome::Done(result) => Box::pin(std::future::ready(result)),
-            Outcome::Running(call) => call,
-        };
         let writer = Arc::clone(&writer);
         calls.push(
-            stream::once(call)
+            stream::once(outcome.settle())
                 .flat_map(move |result| writer.call_lines(i, result))
                 .boxed(),
         );

@@ -6,6 +6,7 @@ mod jsonl;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -15,9 +16,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::body::{Body, BoxError, error_response, json_response};
-use crate::call::{BoxFuture, ProcedureKind, RawInput, Reply};
+use crate::call::{ProcedureKind, RawInput, Reply};
 use crate::context::{RequestInfo, ResponseHeaders};
-use crate::dispatch::{Dispatcher, Entry, Site, Via, Want};
+use crate::dispatch::{Dispatcher, Entry, Invoked, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::envelope;
 use crate::protocol::http::{self as wire, HttpMethod, PerCall};
@@ -76,13 +77,13 @@ type Failure = (Error, Option<String>);
 pub(super) enum Outcome {
     Unstarted,
     Done(Result<Reply, Error>),
-    Running(BoxFuture<Result<Reply, Error>>),
+    Running(Invoked),
 }
 
 impl Outcome {
     /// The result of a call that never started (every resolved call is started or refused
     /// before answering, so this only guards the impossible).
-    pub(super) fn never_run() -> Result<Reply, Error> {
+    fn never_run() -> Result<Reply, Error> {
         Err(Error::internal("call was never run"))
     }
 
@@ -103,7 +104,7 @@ impl Outcome {
             let mut running = false;
             for outcome in outcomes.iter_mut() {
                 if let Outcome::Running(call) = outcome {
-                    match call.as_mut().poll(cx) {
+                    match Pin::new(call).poll(cx) {
                         Poll::Ready(result) => *outcome = Outcome::Done(result),
                         Poll::Pending => running = true,
                     }
@@ -439,9 +440,8 @@ impl HttpTransport {
             .and_then(|v| v.parse::<u64>().ok());
         let upload = RequestBody::new(kind, content_type, declared, stream, config.max_upload_size);
         let response_headers = dispatcher.reads_request().then(ResponseHeaders::default);
-        let info = || {
-            RequestInfo::responding(parts, peer, response_headers.clone().unwrap_or_default())
-        };
+        let info =
+            || RequestInfo::responding(parts, peer, response_headers.clone().unwrap_or_default());
         let outcome = match dispatcher.create_context_with(info).await {
             Ok(ctx) => Outcome::Running(dispatcher.call_with_body(entry, &ctx, upload)),
             Err(e) => Outcome::Done(Err(e)),

@@ -414,11 +414,15 @@ impl Conn {
         S: Transport,
     {
         let dispatcher = &self.shared.dispatcher;
-        let entry = match dispatcher.lookup(path, Want::Kind(kind)) {
+        // The refusal is written out before it is awaited, and what finished is dropped:
+        // this future is boxed per message, and what it holds across an await is its size.
+        let found = dispatcher
+            .lookup(path, Want::Kind(kind))
+            .map_err(|e| reply.error(&dispatcher.policy().shape(&e, Some(path))));
+        let entry = match found {
             Ok(entry) => entry,
-            Err(e) => {
-                let shape = dispatcher.policy().shape(&e, Some(path));
-                io.text(reply.error(&shape)).await;
+            Err(frame) => {
+                io.text(frame).await;
                 return;
             }
         };
@@ -428,9 +432,12 @@ impl Conn {
         let mut call = dispatcher.call(entry, ctx, input, None, Site::of(Via::WebSocket, index));
         // Polled once here: a call that finishes at once (most do) is answered straight from
         // this task, without a task of its own and a trip through the outbox.
-        if let Poll::Ready(result) = poll_once(call.as_mut()).await {
-            drop(permit);
-            let frame = answer(dispatcher, &reply, path, result);
+        let frame = match poll_once(Pin::new(&mut call)).await {
+            Poll::Ready(result) => Some(answer(dispatcher, &reply, path, result)),
+            Poll::Pending => None,
+        };
+        if let Some(frame) = frame {
+            drop((call, permit));
             io.text(frame).await;
             return;
         }
