@@ -594,3 +594,32 @@ fn answer(
         Err(e) => reply.error(&dispatcher.policy().shape(&e, Some(path))),
     }
 }
+
+/// The size of the future that answers one message (boxed per message: it should stay within
+/// the allocator's fast sizes), for the size guard in `transport::ws`.
+#[cfg(test)]
+pub(super) fn message_future_size<S: Transport>(
+    shared: Arc<Shared>,
+    socket: Box<WebSocketStream<S>>,
+) -> usize {
+    let (sender, receiver) = queue::channel::<Out>(1);
+    let subscriptions: Subscriptions = Arc::default();
+    let mut io = Io::new(
+        Arc::clone(&shared),
+        socket,
+        receiver,
+        Arc::clone(&subscriptions),
+    );
+    let conn = Conn {
+        outbox: Outbox {
+            sender,
+            timeout: shared.config.slow_consumer_timeout,
+        },
+        in_flight: Arc::new(Semaphore::new(1)),
+        shared,
+        subscriptions,
+        generations: AtomicU64::new(0),
+    };
+    let ctx = Context::new(());
+    std::mem::size_of_val(&conn.handle(&mut io, &ctx, "{}", None))
+}

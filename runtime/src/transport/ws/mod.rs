@@ -135,6 +135,17 @@ mod tests {
             "the per-connection future grew to {size} bytes"
         );
 
+        // Boxed per message: above 1,032 bytes (glibc's per-thread cache) every message
+        // would take malloc's slow path.
+        let (a, _b) = tokio::io::duplex(64);
+        let socket = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+        let message = connection::message_future_size(Arc::clone(&shared), Box::new(socket));
+        eprintln!("message future: {message} bytes");
+        assert!(
+            message <= 1_024,
+            "the per-message future grew to {message} bytes"
+        );
+
         assert!(
             std::mem::size_of::<outbox::Out>() <= 40,
             "Out grew to {} bytes",
