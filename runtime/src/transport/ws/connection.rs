@@ -44,29 +44,11 @@ pub(super) async fn serve_connection<S>(
     let config = &shared.config;
     // One task per connection: it reads, and writes what it answers, what the outbox holds
     // and what the subscription streams yield.
-    let (sender, receiver) = queue::channel::<Out>(config.send_queue);
-    let subscriptions: Subscriptions = Arc::default();
-    let mut io = Io::new(
-        Arc::clone(&shared),
-        socket,
-        receiver,
-        Arc::clone(&subscriptions),
-    );
-    let outbox = Outbox {
-        sender,
-        timeout: config.slow_consumer_timeout,
-    };
+    let (mut io, conn) = open(&shared, socket);
     // Kept across turns of the loop (which turns for every frame written): re-created each
     // turn, it would take the broadcast's locks twice per frame.
     let control = next_control(shared.connections.subscribe());
     let mut control = std::pin::pin!(control);
-    let conn = Conn {
-        shared: Arc::clone(&shared),
-        outbox,
-        subscriptions,
-        generations: AtomicU64::new(0),
-        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
-    };
 
     // Only needed until the context exists.
     let mut info = Some(info);
@@ -305,6 +287,30 @@ pub(super) async fn serve_connection<S>(
     // and never to a stalled peer; dropping `io` drops every subscription's stream.
     drop(conn);
     Box::pin(io.finish(close, Duration::from_secs(2))).await;
+}
+
+/// A connection's writing side, and what answers its messages.
+fn open<S: Transport>(shared: &Arc<Shared>, socket: Box<WebSocketStream<S>>) -> (Io<S>, Conn) {
+    let config = &shared.config;
+    let (sender, receiver) = queue::channel::<Out>(config.send_queue);
+    let subscriptions: Subscriptions = Arc::default();
+    let io = Io::new(
+        Arc::clone(shared),
+        socket,
+        receiver,
+        Arc::clone(&subscriptions),
+    );
+    let conn = Conn {
+        shared: Arc::clone(shared),
+        outbox: Outbox {
+            sender,
+            timeout: config.slow_consumer_timeout,
+        },
+        subscriptions,
+        generations: AtomicU64::new(0),
+        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+    };
+    (io, conn)
 }
 
 /// Why a turn of a connection's loop stops before reading: the server's control message, or
@@ -599,27 +605,10 @@ fn answer(
 /// the allocator's fast sizes), for the size guard in `transport::ws`.
 #[cfg(test)]
 pub(super) fn message_future_size<S: Transport>(
-    shared: Arc<Shared>,
+    shared: &Arc<Shared>,
     socket: Box<WebSocketStream<S>>,
 ) -> usize {
-    let (sender, receiver) = queue::channel::<Out>(1);
-    let subscriptions: Subscriptions = Arc::default();
-    let mut io = Io::new(
-        Arc::clone(&shared),
-        socket,
-        receiver,
-        Arc::clone(&subscriptions),
-    );
-    let conn = Conn {
-        outbox: Outbox {
-            sender,
-            timeout: shared.config.slow_consumer_timeout,
-        },
-        in_flight: Arc::new(Semaphore::new(1)),
-        shared,
-        subscriptions,
-        generations: AtomicU64::new(0),
-    };
+    let (mut io, conn) = open(shared, socket);
     let ctx = Context::new(());
     std::mem::size_of_val(&conn.handle(&mut io, &ctx, "{}", None))
 }

@@ -139,7 +139,7 @@ mod tests {
         // would take malloc's slow path.
         let (a, _b) = tokio::io::duplex(64);
         let socket = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
-        let message = connection::message_future_size(Arc::clone(&shared), Box::new(socket));
+        let message = connection::message_future_size(&shared, Box::new(socket));
         eprintln!("message future: {message} bytes");
         assert!(
             message <= 1_024,
