@@ -211,6 +211,41 @@ async fn keep_alive_pings_quiet_peers_and_drops_silent_ones() {
     server.shutdown().await;
 }
 
+/// A reconnect broadcast reaches every connection, whatever its task is doing when it goes
+/// out: reading, answering a call, or idle (the connection looks at the control messages'
+/// epoch once per turn and is woken for them in between).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_reaches_busy_and_idle_connections() {
+    let server = Running::start(|s| s).await;
+    let reconnect = json!({"id":null,"method":"reconnect"});
+    for round in 0..40 {
+        let mut ws = connect(&server, "", &[]).await;
+        if round % 2 == 0 {
+            let call = format!(r#"{{"id":{round},"method":"query","params":{{"path":"hello"}}}}"#);
+            send(&mut ws, &call).await;
+        }
+        if round % 4 == 1 {
+            tokio::task::yield_now().await;
+        }
+        server.handle.reconnect_all();
+        let frames = recv_until(&mut ws, |f| *f == reconnect).await;
+        assert!(frames.len() <= 2, "round {round}: {frames:?}");
+        // Still serving after it.
+        send(
+            &mut ws,
+            r#"{"id":"after","method":"query","params":{"path":"hello"}}"#,
+        )
+        .await;
+        let answer = recv_until(&mut ws, |f| f["id"] == "after").await;
+        assert_eq!(
+            answer.last().map(|f| f["result"]["data"].clone()),
+            Some(json!("hello world")),
+            "round {round}"
+        );
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn tracked_subscription_resumes_after_last_event_id() {
     let server = Running::start(|s| s).await;

@@ -8,7 +8,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::Semaphore;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
@@ -38,6 +38,8 @@ pub(super) async fn serve_connection<S>(
     // Boxed: an argument keeps its place in the task for the task's whole life.
     info: Box<RequestInfo>,
     wants_params: bool,
+    // The control messages' epoch when the connection was accepted: any sent since count.
+    epoch: u32,
 ) where
     S: Transport,
 {
@@ -45,10 +47,14 @@ pub(super) async fn serve_connection<S>(
     // One task per connection: it reads, and writes what it answers, what the outbox holds
     // and what the subscription streams yield.
     let (mut io, conn) = open(&shared, socket);
-    // Kept across turns of the loop (which turns for every frame written): re-created each
-    // turn, it would take the broadcast's locks twice per frame.
-    let control = next_control(shared.connections.subscribe());
-    let mut control = std::pin::pin!(control);
+    // The server's control messages: checked by their epoch on every turn, and woken for by
+    // `changed` in between (made before the first turn reads the epoch).
+    let connections = &*shared.connections;
+    let changed = connections.changed();
+    let mut changed = std::pin::pin!(changed);
+    let mut seen = epoch;
+    // `changed` is polled once after it is (re)made, to hold this task's waker.
+    let mut arm = true;
 
     // Only needed until the context exists.
     let mut info = Some(info);
@@ -81,12 +87,9 @@ pub(super) async fn serve_connection<S>(
     // Created at `never`: the first turn moves it to its real deadline and polls it.
     let timer = tokio::time::sleep_until(never);
     let mut timer = std::pin::pin!(timer);
-    // The timer and the control receiver stay registered with this task between polls, so
-    // a turn polls them only when the timer was just moved or has fired, or a control
-    // message was sent since the receiver last said it had none (a turn for a frame in or
-    // out then costs two loads, not a timer poll and the broadcast's lock). One behind the
-    // count: the receiver is polled on the first turn.
-    let mut control_seen = shared.connections.sent().wrapping_sub(1);
+    // The timer and `changed` stay registered with this task between polls, so a turn polls
+    // the timer only when it was just moved or has fired, and looks at the control epoch with
+    // one load: a turn for a frame in or out takes no lock and polls no timer.
     loop {
         if !open || io.broken {
             break;
@@ -111,26 +114,24 @@ pub(super) async fn serve_connection<S>(
             if moved {
                 timer.as_mut().reset(deadline);
             }
-            let sent = shared.connections.sent();
+            let epoch = connections.epoch();
+            let control = epoch != seen;
+            if control {
+                seen = epoch;
+                changed.set(connections.changed());
+                arm = true;
+            }
             std::future::poll_fn(|cx| {
-                if sent != control_seen {
-                    match control.as_mut().poll(cx) {
-                        Poll::Ready((got, receiver)) => {
-                            control.set(next_control(receiver));
-                            // A new receiver: polled on the next turn.
-                            control_seen = sent.wrapping_sub(1);
-                            match got {
-                                Ok(Control::Reconnect) => {
-                                    return Poll::Ready(Some(Woke::Reconnect));
-                                }
-                                Ok(Control::Drop) | Err(broadcast::error::RecvError::Closed) => {
-                                    return Poll::Ready(Some(Woke::GoAway));
-                                }
-                                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                            }
-                        }
-                        Poll::Pending => control_seen = sent,
-                    }
+                if arm {
+                    // Ready if a message came since it was made: the epoch says so too.
+                    let _ = changed.as_mut().poll(cx);
+                    arm = false;
+                }
+                if control {
+                    return Poll::Ready(Some(match connections.latest() {
+                        Control::Reconnect => Woke::Reconnect,
+                        Control::Drop => Woke::GoAway,
+                    }));
                 }
                 let fired = (moved || timer.is_elapsed()) && timer.as_mut().poll(cx).is_ready();
                 Poll::Ready(fired.then_some(Woke::Timer))
@@ -188,7 +189,7 @@ pub(super) async fn serve_connection<S>(
             frame = io.socket.next() => frame,
             // The timer or the control receiver woke this task: to the top of the loop.
             () = std::future::poll_fn(|_| {
-                if timer.is_elapsed() || shared.connections.sent() != control_seen {
+                if timer.is_elapsed() || connections.epoch() != seen {
                     Poll::Ready(())
                 } else {
                     Poll::Pending
@@ -324,17 +325,6 @@ enum Woke {
 /// Polls `fut` once with this task's waker, which stays registered with it if it is pending.
 async fn poll_once<F: Future + ?Sized>(mut fut: Pin<&mut F>) -> Poll<F::Output> {
     std::future::poll_fn(move |cx| Poll::Ready(fut.as_mut().poll(cx))).await
-}
-
-/// The next message of the server's control broadcast, and the receiver to wait for more.
-async fn next_control(
-    mut receiver: broadcast::Receiver<Control>,
-) -> (
-    Result<Control, broadcast::error::RecvError>,
-    broadcast::Receiver<Control>,
-) {
-    let got = receiver.recv().await;
-    (got, receiver)
 }
 
 /// The close codes the server sends (RFC 6455 §7.4.1).

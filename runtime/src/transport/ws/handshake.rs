@@ -77,6 +77,8 @@ pub(super) fn upgrade<B: Send + 'static>(
         peer,
     )
     .with_transport(TransportKind::WebSocket);
+    // Control messages sent from here on reach this connection, even before its task runs.
+    let epoch = shared.connections.epoch();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
@@ -96,7 +98,14 @@ pub(super) fn upgrade<B: Send + 'static>(
         let socket =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
                 .await;
-        serve_connection(shared, Box::new(socket), Box::new(info), wants_params).await;
+        serve_connection(
+            shared,
+            Box::new(socket),
+            Box::new(info),
+            wants_params,
+            epoch,
+        )
+        .await;
         drop(slot);
     });
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());

@@ -127,6 +127,7 @@ mod tests {
             Box::new(socket),
             Box::new(info),
             false,
+            0,
         );
         let size = std::mem::size_of_val(&future);
         eprintln!("serve_connection future: {size} bytes");

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 /// What the server can tell every WebSocket connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,10 +22,11 @@ pub(crate) enum Control {
 #[derive(Debug)]
 pub(crate) struct Connections {
     count: AtomicUsize,
-    control: broadcast::Sender<Control>,
-    /// How many control messages were sent: a connection's task polls its control receiver
-    /// only when this moved (a cheap load instead of the broadcast's lock on every turn).
-    sent: AtomicU32,
+    /// Moves with every control message, before `changed` wakes the connections: a
+    /// connection's task checks it with one load per turn of its loop, and stays registered
+    /// with `changed` in between (nothing to poll, no lock, on a turn for a frame).
+    epoch: AtomicU32,
+    changed: Notify,
     idle: Notify,
     /// Set by [`Control::Drop`]: a connection stuck writing to a stalled peer gives up.
     dropping: AtomicBool,
@@ -35,8 +37,8 @@ impl Default for Connections {
     fn default() -> Self {
         Connections {
             count: AtomicUsize::new(0),
-            control: broadcast::channel(4).0,
-            sent: AtomicU32::new(0),
+            epoch: AtomicU32::new(0),
+            changed: Notify::new(),
             idle: Notify::new(),
             dropping: AtomicBool::new(false),
             dropped: Notify::new(),
@@ -49,19 +51,34 @@ impl Connections {
         self.count.load(Ordering::SeqCst)
     }
 
+    /// Tells every connection: `Reconnect` (each tells its client) or `Drop` (each closes).
     pub(crate) fn broadcast(&self, control: Control) {
         if control == Control::Drop {
             self.dropping.store(true, Ordering::Release);
             self.dropped.notify_waiters();
         }
-        // Counted before it is sent: a connection that wakes for it sees the count moved.
-        self.sent.fetch_add(1, Ordering::AcqRel);
-        let _ = self.control.send(control);
+        // Moved before the wake-up: a connection woken by it sees it.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
     }
 
     /// How many control messages were sent so far (wrapping).
-    pub(super) fn sent(&self) -> u32 {
-        self.sent.load(Ordering::Acquire)
+    pub(super) fn epoch(&self) -> u32 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Completes at the next control message after it was created (poll it once to be woken).
+    pub(super) fn changed(&self) -> Notified<'_> {
+        self.changed.notified()
+    }
+
+    /// What the control messages say now: close (a `Drop` was sent), or reconnect.
+    pub(super) fn latest(&self) -> Control {
+        if self.dropping.load(Ordering::Acquire) {
+            Control::Drop
+        } else {
+            Control::Reconnect
+        }
     }
 
     /// Resolves once every connection has been told to close at once ([`Control::Drop`]).
@@ -74,10 +91,6 @@ impl Connections {
             return;
         }
         notified.await;
-    }
-
-    pub(super) fn subscribe(&self) -> broadcast::Receiver<Control> {
-        self.control.subscribe()
     }
 
     /// Takes a connection slot, unless `max` connections are open already.
