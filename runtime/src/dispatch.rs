@@ -355,7 +355,6 @@ impl fmt::Debug for Context {
 
 type ErasedHandler =
     Arc<dyn Fn(&Context, Arc<Call>) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
-/// A create-context function whose futures already produce the type-erased context.
 /// How a server makes the context of each request or connection, its type erased.
 #[derive(Clone)]
 pub(crate) enum ContextFn {

@@ -128,10 +128,7 @@ pub(super) async fn serve_connection<S>(
                     arm = false;
                 }
                 if control {
-                    return Poll::Ready(Some(match connections.latest() {
-                        Control::Reconnect => Woke::Reconnect,
-                        Control::Drop => Woke::GoAway,
-                    }));
+                    return Poll::Ready(Some(Woke::Control(connections.latest())));
                 }
                 let fired = (moved || timer.is_elapsed()) && timer.as_mut().poll(cx).is_ready();
                 Poll::Ready(fired.then_some(Woke::Timer))
@@ -140,11 +137,11 @@ pub(super) async fn serve_connection<S>(
         };
         match woke {
             None => {}
-            Some(Woke::Reconnect) => {
+            Some(Woke::Control(Control::Reconnect)) => {
                 Box::pin(io.text(wire::RECONNECT.to_owned())).await;
                 continue;
             }
-            Some(Woke::GoAway) => {
+            Some(Woke::Control(Control::Drop)) => {
                 close = Some(close_code::GOING_AWAY);
                 break;
             }
@@ -259,8 +256,8 @@ pub(super) async fn serve_connection<S>(
                         conn.send_shaped_without_id(&mut io, &e).await;
                         // Requests that were waiting for the context fail with the same error.
                         for (reply, path) in wire::pending_calls(text.as_str()) {
-                            let shape = shared.dispatcher.policy().shape(&e, Some(&path));
-                            io.text(reply.error(&shape)).await;
+                            io.text(refusal(&shared.dispatcher, &reply, &e, &path))
+                                .await;
                         }
                     })
                     .await;
@@ -317,8 +314,7 @@ fn open<S: Transport>(shared: &Arc<Shared>, socket: Box<WebSocketStream<S>>) -> 
 /// Why a turn of a connection's loop stops before reading: the server's control message, or
 /// the keep-alive or handshake timer.
 enum Woke {
-    Reconnect,
-    GoAway,
+    Control(Control),
     Timer,
 }
 
@@ -393,9 +389,9 @@ impl Conn {
         }
     }
 
-    /// A query or mutation: runs on its own task, at most `max_in_flight` at once per
-    /// connection (a flood waits here, applying backpressure, while what is queued and
-    /// streamed still goes out).
+    /// A query or mutation, at most `max_in_flight` at once per connection (a flood waits
+    /// here, applying backpressure, while what is queued and streamed still goes out):
+    /// answered from this task if it finishes on its first poll, else run on its own task.
     #[allow(clippy::too_many_arguments)]
     async fn call<S>(
         &self,
@@ -414,7 +410,7 @@ impl Conn {
         // this future is boxed per message, and what it holds across an await is its size.
         let found = dispatcher
             .lookup(path, Want::Kind(kind))
-            .map_err(|e| reply.error(&dispatcher.policy().shape(&e, Some(path))));
+            .map_err(|e| refusal(dispatcher, &reply, &e, path));
         let entry = match found {
             Ok(entry) => entry,
             Err(frame) => {
@@ -467,8 +463,7 @@ impl Conn {
         let entry = match dispatcher.lookup(path, Want::Kind(ProcedureKind::Subscription)) {
             Ok(entry) => entry,
             Err(e) => {
-                let shape = dispatcher.policy().shape(&e, Some(path));
-                io.text(reply.error(&shape)).await;
+                io.text(refusal(dispatcher, &reply, &e, path)).await;
                 return;
             }
         };
@@ -515,8 +510,9 @@ impl Conn {
                         // Unless the client stopped it meanwhile (and may have reused its id for
                         // a new subscription, which the error must not end).
                         Err(e) if registry::unregister(&subscriptions, reply.key(), generation) => {
-                            let shape = shared.dispatcher.policy().shape(&e, Some(&path));
-                            outbox.send(reply.error(&shape)).await;
+                            outbox
+                                .send(refusal(&shared.dispatcher, &reply, &e, &path))
+                                .await;
                             outbox.send(reply.stopped()).await;
                         }
                         Err(_) => {}
@@ -587,8 +583,13 @@ fn answer(
 ) -> String {
     match result {
         Ok(value) => reply.data(value.json_ref()),
-        Err(e) => reply.error(&dispatcher.policy().shape(&e, Some(path))),
+        Err(e) => refusal(dispatcher, reply, &e, path),
     }
+}
+
+/// The frame telling `reply` that its call of `path` failed with `error`.
+fn refusal(dispatcher: &Dispatcher, reply: &ReplyTo, error: &Error, path: &str) -> String {
+    reply.error(&dispatcher.policy().shape(error, Some(path)))
 }
 
 /// The size of the future that answers one message (boxed per message: it should stay within
