@@ -115,8 +115,14 @@ type BoxCause = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// let e = Error::internal(io);
 /// assert_eq!(e.message(), "Internal server error");
 /// ```
+///
+/// One pointer wide: results, replies and the futures that hold them stay small on the
+/// success path, and an error pays one allocation.
 #[derive(Clone)]
-pub struct Error {
+pub struct Error(Box<ErrorInner>);
+
+#[derive(Clone)]
+struct ErrorInner {
     code: ErrorCode,
     message: Cow<'static, str>,
     cause: Option<Cause>,
@@ -127,13 +133,13 @@ pub struct Error {
 impl Error {
     /// An error with a code and a public message.
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Error {
+        Error(Box::new(ErrorInner {
             code,
             message: message.into(),
             cause: None,
             issues: None,
             data: None,
-        }
+        }))
     }
 
     /// An error whose message is its code's key (what tRPC sends when no message is given).
@@ -150,13 +156,13 @@ impl Error {
 
     /// Replaces the public message.
     pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
-        self.message = message.into();
+        self.0.message = message.into();
         self
     }
 
     /// Attaches a private cause (logged; sent to clients only in dev mode).
     pub fn with_cause(mut self, cause: impl Into<BoxCause>) -> Self {
-        self.cause = Some(Arc::from(cause.into()));
+        self.0.cause = Some(Arc::from(cause.into()));
         self
     }
 
@@ -187,15 +193,14 @@ impl Error {
                 n => message.push_str(&format!(" (and {} more issues)", n - 1)),
             }
         }
-        Error {
-            issues: Some(issues.into()),
-            ..Error::new(ErrorCode::BadRequest, message)
-        }
+        let mut error = Error::new(ErrorCode::BadRequest, message);
+        error.0.issues = Some(issues.into());
+        error
     }
 
     /// The input problems of an [`Error::invalid_input`] error.
     pub fn issues(&self) -> Option<&[Issue]> {
-        self.issues.as_deref()
+        self.0.issues.as_deref()
     }
 
     /// Shorthand for `Error::new(ErrorCode::BadRequest, message)`.
@@ -220,36 +225,36 @@ impl Error {
 
     /// The tRPC code.
     pub fn code(&self) -> ErrorCode {
-        self.code
+        self.0.code
     }
 
     /// The public message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The fields a [`TypedError`] adds to `error.data` (its serialized value), if this error
     /// came from one.
     pub fn data(&self) -> Option<&Map<String, Value>> {
-        self.data.as_deref()
+        self.0.data.as_deref()
     }
 
     /// Adds a typed error's fields to `error.data`, keeping this error's code, message, cause
     /// and issues (what [`TypedError::adopt`] does).
     pub(crate) fn with_typed_data<E: TypedError>(mut self, typed: &E) -> Self {
-        self.data = typed_fields(typed).map(Arc::new);
+        self.0.data = typed_fields(typed).map(Arc::new);
         self
     }
 
     /// The private cause, if any.
     pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
-        self.cause.as_deref()
+        self.0.cause.as_deref()
     }
 
     /// The cause chain as text, for logs and dev-mode responses.
     pub(crate) fn cause_chain(&self) -> Option<String> {
         let mut next: Option<&(dyn std::error::Error + 'static)> =
-            self.cause.as_deref().map(|c| c as _);
+            self.0.cause.as_deref().map(|c| c as _);
         let mut out = String::new();
         while let Some(e) = next {
             if !out.is_empty() {
@@ -265,24 +270,24 @@ impl Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
-            .field("code", &self.code)
-            .field("message", &self.message)
-            .field("cause", &self.cause)
-            .field("issues", &self.issues)
-            .field("data", &self.data)
+            .field("code", &self.0.code)
+            .field("message", &self.0.message)
+            .field("cause", &self.0.cause)
+            .field("issues", &self.0.issues)
+            .field("data", &self.0.data)
             .finish()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        write!(f, "{}: {}", self.0.code, self.0.message)
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.cause.as_deref().map(|c| c as _)
+        self.0.cause.as_deref().map(|c| c as _)
     }
 }
 
