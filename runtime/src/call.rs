@@ -20,7 +20,44 @@ use crate::validate::UnknownFields;
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// What a procedure produced: `None` is `undefined` (nothing on the wire), else JSON text.
-pub(crate) type RawOutput = Option<Box<RawValue>>;
+pub(crate) type RawOutput = Option<Json>;
+
+/// JSON text oxrpc wrote itself (an output, an event, an envelope): valid by construction,
+/// kept in the `String` it was written into. (A `Box<RawValue>` shrinks its text to fit: one
+/// `realloc` per value, and a free fragment the allocator has to sort out later.)
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Json(String);
+
+impl Json {
+    /// The JSON `serde_json` writes for `value`.
+    pub(crate) fn write<T: serde::Serialize + ?Sized>(
+        value: &T,
+    ) -> Result<Json, serde_json::Error> {
+        serde_json::to_string(value).map(Json)
+    }
+
+    /// Text assembled from JSON pieces (valid by construction).
+    pub(crate) fn assembled(text: String) -> Json {
+        Json(text)
+    }
+
+    /// The text.
+    pub(crate) fn get(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Box<RawValue>> for Json {
+    fn from(raw: Box<RawValue>) -> Self {
+        Json(Box::<str>::from(raw).into_string())
+    }
+}
+
+impl fmt::Debug for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A raw JSON input: `None` when the client sent none (`undefined`).
 pub(crate) type RawInput = Option<Box<RawValue>>;
@@ -168,16 +205,16 @@ enum ReplyKind {
 /// A value whose parts come later: the data with a `0` where each part goes, and the parts,
 /// each at a direct field (`Some(key)`) or standing for the whole value (`None`).
 pub(crate) struct Parted {
-    pub(crate) data: Box<RawValue>,
+    pub(crate) data: Json,
     pub(crate) parts: Vec<(Option<String>, Part)>,
 }
 
 /// A part of a value that is sent later, already encoded to JSON.
 pub(crate) enum Part {
     /// One value later (a promise on the client).
-    Promise(BoxFuture<Result<Box<RawValue>, Error>>),
+    Promise(BoxFuture<Result<Json, Error>>),
     /// Many values (an async iterable on the client).
-    Iterable(Pin<Box<dyn Stream<Item = Result<Box<RawValue>, Error>> + Send>>),
+    Iterable(Pin<Box<dyn Stream<Item = Result<Json, Error>> + Send>>),
 }
 
 impl Reply {
@@ -204,7 +241,7 @@ impl Reply {
     /// The output as JSON text; `None` for `undefined` (a `()` output) and for streams. With
     /// the superjson transformer: the envelope the client receives (`{"json":…,"meta":…}`).
     pub fn json(&self) -> Option<&str> {
-        self.json_ref().map(RawValue::get)
+        self.json_ref().map(Json::get)
     }
 
     /// Whether this is a subscription's event stream.
@@ -212,16 +249,16 @@ impl Reply {
         matches!(self.0, ReplyKind::Stream(_))
     }
 
-    pub(crate) fn json_ref(&self) -> Option<&RawValue> {
+    pub(crate) fn json_ref(&self) -> Option<&Json> {
         match &self.0 {
-            ReplyKind::Value(v) => v.as_deref(),
+            ReplyKind::Value(v) => v.as_ref(),
             ReplyKind::Parted(p) => Some(&p.data),
             ReplyKind::Stream(_) => None,
         }
     }
 
     /// The JSON of a plain value (`None` for `undefined`, a stream or a value with parts).
-    pub(crate) fn into_json(self) -> Option<Box<RawValue>> {
+    pub(crate) fn into_json(self) -> Option<Json> {
         match self.0 {
             ReplyKind::Value(v) => v,
             ReplyKind::Parted(_) | ReplyKind::Stream(_) => None,
@@ -261,7 +298,7 @@ impl fmt::Debug for Reply {
 #[derive(Debug)]
 pub(crate) struct EncodedEvent {
     pub(crate) id: Option<String>,
-    pub(crate) data: Box<RawValue>,
+    pub(crate) data: Json,
 }
 
 /// The type-erased stream a subscription produces.

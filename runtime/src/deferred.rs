@@ -21,7 +21,7 @@ use serde::ser::Error as _;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use crate::call::{BoxFuture, Part, Parted};
+use crate::call::{BoxFuture, Json, Part, Parted};
 use crate::error::{Error, ErrorCode};
 use crate::guard::Contained;
 use crate::protocol::superjson::{self, Annotated};
@@ -151,11 +151,11 @@ const REFUSED: &str = "oxrpc: stream-like output outside a streamed response";
 
 /// A part's value as it travels: plain JSON, or a superjson envelope when the output it
 /// belongs to was serialized for superjson.
-fn encode<T: Serialize>(value: &T, superjson: bool) -> Result<Box<RawValue>, Error> {
+fn encode<T: Serialize>(value: &T, superjson: bool) -> Result<Json, Error> {
     let encoded = if superjson {
         superjson::encode(value).map(|annotated| annotated.envelope())
     } else {
-        serde_json::value::to_raw_value(value)
+        Json::write(value)
     };
     encoded.map_err(|e| {
         Error::internal(e).with_message("Internal server error: the output could not be serialized")
@@ -168,7 +168,7 @@ impl<T: Serialize + Send + 'static> Serialize for Deferred<T> {
         let superjson = superjson::marking();
         let part = future.map(|future| {
             // Encoding runs inside the guard too: a panicking `Serialize` is contained.
-            let encoded: BoxFuture<Result<Box<RawValue>, Error>> =
+            let encoded: BoxFuture<Result<Json, Error>> =
                 Box::pin(async move { future.await.and_then(|v| encode(&v, superjson)) });
             let guarded = AssertUnwindSafe(Contained(encoded))
                 .catch_unwind()
@@ -189,7 +189,7 @@ impl<T: Serialize + Send + 'static> Serialize for Streamed<T> {
         let superjson = superjson::marking();
         let part = stream.map(|stream| {
             // A panic (in the stream or in encoding) ends the iteration with an internal error.
-            let encoded: BoxStream<Box<RawValue>> =
+            let encoded: BoxStream<Json> =
                 Box::pin(stream.map(move |item| item.and_then(|v| encode(&v, superjson))));
             let guarded = AssertUnwindSafe(Contained(encoded))
                 .catch_unwind()
@@ -207,15 +207,11 @@ impl<T: Serialize + Send + 'static> Serialize for Streamed<T> {
 /// [`serialize_with`] for a value (the tests' shorthand).
 #[cfg(test)]
 fn serialize<T: Serialize>(value: &T, streaming: bool, superjson: bool) -> Result<Encoded, Error> {
-    serialize_with(
-        &|| serde_json::value::to_raw_value(value),
-        streaming,
-        superjson,
-    )
+    serialize_with(&|| Json::write(value), streaming, superjson)
 }
 
 /// JSON text of a value, written by the value's `Serialize`.
-pub(crate) type ToJson<'a> = &'a dyn Fn() -> Result<Box<RawValue>, serde_json::Error>;
+pub(crate) type ToJson<'a> = &'a dyn Fn() -> Result<Json, serde_json::Error>;
 
 /// Serializes the value `to_json` writes, collecting its parts when `streaming` allows them;
 /// for the superjson transformer with its annotations (parts are encoded the same way,
@@ -256,7 +252,10 @@ pub(crate) fn serialize_with(
     }
     let mut parted = place(&annotated.json, parts)?;
     if superjson {
-        parted.data = superjson::raw_envelope(&parted.data, annotated.values.as_deref());
+        parted.data = Json::assembled(superjson::envelope(
+            parted.data.get(),
+            annotated.values.as_ref().map(Json::get),
+        ));
     }
     Ok(Encoded::Parted(parted))
 }
@@ -270,7 +269,7 @@ pub(crate) enum Encoded {
 
 /// Finds where each marker sits: the whole value, or a direct field; each is replaced by `0`
 /// in the text (which keeps the fields in their order).
-fn place(raw: &RawValue, parts: Vec<Part>) -> Result<Parted, Error> {
+fn place(raw: &Json, parts: Vec<Part>) -> Result<Parted, Error> {
     let misplaced = || {
         Error::internal("a Deferred or Streamed value sits deeper than a direct field").with_message(
             "Internal server error: Deferred and Streamed values must be the output or one of its direct fields",
@@ -313,7 +312,7 @@ fn place(raw: &RawValue, parts: Vec<Part>) -> Result<Parted, Error> {
         return Err(misplaced());
     }
     Ok(Parted {
-        data: RawValue::from_string(text).map_err(Error::internal)?,
+        data: Json::assembled(text),
         parts: out,
     })
 }

@@ -748,7 +748,7 @@ mod tests {
             reparsed
         );
         assert_eq!(
-            encoded.values.as_deref().map(|v| v.get()),
+            encoded.values.as_ref().map(|v| v.get()),
             Some(
                 r#"{"at":["Date"],"big":["bigint"],"by_day":["map",{"0.1.0":["Date"]}],"tags":["set"]}"#
             )
@@ -756,14 +756,14 @@ mod tests {
         // A root value, and a value without JavaScript types (sent as it serialized).
         let root = encode(&Date::from_millis(0).expect("date")).expect("encoded");
         assert_eq!(root.json.get(), r#""1970-01-01T00:00:00.000Z""#);
-        assert_eq!(root.values.as_deref().map(|v| v.get()), Some(r#"["Date"]"#));
+        assert_eq!(root.values.as_ref().map(|v| v.get()), Some(r#"["Date"]"#));
         let none = encode(&vec![1, 2]).expect("encoded");
         assert_eq!((none.json.get(), none.values.is_none()), ("[1,2]", true));
         assert_eq!(
             encode(&Set([Date::from_millis(0).expect("date")].into()))
                 .expect("encoded")
                 .values
-                .as_deref()
+                .as_ref()
                 .map(|v| v.get()),
             Some(r#"["set",{"0":["Date"]}]"#)
         );
@@ -786,7 +786,7 @@ mod tests {
         let forged = format!("\u{0}oxrpc-sj:{:016x}:Date:x", 0);
         let encoded = encode(&(Date::from_millis(0).expect("date"), forged)).expect("ok");
         assert_eq!(
-            encoded.values.as_deref().map(|v| v.get()),
+            encoded.values.as_ref().map(|v| v.get()),
             Some(r#"{"0":["Date"]}"#)
         );
         assert!(encoded.json.get().contains("oxrpc-sj"));

@@ -6,9 +6,8 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
-use serde_json::value::RawValue;
 
-use crate::call::{BoxFuture, Call, EncodedEvent, Handler, Meta, ProcedureKind, Reply};
+use crate::call::{BoxFuture, Call, EncodedEvent, Handler, Json, Meta, ProcedureKind, Reply};
 use crate::decode::{self, LazyValidator, compiled};
 use crate::deferred::{self, Encoded};
 use crate::error::{Error, TypedError};
@@ -450,7 +449,7 @@ pub fn failed(error: Error) -> BoxFuture<Result<Reply, Error>> {
 }
 
 /// An event the bus encoded once for every subscriber, as this call wants it.
-fn encoded_event(call: &Call, encoded: &Annotated) -> Box<RawValue> {
+fn encoded_event(call: &Call, encoded: &Annotated) -> Json {
     if call.options.superjson {
         encoded.envelope()
     } else {
@@ -459,7 +458,7 @@ fn encoded_event(call: &Call, encoded: &Annotated) -> Box<RawValue> {
 }
 
 /// An event's data, from its encoded reply.
-fn event_data(reply: Result<Reply, Error>) -> Result<Box<RawValue>, Error> {
+fn event_data(reply: Result<Reply, Error>) -> Result<Json, Error> {
     reply?
         .into_json()
         .ok_or_else(|| Error::internal("a subscription event had no data"))
@@ -468,7 +467,7 @@ fn event_data(reply: Result<Reply, Error>) -> Result<Box<RawValue>, Error> {
 /// Serializes an output (with its parts sent later, on a streamed call), validating it
 /// against its own schema when asked to (outputs with parts: the part sent at once only).
 fn encode_output<O: Output>(types: &Types, call: &Call, value: &O) -> Result<Reply, Error> {
-    encode(types, call, &|| serde_json::value::to_raw_value(value))
+    encode(types, call, &|| Json::write(value))
 }
 
 /// [`encode_output`] for the value `to_json` writes (compiled once, not per output type).
@@ -503,10 +502,8 @@ fn encode(types: &Types, call: &Call, to_json: deferred::ToJson<'_>) -> Result<R
         }
     }
     if superjson {
-        return Ok(Reply::value(Some(superjson::raw_envelope(
-            &raw,
-            values.as_deref(),
-        ))));
+        let envelope = superjson::envelope(raw.get(), values.as_ref().map(Json::get));
+        return Ok(Reply::value(Some(Json::assembled(envelope))));
     }
     Ok(Reply::value(Some(raw)))
 }

@@ -5,8 +5,6 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use serde_json::value::RawValue;
-
 use crate::protocol::error::ErrorShape;
 use crate::protocol::superjson;
 
@@ -14,8 +12,7 @@ use crate::protocol::superjson;
 pub(crate) const RESULT_OVERHEAD: usize = 22;
 
 /// `{"result":{"data":…}}`, or `{"result":{}}` for an `undefined` output.
-pub(crate) fn result(data: Option<&RawValue>) -> String {
-    let data = data.map(RawValue::get);
+pub(crate) fn result(data: Option<&str>) -> String {
     let mut out = String::with_capacity(data.map_or(0, str::len) + RESULT_OVERHEAD);
     write_result(&mut out, data);
     out
@@ -136,7 +133,7 @@ pub(crate) const JSONL_OUTPUT_PATH: &str = "2.0.0.result.data";
 
 /// A JSONL line through the superjson transformer: the whole line is one value, `value_at`
 /// places the annotations of the value it carries.
-pub(crate) fn jsonl_superjson(line: &str, value_at: Option<(&str, &RawValue)>) -> String {
+pub(crate) fn jsonl_superjson(line: &str, value_at: Option<(&str, &str)>) -> String {
     let mut out = superjson::wrap(line.strip_suffix('\n').unwrap_or(line), value_at);
     out.push('\n');
     out
@@ -160,8 +157,10 @@ mod tests {
 
     #[test]
     fn envelopes_match_the_reference_server() {
-        let raw = RawValue::from_string("\"hello world\"".into()).expect("json");
-        assert_eq!(result(Some(&raw)), r#"{"result":{"data":"hello world"}}"#);
+        assert_eq!(
+            result(Some("\"hello world\"")),
+            r#"{"result":{"data":"hello world"}}"#
+        );
         assert_eq!(result(None), r#"{"result":{}}"#);
         let e = Error::new(ErrorCode::NotFound, "thing not found");
         assert_eq!(
@@ -189,7 +188,10 @@ mod tests {
             jsonl_fulfilled(2, "0", &[(None, ChunkKind::Iterable, 3)]),
             "[2,0,[[0],[null,1,3]]]\n"
         );
-        assert_eq!(jsonl_yield(3, raw.get()), "[3,1,[[\"hello world\"]]]\n");
+        assert_eq!(
+            jsonl_yield(3, "\"hello world\""),
+            "[3,1,[[\"hello world\"]]]\n"
+        );
         assert_eq!(jsonl_return(3), "[3,0,[[]]]\n");
         // Line breaks between tokens do not break the framing.
         assert_eq!(jsonl_settled(0, "[1,\r\n2]"), "[0,0,[[[1,  2]]]]\n");

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use http::HeaderMap;
-use serde_json::value::RawValue;
 
 use crate::protocol::error::ErrorShape;
 
@@ -29,8 +28,7 @@ pub(crate) fn connected(reconnect_after_inactivity: Option<Duration>) -> String 
 /// has a last event id (`last_id`) carries an empty `id:` and is followed by `restore-id`, so
 /// the EventSource's buffer keeps the real id and the value is not delivered with a stale one
 /// (spec §6.3).
-pub(crate) fn data(data: &RawValue, id: Option<&str>, last_id: Option<&str>) -> String {
-    let json = data.get();
+pub(crate) fn data(json: &str, id: Option<&str>, last_id: Option<&str>) -> String {
     let mut out = String::with_capacity(json.len() + 32);
     // serde_json writes one line; a raw value could hold line breaks between tokens, and each
     // line needs its own `data:` field (EventSource joins them back with `\n`).
@@ -95,15 +93,14 @@ mod tests {
             connected(Some(Duration::from_millis(600))),
             "event: connected\ndata: {\"reconnectAfterInactivityMs\":600}\n\n"
         );
-        let five = RawValue::from_string(r#"{"n":5}"#.into()).expect("json");
-        assert_eq!(data(&five, Some("5"), None), "data: {\"n\":5}\nid: 5\n\n");
-        assert_eq!(data(&five, None, None), "data: {\"n\":5}\n\n");
+        let five = r#"{"n":5}"#;
+        assert_eq!(data(five, Some("5"), None), "data: {\"n\":5}\nid: 5\n\n");
+        assert_eq!(data(five, None, None), "data: {\"n\":5}\n\n");
         assert_eq!(
-            data(&five, None, Some("42")),
+            data(five, None, Some("42")),
             "data: {\"n\":5}\nid: \n\nevent: restore-id\ndata: \nid: 42\n\n"
         );
-        let lines = RawValue::from_string("[1,\n2]".into()).expect("json");
-        assert_eq!(data(&lines, None, None), "data: [1,\ndata: 2]\n\n");
+        assert_eq!(data("[1,\n2]", None, None), "data: [1,\ndata: 2]\n\n");
     }
 
     #[test]

@@ -16,15 +16,15 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::call::RawInput;
+use crate::call::{Json, RawInput};
 use crate::error::Error;
 
 /// What `superjson.serialize(undefined)` writes: a `()` output, a void input.
 pub(crate) const UNDEFINED: &str = r#"{"json":null,"meta":{"values":["undefined"],"v":1}}"#;
 
-/// [`UNDEFINED`] as a raw value.
-pub(crate) fn undefined() -> Box<RawValue> {
-    raw(UNDEFINED.to_owned())
+/// [`UNDEFINED`] as JSON text.
+pub(crate) fn undefined() -> Json {
+    Json::assembled(UNDEFINED.to_owned())
 }
 
 thread_local! {
@@ -60,21 +60,24 @@ pub(crate) fn marking() -> bool {
 /// get) and the annotations of `meta.values`, if any value needs one.
 #[derive(Debug, Clone)]
 pub(crate) struct Annotated {
-    pub(crate) json: Box<RawValue>,
-    pub(crate) values: Option<Box<RawValue>>,
+    pub(crate) json: Json,
+    pub(crate) values: Option<Json>,
 }
 
 impl Annotated {
     /// `{"json":…}` or `{"json":…,"meta":{"values":…,"v":1}}`.
-    pub(crate) fn envelope(&self) -> Box<RawValue> {
-        raw_envelope(&self.json, self.values.as_deref())
+    pub(crate) fn envelope(&self) -> Json {
+        Json::assembled(envelope(
+            self.json.get(),
+            self.values.as_ref().map(Json::get),
+        ))
     }
 }
 
 /// Serializes with `serialize` (which writes `value`'s JSON), marking on: returns the plain
 /// JSON and its annotations. Panics in `serialize` leave this thread unmarked.
 pub(crate) fn annotate<E>(
-    serialize: impl FnOnce() -> Result<Box<RawValue>, E>,
+    serialize: impl FnOnce() -> Result<Json, E>,
 ) -> Result<Result<Annotated, serde_json::Error>, E> {
     struct Restore(Option<(u64, usize)>);
     impl Drop for Restore {
@@ -98,7 +101,7 @@ pub(crate) fn annotate<E>(
 pub(crate) fn encode<T: serde::Serialize + ?Sized>(
     value: &T,
 ) -> Result<Annotated, serde_json::Error> {
-    annotate(|| serde_json::value::to_raw_value(value)).and_then(|annotated| annotated)
+    annotate(|| Json::write(value)).and_then(|annotated| annotated)
 }
 
 /// An annotation: its kind and, for containers, its children's (paths relative to it).
@@ -108,7 +111,7 @@ struct Node {
 }
 
 /// Replaces the markers of `json` by their plain JSON, collecting an annotation for each.
-fn resolve(json: &RawValue, prefix: &str) -> Result<Annotated, serde_json::Error> {
+fn resolve(json: &Json, prefix: &str) -> Result<Annotated, serde_json::Error> {
     let mut value: Value = serde_json::from_str(json.get())?;
     let mut nodes = Vec::new();
     walk(&mut value, &mut Vec::new(), &mut nodes, prefix);
@@ -123,10 +126,8 @@ fn resolve(json: &RawValue, prefix: &str) -> Result<Annotated, serde_json::Error
         )),
     };
     Ok(Annotated {
-        json: serde_json::value::to_raw_value(&value)?,
-        values: values
-            .map(|v| serde_json::value::to_raw_value(&v))
-            .transpose()?,
+        json: Json::write(&value)?,
+        values: values.map(|v| Json::write(&v)).transpose()?,
     })
 }
 
@@ -259,46 +260,18 @@ fn parse_path(text: &str, legacy: bool) -> Result<Vec<String>, Error> {
 }
 
 /// `{"json":…}` or `{"json":…,"meta":{"values":…,"v":1}}`.
-pub(crate) fn envelope(json: &str, values: Option<&RawValue>) -> String {
-    let mut out = String::with_capacity(json.len() + 12);
+pub(crate) fn envelope(json: &str, values: Option<&str>) -> String {
+    let extra = values.map_or(0, |v| v.len() + 27);
+    let mut out = String::with_capacity(json.len() + 9 + extra);
     out.push_str("{\"json\":");
     out.push_str(json);
     if let Some(values) = values {
         out.push_str(",\"meta\":{\"values\":");
-        out.push_str(values.get());
+        out.push_str(values);
         out.push_str(",\"v\":1}");
     }
     out.push('}');
     out
-}
-
-/// [`envelope`] as a raw value, written by serde around the raw pieces (text built by hand
-/// would be parsed again to become a `RawValue`).
-pub(crate) fn raw_envelope(json: &RawValue, values: Option<&RawValue>) -> Box<RawValue> {
-    #[derive(serde::Serialize)]
-    struct Envelope<'a> {
-        json: &'a RawValue,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        meta: Option<Meta<'a>>,
-    }
-    #[derive(serde::Serialize)]
-    struct Meta<'a> {
-        values: &'a RawValue,
-        v: u8,
-    }
-    let envelope = Envelope {
-        json,
-        meta: values.map(|values| Meta { values, v: 1 }),
-    };
-    // Raw values and a number cannot fail to serialize.
-    serde_json::value::to_raw_value(&envelope).unwrap_or_else(|_| raw("null".to_owned()))
-}
-
-fn raw(text: String) -> Box<RawValue> {
-    // Built from JSON pieces: valid by construction.
-    RawValue::from_string(text).unwrap_or_else(|_| {
-        RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!())
-    })
 }
 
 /// An envelope taken apart: its JSON and its annotations.
@@ -318,8 +291,8 @@ struct SplitMeta<'a> {
 
 impl<'a> Split<'a> {
     /// Reads an envelope this server wrote.
-    pub(crate) fn of(envelope: &'a RawValue) -> Self {
-        serde_json::from_str(envelope.get()).unwrap_or(Split {
+    pub(crate) fn of(envelope: &'a str) -> Self {
+        serde_json::from_str(envelope).unwrap_or(Split {
             json: None,
             meta: None,
         })
@@ -331,8 +304,8 @@ impl<'a> Split<'a> {
     }
 
     /// The annotations, if any.
-    pub(crate) fn values(&self) -> Option<&'a RawValue> {
-        self.meta.as_ref().and_then(|m| m.values)
+    pub(crate) fn values(&self) -> Option<&'a str> {
+        self.meta.as_ref().and_then(|m| m.values).map(RawValue::get)
     }
 }
 
@@ -341,11 +314,11 @@ impl<'a> Split<'a> {
 /// each value's annotations moved under its path.
 pub(crate) fn wrap<'a>(
     message: &str,
-    placed: impl IntoIterator<Item = (&'a str, &'a RawValue)>,
+    placed: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> String {
     let mut merged = Map::new();
     for (at, values) in placed {
-        match serde_json::from_str::<Value>(values.get()) {
+        match serde_json::from_str::<Value>(values) {
             Ok(Value::Object(paths)) => {
                 for (path, tree) in paths {
                     merged.insert(format!("{at}.{path}"), tree);
@@ -360,7 +333,7 @@ pub(crate) fn wrap<'a>(
     if merged.is_empty() {
         return envelope(message, None);
     }
-    let values = serde_json::value::to_raw_value(&Value::Object(merged)).ok();
+    let values = serde_json::to_string(&Value::Object(merged)).ok();
     envelope(message, values.as_deref())
 }
 
@@ -814,22 +787,19 @@ mod tests {
 
     #[test]
     fn messages_carry_their_values_annotations_at_their_paths() {
-        let root = RawValue::from_string(r#"["Date"]"#.into()).expect("json");
-        let nested =
-            RawValue::from_string(r#"{"at":["Date"],"m":["map",{"0.1":["bigint"]}]}"#.into())
-                .expect("json");
+        let root = r#"["Date"]"#;
+        let nested = r#"{"at":["Date"],"m":["map",{"0.1":["bigint"]}]}"#;
         assert_eq!(
-            wrap("[1,0,[[5]]]", [("2.0.0", &*root)]),
+            wrap("[1,0,[[5]]]", [("2.0.0", root)]),
             r#"{"json":[1,0,[[5]]],"meta":{"values":{"2.0.0":["Date"]},"v":1}}"#
         );
         assert_eq!(
-            wrap("{}", [("data", &*nested)]),
+            wrap("{}", [("data", nested)]),
             r#"{"json":{},"meta":{"values":{"data.at":["Date"],"data.m":["map",{"0.1":["bigint"]}]},"v":1}}"#
         );
         assert_eq!(wrap("[0]", []), r#"{"json":[0]}"#);
-        let env = RawValue::from_string(UNDEFINED.to_owned()).expect("json");
-        let split = Split::of(&env);
+        let split = Split::of(UNDEFINED);
         assert_eq!(split.json(), "null");
-        assert_eq!(split.values().map(RawValue::get), Some(r#"["undefined"]"#));
+        assert_eq!(split.values(), Some(r#"["undefined"]"#));
     }
 }

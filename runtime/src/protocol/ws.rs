@@ -223,9 +223,9 @@ impl ReplyTo {
     }
 
     /// The answer to a query or mutation.
-    pub(crate) fn data(&self, data: Option<&RawValue>) -> String {
+    pub(crate) fn data(&self, data: Option<&str>) -> String {
         match data {
-            Some(data) => self.frame_of(&[r#""result":{"type":"data","data":"#, data.get(), "}"]),
+            Some(data) => self.frame_of(&[r#""result":{"type":"data","data":"#, data, "}"]),
             None => self.frame(r#""result":{"type":"data"}"#),
         }
     }
@@ -238,7 +238,7 @@ impl ReplyTo {
     /// One subscription event; a tracked one carries its id twice (spec §7.3). With the
     /// superjson transformer (`data` is then an envelope), a tracked event's `{id, data}`
     /// pair goes through it as a whole (spec §4).
-    pub(crate) fn event(&self, id: Option<&str>, data: &RawValue, superjson: bool) -> String {
+    pub(crate) fn event(&self, id: Option<&str>, data: &str, superjson: bool) -> String {
         match id {
             Some(id) => {
                 let id = serde_json::to_string(id).unwrap_or_default();
@@ -247,13 +247,13 @@ impl ReplyTo {
                     let pair = format!(r#"{{"id":{id},"data":{}}}"#, split.json());
                     superjson::wrap(&pair, split.values().map(|v| ("data", v)))
                 } else {
-                    format!(r#"{{"id":{id},"data":{}}}"#, data.get())
+                    format!(r#"{{"id":{id},"data":{data}}}"#)
                 };
                 self.frame(&format!(
                     r#""result":{{"type":"data","data":{pair},"id":{id}}}"#
                 ))
             }
-            None => self.frame_of(&[r#""result":{"type":"data","data":"#, data.get(), "}"]),
+            None => self.frame_of(&[r#""result":{"type":"data","data":"#, data, "}"]),
         }
     }
 
@@ -296,9 +296,8 @@ mod tests {
             panic!("a stop");
         };
         assert_eq!(stop.key(), "\"s\"");
-        let data = RawValue::from_string("5".into()).expect("json");
         assert_eq!(
-            stop.event(Some("7"), &data, false),
+            stop.event(Some("7"), "5", false),
             r#"{"id":"s","result":{"type":"data","data":{"id":"7","data":5},"id":"7"}}"#
         );
         assert_eq!(stop.data(None), r#"{"id":"s","result":{"type":"data"}}"#);

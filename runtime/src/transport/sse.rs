@@ -238,7 +238,7 @@ impl SseTransport {
                         return;
                     }
                     Wake::Event(Some(Ok(event))) => {
-                        yield Bytes::from(sse::data(&event.data, event.id.as_deref(), last_id.as_deref()));
+                        yield Bytes::from(sse::data(event.data.get(), event.id.as_deref(), last_id.as_deref()));
                         if event.id.is_some() {
                             last_id = event.id;
                         }

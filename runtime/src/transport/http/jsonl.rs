@@ -12,10 +12,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream, SelectAll};
 use http::{Response, StatusCode};
-use serde_json::value::RawValue;
 
 use crate::body::{Body, json_body_response};
-use crate::call::{Part, Reply};
+use crate::call::{Json, Part, Reply};
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::protocol::envelope::{self, ChunkKind, ChunkRef};
@@ -93,7 +92,7 @@ impl Writer {
 
     /// A line as it goes out: with the superjson transformer, the whole line is one value
     /// and `value_at` places the annotations of the value it carries.
-    fn out(&self, line: String, value_at: Option<(&str, &RawValue)>) -> Bytes {
+    fn out(&self, line: String, value_at: Option<(&str, &str)>) -> Bytes {
         if self.superjson {
             Bytes::from(envelope::jsonl_superjson(&line, value_at))
         } else {
@@ -102,9 +101,9 @@ impl Writer {
     }
 
     /// An encoded value's JSON and (superjson) annotations.
-    fn value<'v>(&self, value: &'v RawValue) -> (&'v str, Option<&'v RawValue>) {
+    fn value<'v>(&self, value: &'v Json) -> (&'v str, Option<&'v str>) {
         if self.superjson {
-            let split = superjson::Split::of(value);
+            let split = superjson::Split::of(value.get());
             (split.json(), split.values())
         } else {
             (value.get(), None)
@@ -144,7 +143,7 @@ impl Writer {
             Ok(parted) => parted,
         };
         let (result_id, data_id) = (self.id(), self.id());
-        let mut lines: Vec<(String, Option<Box<RawValue>>)> = vec![(
+        let mut lines: Vec<(String, Option<String>)> = vec![(
             envelope::jsonl_fulfilled(
                 i,
                 r#"{"result":0}"#,

@@ -3,7 +3,6 @@
 
 mod jsonl;
 
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -16,7 +15,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::body::{Body, BoxError, error_response, json_response};
-use crate::call::{ProcedureKind, RawInput, Reply};
+use crate::call::{Json, ProcedureKind, RawInput, Reply};
 use crate::context::{RequestInfo, ResponseHeaders};
 use crate::dispatch::{Dispatcher, Entry, Invoked, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
@@ -344,7 +343,7 @@ impl HttpTransport {
                 }
                 match outcome {
                     Ok(reply) => {
-                        envelope::write_result(&mut body, reply.json_ref().map(RawValue::get));
+                        envelope::write_result(&mut body, reply.json_ref().map(Json::get));
                         200
                     }
                     Err(e) => {
@@ -448,7 +447,7 @@ impl HttpTransport {
         };
         let result = outcome.settle().await;
         let (status, body) = match result {
-            Ok(reply) => (200, envelope::result(reply.json_ref())),
+            Ok(reply) => (200, envelope::result(reply.json_ref().map(Json::get))),
             Err(e) => (
                 e.code().http_status(),
                 envelope::error(&dispatcher.policy().shape(&e, Some(path))),

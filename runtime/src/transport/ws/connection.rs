@@ -582,7 +582,7 @@ fn answer(
     result: Result<Reply, Error>,
 ) -> String {
     match result {
-        Ok(value) => reply.data(value.json_ref()),
+        Ok(value) => reply.data(value.json()),
         Err(e) => refusal(dispatcher, reply, &e, path),
     }
 }

@@ -325,7 +325,7 @@ where
         let key = reply.key();
         let policy = self.shared.dispatcher.policy();
         let text = match item {
-            Some(Ok(event)) => reply.event(event.id.as_deref(), &event.data, policy.superjson),
+            Some(Ok(event)) => reply.event(event.id.as_deref(), event.data.get(), policy.superjson),
             Some(Err(e)) => {
                 if let Some(handle) = self.aborts.remove(key) {
                     handle.abort();
