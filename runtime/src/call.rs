@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use bytestring::ByteString;
 use futures_util::Stream;
 use serde_json::value::RawValue;
 
@@ -60,7 +61,47 @@ impl fmt::Debug for Json {
 }
 
 /// A raw JSON input: `None` when the client sent none (`undefined`).
-pub(crate) type RawInput = Option<Box<RawValue>>;
+pub(crate) type RawInput = Option<InputText>;
+
+/// A call's input as the client sent it (valid JSON text): a slice of the text it came in,
+/// which the calls of a batch, a WebSocket frame or a request body share. Nothing is copied.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct InputText(ByteString);
+
+impl InputText {
+    /// `part` (JSON text, e.g. a raw value parsed from `whole`) as a slice of `whole`; a copy
+    /// if it does not lie within `whole`.
+    pub(crate) fn within(whole: &ByteString, part: &str) -> InputText {
+        let base = whole.as_ptr() as usize;
+        let at = part.as_ptr() as usize;
+        if at >= base && at + part.len() <= base + whole.len() {
+            InputText(whole.slice_ref(part))
+        } else {
+            InputText(ByteString::from(part))
+        }
+    }
+
+    /// `part` of this input's text, sharing it (a copy if it does not lie within it).
+    pub(crate) fn slice(&self, part: &str) -> InputText {
+        InputText::within(&self.0, part)
+    }
+
+    /// JSON text written for an input (the server-side caller, a merged `lastEventId`).
+    pub(crate) fn written(json: String) -> InputText {
+        InputText(ByteString::from(json))
+    }
+
+    /// The text.
+    pub(crate) fn get(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for InputText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A type-erased procedure (or middleware chain ending in one).
 pub(crate) type Handler<Ctx> =
@@ -186,8 +227,8 @@ impl Call {
 
     /// The input as sent (JSON text), before validation; `None` when the client sent none.
     /// With the superjson transformer: its JSON, annotations applied (what validation sees).
-    pub fn input(&self) -> Option<&RawValue> {
-        self.input.as_deref()
+    pub fn input(&self) -> Option<&str> {
+        self.input.as_ref().map(InputText::get)
     }
 }
 

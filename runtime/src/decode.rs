@@ -155,12 +155,12 @@ fn source<'a>(
         (None, None) => {}
     }
     if let Some(envelope) = &call.superjson_input
-        && crate::js::Value::input_into(value, envelope)?
+        && crate::js::Value::input_into(value, envelope.get())?
     {
         return Ok(None);
     }
     let validator = compiled(validator, info)?;
-    let Some(raw) = call.input.as_deref() else {
+    let Some(raw) = call.input.as_ref() else {
         if !info.accepts_undefined() {
             return Err(Error::bad_request(format!(
                 "Missing input: this procedure expects `{}`, but the request carried no input",

@@ -92,12 +92,11 @@ pub fn to_superjson<T: Serialize + ?Sized>(value: &T) -> Result<String, crate::E
 /// assert!(tags.contains("a"));
 /// ```
 pub fn from_superjson<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, crate::Error> {
-    let raw = serde_json::value::RawValue::from_string(text.to_owned())
+    let raw = serde_json::from_str::<&serde_json::value::RawValue>(text)
         .map_err(|e| crate::Error::bad_request(format!("Not JSON: {e}")))?;
+    let raw = crate::call::InputText::written(raw.get().to_owned());
     let json = crate::protocol::superjson::decode_input(&raw)?;
-    let json = json
-        .as_deref()
-        .map_or("null", serde_json::value::RawValue::get);
+    let json = json.as_ref().map_or("null", crate::call::InputText::get);
     serde_json::from_str(json).map_err(|e| crate::Error::bad_request(e.to_string()))
 }
 
@@ -567,9 +566,7 @@ ts_named!([] Value => Value, "unknown");
 
 impl Value {
     /// The value of a superjson input, annotations applied; `None` if it is `undefined`.
-    pub(crate) fn from_superjson(
-        envelope: &serde_json::value::RawValue,
-    ) -> Result<Option<Self>, crate::Error> {
+    pub(crate) fn from_superjson(envelope: &str) -> Result<Option<Self>, crate::Error> {
         use crate::protocol::superjson::{self, Incoming};
         let incoming = Incoming::read(envelope)?;
         let json: serde_json::Value =
@@ -689,7 +686,7 @@ impl Value {
     /// `Option<Value>`): whether it did.
     pub(crate) fn input_into(
         slot: &mut dyn std::any::Any,
-        envelope: &serde_json::value::RawValue,
+        envelope: &str,
     ) -> Result<bool, crate::Error> {
         if let Some(slot) = slot.downcast_mut::<Option<Value>>() {
             *slot = Some(Self::from_superjson(envelope)?.unwrap_or(Value::Undefined));
@@ -795,8 +792,7 @@ mod tests {
     #[test]
     fn any_value_comes_back_as_it_was_sent() {
         let sent = r#"{"json":{"a":null,"at":"1970-01-01T00:00:00.000Z","big":"10","m":[["k","1970-01-01T00:00:00.000Z"]],"s":[1,2]},"meta":{"values":{"a":["undefined"],"at":["Date"],"big":["bigint"],"m":["map",{"0.1":["Date"]}],"s":["set"]},"v":1}}"#;
-        let raw = serde_json::value::RawValue::from_string(sent.into()).expect("json");
-        let value = Value::from_superjson(&raw).expect("ok").expect("defined");
+        let value = Value::from_superjson(sent).expect("ok").expect("defined");
         let Value::Object(fields) = &value else {
             panic!("an object: {value:?}");
         };
@@ -807,16 +803,10 @@ mod tests {
         );
         assert_eq!(encode(&value).expect("encoded").envelope().get(), sent);
         // Without annotations, JSON; `undefined` as a whole is no value.
-        let undefined = serde_json::value::RawValue::from_string(
-            crate::protocol::superjson::UNDEFINED.to_owned(),
-        )
-        .expect("json");
-        assert_eq!(Value::from_superjson(&undefined).expect("ok"), None);
-        let bad = serde_json::value::RawValue::from_string(
-            r#"{"json":{"m":[1]},"meta":{"values":{"m":["map"]},"v":1}}"#.to_owned(),
-        )
-        .expect("json");
-        let e = Value::from_superjson(&bad).expect_err("not pairs");
+        let undefined = crate::protocol::superjson::UNDEFINED;
+        assert_eq!(Value::from_superjson(undefined).expect("ok"), None);
+        let bad = r#"{"json":{"m":[1]},"meta":{"values":{"m":["map"]},"v":1}}"#;
+        let e = Value::from_superjson(bad).expect_err("not pairs");
         assert!(
             e.message().contains("[key, value] pairs"),
             "{}",

@@ -111,8 +111,10 @@ pub use validate::{Issue, PathSegment, UnknownFields};
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod __fuzz {
+    use bytestring::ByteString;
     use serde_json::value::RawValue;
 
+    use crate::call::InputText;
     use crate::protocol::{envelope, http, input, sse, ws};
 
     /// HTTP request parsing: the path and query of a request, its input text, its headers.
@@ -128,13 +130,13 @@ pub mod __fuzz {
         for separator in ['.', '~'] {
             let _ = http::single_path(path, Some(query), separator);
             if let Ok(target) = http::parse_target(path, Some(query), &headers, separator) {
-                if let Ok(inputs) = http::parse_inputs(body, &target) {
+                if let Ok(inputs) = http::parse_inputs(&ByteString::from(body), &target) {
                     assert_eq!(inputs.len(), target.paths.len(), "one input per call");
                     for input in &inputs {
                         let _ = input::check_depth(input);
                     }
                 }
-                let _ = target.input.as_deref().map(input::parse);
+                let _ = target.input.map(|i| input::parse(&ByteString::from(i)));
             }
         }
     }
@@ -143,13 +145,15 @@ pub mod __fuzz {
     pub fn ws_frame(text: &str) {
         let _ = ws::connection_params(text);
         let _ = ws::pending_calls(text);
-        if let Ok(messages) = ws::split_frame(text) {
+        let frame = ByteString::from(text);
+        if let Ok(messages) = ws::split_frame(&frame) {
             for message in messages {
                 if let Ok(ws::Request::Call {
                     input,
                     last_event_id,
                     ..
                 }) = ws::parse_message(message)
+                    && let input = input.map(|raw| InputText::within(&frame, raw.get()))
                     && input::check_depth(&input).is_ok()
                 {
                     let _ = input::merge_last_event_id(input, last_event_id.as_deref());
@@ -163,15 +167,16 @@ pub mod __fuzz {
     /// round trip is exact; the first may cut a date's precision to milliseconds).
     pub fn superjson(text: &str) {
         use crate::protocol::superjson;
-        let Ok(raw) = serde_json::from_str::<Box<RawValue>>(text) else {
+        let Ok(raw) = serde_json::from_str::<&RawValue>(text) else {
             return;
         };
+        let raw = InputText::written(raw.get().to_owned());
         // The dispatcher refuses deeper inputs before decoding them.
         if input::check_depth(&Some(raw.clone())).is_err() {
             return;
         }
         let _ = superjson::decode_input(&raw);
-        let Ok(Some(first)) = crate::js::Value::from_superjson(&raw) else {
+        let Ok(Some(first)) = crate::js::Value::from_superjson(raw.get()) else {
             return;
         };
         // Sets and maps add a level while encoding: a value at the depth limit may not encode.
@@ -179,7 +184,7 @@ pub mod __fuzz {
             return;
         };
         let once = once.envelope();
-        let second = crate::js::Value::from_superjson(&once)
+        let second = crate::js::Value::from_superjson(once.get())
             .expect("what the server encodes decodes")
             .expect("a defined value stays defined");
         let twice = superjson::encode(&second)
@@ -200,7 +205,7 @@ pub mod __fuzz {
         };
         // SSE: the `data:` lines of the event, joined as EventSource joins them.
         let usable_id = !id.is_empty() && !id.contains(['\0', '\r', '\n']);
-        let event = sse::data(&data, usable_id.then_some(id), None);
+        let event = sse::data(data.get(), usable_id.then_some(id), None);
         assert!(event.ends_with("\n\n"), "an event ends with a blank line");
         let mut lines = Vec::new();
         let mut seen_id = None;

@@ -522,9 +522,7 @@ mod tests {
     }
 
     fn raw(s: &str) -> Arc<Call> {
-        call(Some(
-            serde_json::value::RawValue::from_string(s.to_owned()).expect("json"),
-        ))
+        call(Some(crate::call::InputText::written(s.to_owned())))
     }
 
     fn call(input: crate::call::RawInput) -> Arc<Call> {

@@ -436,7 +436,9 @@ impl<Ctx: Send + 'static> Router<Ctx> {
         I: Serialize + ?Sized,
         O: serde::de::DeserializeOwned,
     {
-        let raw = serde_json::value::to_raw_value(input).map_err(Error::internal)?;
+        let raw = serde_json::to_string(input)
+            .map(crate::call::InputText::written)
+            .map_err(Error::internal)?;
         let out = self
             .invoke(ctx, path, Want::Unary, Some(raw), None)?
             .await?;
@@ -461,7 +463,9 @@ impl<Ctx: Send + 'static> Router<Ctx> {
         T: serde::de::DeserializeOwned + Send + 'static,
     {
         use futures_util::StreamExt;
-        let raw = serde_json::value::to_raw_value(input).map_err(Error::internal)?;
+        let raw = serde_json::to_string(input)
+            .map(crate::call::InputText::written)
+            .map_err(Error::internal)?;
         let want = Want::Kind(ProcedureKind::Subscription);
         let events = self
             .invoke(ctx, path, want, Some(raw), last_event_id)?

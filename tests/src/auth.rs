@@ -110,7 +110,7 @@ impl Middleware for RateLimit {
 
     async fn call(&self, ctx: Ctx, call: &Call, next: Next<Ctx>) -> Result<Reply, Error> {
         if let Some(Limit(limit)) = call.meta().get::<Limit>() {
-            let key = format!("{}:{}", call.path(), call.input().map_or("", |i| i.get()));
+            let key = format!("{}:{}", call.path(), call.input().unwrap_or(""));
             let count = {
                 let mut counts = COUNTS
                     .lock()
@@ -169,9 +169,7 @@ impl Middleware for Audit {
         let entry = AuditEntry {
             path: call.path().to_owned(),
             kind: call.kind().as_str().to_owned(),
-            input: call
-                .input()
-                .and_then(|i| serde_json::from_str(i.get()).ok()),
+            input: call.input().and_then(|i| serde_json::from_str(i).ok()),
             ok: result.is_ok(),
             error_code: result.as_ref().err().map(|e| e.code().as_str().to_owned()),
             output: result

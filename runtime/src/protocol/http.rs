@@ -231,7 +231,10 @@ fn decode_path(rest: &str, separator: char) -> Result<Cow<'_, str>, Error> {
 }
 
 /// The inputs of the calls: one input, or a batch object `{"0":…,"1":…}`.
-pub(crate) fn parse_inputs(text: &str, target: &Target) -> Result<PerCall<RawInput>, Error> {
+pub(crate) fn parse_inputs(
+    text: &bytestring::ByteString,
+    target: &Target,
+) -> Result<PerCall<RawInput>, Error> {
     if target.batch {
         input::parse_batch(text, target.paths.len()).map(PerCall::from_vec)
     } else {

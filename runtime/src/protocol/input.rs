@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use bytestring::ByteString;
 use serde_json::value::RawValue;
 
-use crate::call::RawInput;
+use crate::call::{InputText, RawInput};
 use crate::error::{Error, ErrorCode};
 
 /// The deepest nesting of arrays and objects accepted in an input.
@@ -69,13 +70,13 @@ pub(crate) fn parse_connection_params(text: &str) -> Result<ConnectionParams, Er
         .map_err(|_| Error::new(ErrorCode::ParseError, "Invalid connection params shape"))
 }
 
-/// Parses one input; empty text counts as "no input".
-pub(crate) fn parse(text: &str) -> Result<RawInput, Error> {
+/// Parses one input; empty text counts as "no input". The input is a slice of `text`.
+pub(crate) fn parse(text: &ByteString) -> Result<RawInput, Error> {
     if text.trim().is_empty() {
         return Ok(None);
     }
-    serde_json::from_str::<Box<RawValue>>(text)
-        .map(Some)
+    serde_json::from_str::<&RawValue>(text)
+        .map(|raw| Some(InputText::within(text, raw.get())))
         .map_err(|e| {
             // Too deep and broken: the limit is the clearer answer (and the same either way).
             if nests_deeper_than(text.as_bytes(), MAX_DEPTH) {
@@ -90,14 +91,18 @@ pub(crate) fn parse(text: &str) -> Result<RawInput, Error> {
 
 /// Parses a batch input `{"0":…,"1":…}` into one input per call, in one pass: each call's
 /// raw value is captured by its index (keys that are not a call's index are skipped, a repeated
-/// key keeps its last value).
-pub(crate) fn parse_batch(text: &str, calls: usize) -> Result<Vec<RawInput>, Error> {
+/// key keeps its last value). Each input is a slice of `text`.
+pub(crate) fn parse_batch(text: &ByteString, calls: usize) -> Result<Vec<RawInput>, Error> {
     if text.trim().is_empty() {
         return Ok(vec![None; calls]);
     }
     let mut de = serde_json::Deserializer::from_str(text);
     let parsed = serde::de::DeserializeSeed::deserialize(BatchInputs(calls), &mut de)
-        .and_then(|inputs| de.end().map(|()| inputs));
+        .and_then(|inputs| de.end().map(|()| inputs))
+        .map(|inputs| {
+            let input = |raw: Option<&RawValue>| raw.map(|raw| InputText::within(text, raw.get()));
+            inputs.into_iter().map(input).collect()
+        });
     parsed.map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
             Error::bad_request("\"input\" needs to be an object when doing a batch call")
@@ -114,7 +119,7 @@ pub(crate) fn parse_batch(text: &str, calls: usize) -> Result<Vec<RawInput>, Err
 struct BatchInputs(usize);
 
 impl<'de> serde::de::DeserializeSeed<'de> for BatchInputs {
-    type Value = Vec<RawInput>;
+    type Value = Vec<Option<&'de RawValue>>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
@@ -122,14 +127,14 @@ impl<'de> serde::de::DeserializeSeed<'de> for BatchInputs {
 }
 
 impl<'de> serde::de::Visitor<'de> for BatchInputs {
-    type Value = Vec<RawInput>;
+    type Value = Vec<Option<&'de RawValue>>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("an object of inputs by call index")
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut inputs: Vec<RawInput> = vec![None; self.0];
+        let mut inputs: Vec<Option<&'de RawValue>> = vec![None; self.0];
         while let Some(CallIndex(index)) = map.next_key()? {
             match index.and_then(|i| inputs.get_mut(i)) {
                 Some(slot) => *slot = Some(map.next_value()?),
@@ -179,7 +184,7 @@ pub(crate) fn merge_last_event_id(
     };
     let id = serde_json::Value::String(id.to_owned());
     let merged = match input
-        .as_deref()
+        .as_ref()
         .map(|raw| serde_json::from_str::<serde_json::Value>(raw.get()))
     {
         None | Some(Ok(serde_json::Value::Null)) => serde_json::json!({ "lastEventId": id }),
@@ -195,8 +200,8 @@ pub(crate) fn merge_last_event_id(
             ));
         }
     };
-    serde_json::value::to_raw_value(&merged)
-        .map(Some)
+    serde_json::to_string(&merged)
+        .map(|json| Some(InputText::written(json)))
         .map_err(Error::internal)
 }
 
@@ -212,60 +217,98 @@ mod tests {
 
     #[test]
     fn empty_is_undefined_and_errors_have_codes() {
-        assert!(parse("").expect("empty").is_none());
+        assert!(parse(&ByteString::from("")).expect("empty").is_none());
         assert_eq!(
-            parse("{nope").expect_err("bad").code(),
+            parse(&ByteString::from("{nope")).expect_err("bad").code(),
             ErrorCode::ParseError
         );
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        let deep = parse(&deep).expect("raw values are captured without recursion");
+        let deep =
+            parse(&ByteString::from(deep)).expect("raw values are captured without recursion");
         assert_eq!(
             check_depth(&deep).expect_err("deep").code(),
             ErrorCode::BadRequest
         );
-        assert!(check_depth(&parse("[[1]]").expect("json")).is_ok());
+        assert!(check_depth(&parse(&ByteString::from("[[1]]")).expect("json")).is_ok());
     }
 
     #[test]
     fn last_event_id_is_merged_into_objects_and_nothing_else() {
-        let merged =
-            merge_last_event_id(parse(r#"{"from":1}"#).expect("json"), Some("7")).expect("merge");
+        let merged = merge_last_event_id(
+            parse(&ByteString::from(r#"{"from":1}"#)).expect("json"),
+            Some("7"),
+        )
+        .expect("merge");
         assert_eq!(
-            merged.as_deref().map(RawValue::get),
+            merged.as_ref().map(InputText::get),
             Some(r#"{"from":1,"lastEventId":"7"}"#)
         );
         let merged = merge_last_event_id(None, Some("7")).expect("merge");
         assert_eq!(
-            merged.as_deref().map(RawValue::get),
+            merged.as_ref().map(InputText::get),
             Some(r#"{"lastEventId":"7"}"#)
         );
-        let merged = merge_last_event_id(parse("5").expect("json"), Some("7")).expect("merge");
-        assert_eq!(merged.as_deref().map(RawValue::get), Some("5"));
+        let merged = merge_last_event_id(parse(&ByteString::from("5")).expect("json"), Some("7"))
+            .expect("merge");
+        assert_eq!(merged.as_ref().map(InputText::get), Some("5"));
         assert!(merge_last_event_id(None, None).expect("none").is_none());
     }
 
     #[test]
     fn batch_inputs_by_index() {
-        let v = parse_batch(r#"{"1":{"a":1}}"#, 3).expect("ok");
+        let v = parse_batch(&ByteString::from(r#"{"1":{"a":1}}"#), 3).expect("ok");
         assert!(v[0].is_none() && v[2].is_none());
-        assert_eq!(v[1].as_deref().map(RawValue::get), Some(r#"{"a":1}"#));
+        assert_eq!(v[1].as_ref().map(InputText::get), Some(r#"{"a":1}"#));
         assert_eq!(
-            parse_batch("[1]", 1).expect_err("array").code(),
+            parse_batch(&ByteString::from("[1]"), 1)
+                .expect_err("array")
+                .code(),
             ErrorCode::BadRequest
         );
-        assert_eq!(parse_batch("", 2).expect("none").len(), 2);
+        assert_eq!(
+            parse_batch(&ByteString::from(""), 2).expect("none").len(),
+            2
+        );
+    }
+
+    #[test]
+    fn inputs_are_slices_of_the_text_they_came_in() {
+        let text = ByteString::from(String::from(r#"{"0":"a","1":{"b":[1,2]}}"#));
+        let range = text.as_bytes().as_ptr_range();
+        let inputs = parse_batch(&text, 2).expect("ok");
+        for (input, json) in inputs.iter().zip([r#""a""#, r#"{"b":[1,2]}"#]) {
+            let input = input.as_ref().expect("an input");
+            assert_eq!(input.get(), json);
+            assert!(range.contains(&input.get().as_ptr()), "{json} was copied");
+        }
+        let one = ByteString::from(String::from(" [1] "));
+        let input = parse(&one).expect("ok").expect("an input");
+        assert_eq!(input.get(), "[1]");
+        assert!(
+            one.as_bytes()
+                .as_ptr_range()
+                .contains(&input.get().as_ptr())
+        );
+        // Text from elsewhere is copied, not sliced out of the wrong buffer.
+        let elsewhere = InputText::within(&one, "[2]");
+        assert_eq!(elsewhere.get(), "[2]");
+        assert!(
+            !one.as_bytes()
+                .as_ptr_range()
+                .contains(&elsewhere.get().as_ptr())
+        );
     }
 
     #[test]
     fn batch_keys_must_name_a_call_as_trpc_writes_it() {
         let v = parse_batch(
-            r#"{"0":1,"01":2,"+1":3,"9":4,"x":{"deep":[1]},"\u0031":5,"0":6}"#,
+            &ByteString::from(r#"{"0":1,"01":2,"+1":3,"9":4,"x":{"deep":[1]},"\u0031":5,"0":6}"#),
             2,
         )
         .expect("ok");
         // "0" repeated: the last value wins; "\u0031" is "1"; the rest name no call.
-        assert_eq!(v[0].as_deref().map(RawValue::get), Some("6"));
-        assert_eq!(v[1].as_deref().map(RawValue::get), Some("5"));
+        assert_eq!(v[0].as_ref().map(InputText::get), Some("6"));
+        assert_eq!(v[1].as_ref().map(InputText::get), Some("5"));
         for (text, code) in [
             ("null", ErrorCode::BadRequest),
             ("\"0\"", ErrorCode::BadRequest),
@@ -273,11 +316,17 @@ mod tests {
             (r#"{"0":1} x"#, ErrorCode::ParseError),
             (r#"{"0":[1,}"#, ErrorCode::ParseError),
         ] {
-            assert_eq!(parse_batch(text, 1).expect_err(text).code(), code, "{text}");
+            assert_eq!(
+                parse_batch(&ByteString::from(text), 1)
+                    .expect_err(text)
+                    .code(),
+                code,
+                "{text}"
+            );
         }
         // Captured without recursion; the depth limit is checked per input (by dispatch).
         let deep = format!(r#"{{"0":{}{}}}"#, "[".repeat(200), "]".repeat(200));
-        let v = parse_batch(&deep, 1).expect("captured");
+        let v = parse_batch(&ByteString::from(deep), 1).expect("captured");
         assert!(
             check_depth(&v[0])
                 .expect_err("deep")

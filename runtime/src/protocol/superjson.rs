@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::call::{Json, RawInput};
+use crate::call::{InputText, Json, RawInput};
 use crate::error::Error;
 
 /// What `superjson.serialize(undefined)` writes: a `()` output, a void input.
@@ -364,7 +364,7 @@ pub(crate) struct Incoming<'a> {
 
 impl<'a> Incoming<'a> {
     /// Reads `{json, meta}` as `superjson.serialize` writes it.
-    pub(crate) fn read(input: &'a RawValue) -> Result<Self, Error> {
+    pub(crate) fn read(input: &'a str) -> Result<Self, Error> {
         let not_an_envelope = || {
             Error::bad_request(
                 "This server uses the superjson transformer: an input must be `{\"json\":…}` as superjson.serialize writes it (is `transformer: superjson` missing on the client's link?)",
@@ -372,7 +372,7 @@ impl<'a> Incoming<'a> {
         };
         // A map keeps `"json":null` apart from a missing `json`.
         let fields: std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue> =
-            serde_json::from_str(input.get()).map_err(|_| not_an_envelope())?;
+            serde_json::from_str(input).map_err(|_| not_an_envelope())?;
         let json = *fields.get("json").ok_or_else(not_an_envelope)?;
         let meta = match fields.get("meta") {
             None => None,
@@ -382,7 +382,7 @@ impl<'a> Incoming<'a> {
         Ok(Incoming {
             json,
             meta,
-            len: input.get().len(),
+            len: input.len(),
         })
     }
 
@@ -484,10 +484,10 @@ fn circular() -> Error {
 /// (`undefined` removes an object key, or the whole input), shared references copied.
 /// Values superjson can send but no Rust input type could take (`NaN`, `RegExp`, `Error`,
 /// registered classes, …) are refused with `BAD_REQUEST`.
-pub(crate) fn decode_input(input: &RawValue) -> Result<RawInput, Error> {
-    let incoming = Incoming::read(input)?;
+pub(crate) fn decode_input(input: &InputText) -> Result<RawInput, Error> {
+    let incoming = Incoming::read(input.get())?;
     if incoming.is_plain() {
-        return Ok(Some(incoming.json.to_owned()));
+        return Ok(Some(input.slice(incoming.json.get())));
     }
     let mut root: Option<Value> =
         Some(serde_json::from_str(incoming.json.get()).map_err(Error::internal)?);
@@ -510,8 +510,12 @@ pub(crate) fn decode_input(input: &RawValue) -> Result<RawInput, Error> {
         }
         Ok(copied)
     })?;
-    root.map(|v| serde_json::value::to_raw_value(&v).map_err(Error::internal))
-        .transpose()
+    root.map(|v| {
+        serde_json::to_string(&v)
+            .map(InputText::written)
+            .map_err(Error::internal)
+    })
+    .transpose()
 }
 
 fn invalid_meta(what: &str) -> Error {
@@ -646,8 +650,7 @@ mod tests {
     use super::*;
 
     fn input(text: &str) -> Result<Option<String>, Error> {
-        let raw = RawValue::from_string(text.to_owned()).expect("json");
-        decode_input(&raw).map(|v| v.map(|v| v.get().to_owned()))
+        decode_input(&InputText::written(text.to_owned())).map(|v| v.map(|v| v.get().to_owned()))
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
-use crate::call::{ProcedureKind, RawInput};
+use crate::call::ProcedureKind;
 use crate::error::{Error, ErrorCode};
 use crate::protocol::error::ErrorShape;
 use crate::protocol::input::{self, ConnectionParams};
@@ -43,8 +43,8 @@ struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 struct Params<'a> {
     #[serde(borrow)]
     path: Cow<'a, str>,
-    #[serde(default)]
-    input: RawInput,
+    #[serde(default, borrow)]
+    input: Option<&'a RawValue>,
     #[serde(default, rename = "lastEventId")]
     last_event_id: Option<String>,
 }
@@ -60,8 +60,8 @@ pub(crate) enum Request<'a> {
         kind: ProcedureKind,
         /// The procedure path.
         path: Cow<'a, str>,
-        /// The raw input.
-        input: RawInput,
+        /// The raw input, borrowed from the frame.
+        input: Option<&'a RawValue>,
         /// The client's last seen event id (subscriptions).
         last_event_id: Option<String>,
     },
@@ -287,7 +287,7 @@ mod tests {
             panic!("a call");
         };
         assert_eq!((kind, &*path), (ProcedureKind::Query, "a"));
-        assert_eq!(input.as_deref().map(RawValue::get), Some(r#"{"x":1}"#));
+        assert_eq!(input.map(RawValue::get), Some(r#"{"x":1}"#));
         assert_eq!(
             reply.started(),
             r#"{"id":1,"jsonrpc":"2.0","result":{"type":"started"}}"#

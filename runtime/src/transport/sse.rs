@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 use futures_util::StreamExt;
 use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HeaderValue, VARY};
 use http::{Request, Response, StatusCode, Version};
@@ -160,7 +161,7 @@ impl SseTransport {
         }
         let slot = Slot(streams);
         let last_event_id = sse::last_event_id(&parts.headers, parts.uri.query());
-        let raw_input = input::parse(query.input.as_deref().unwrap_or(""));
+        let raw_input = input::parse(&ByteString::from(query.input.unwrap_or_default()));
         let version = parts.version;
         let info = RequestInfo::new(parts.method, parts.uri, parts.headers, peer)
             .with_transport(TransportKind::Sse)

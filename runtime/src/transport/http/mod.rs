@@ -3,13 +3,13 @@
 
 mod jsonl;
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use bytestring::ByteString;
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -203,8 +203,8 @@ impl HttpTransport {
         }
         // The raw input text: the `input` parameter (GET) or the body (POST, read in place).
         let (parts, body) = req.into_parts();
-        let body_bytes;
-        let input_text: Cow<'_, str> = match method {
+        // Shared by the calls' inputs, which are slices of it.
+        let input_text: ByteString = match method {
             HttpMethod::Post => {
                 let content_type = parts
                     .headers
@@ -228,14 +228,13 @@ impl HttpTransport {
                         return Err((e, None));
                     }
                 };
-                body_bytes = bytes;
-                Cow::Borrowed(std::str::from_utf8(&body_bytes).map_err(|_| {
+                ByteString::try_from(bytes).map_err(|_| {
                     let e =
                         Error::new(ErrorCode::ParseError, "The request body is not valid UTF-8");
                     (e, None)
-                })?)
+                })?
             }
-            HttpMethod::Get => Cow::Owned(target.input.take().unwrap_or_default()),
+            HttpMethod::Get => ByteString::from(target.input.take().unwrap_or_default()),
         };
         let inputs =
             // A single call's bad input belongs to that call; a bad batch object to none.

@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
+use bytes::Bytes;
+use bytestring::ByteString;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::call::{ProcedureKind, RawInput, Reply};
+use crate::call::{InputText, ProcedureKind, RawInput, Reply};
 use crate::context::RequestInfo;
 use crate::dispatch::{Context, Dispatcher, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
@@ -267,7 +269,12 @@ pub(super) async fn serve_connection<S>(
             }
         }
         let Some(ctx) = ctx.as_ref() else { break };
-        let messages = match wire::split_frame(text.as_str()) {
+        // The calls' inputs are slices of the frame, never copied. (A text frame is UTF-8:
+        // tungstenite checked it, and this checks it once more.)
+        let Ok(frame) = ByteString::try_from(Bytes::from(text)) else {
+            continue;
+        };
+        let messages = match wire::split_frame(&frame) {
             Ok(messages) => messages,
             Err(e) => {
                 Box::pin(conn.send_error_without_id(&mut io, &e)).await;
@@ -277,7 +284,7 @@ pub(super) async fn serve_connection<S>(
         for (index, message) in messages.iter().enumerate() {
             let index = (messages.len() > 1).then_some(index);
             // Boxed: the connection task stays small while it waits (memory per idle socket).
-            Box::pin(conn.handle(&mut io, ctx, message, index)).await;
+            Box::pin(conn.handle(&mut io, ctx, &frame, message, index)).await;
         }
     }
 
@@ -363,8 +370,15 @@ mod close_code {
 }
 
 impl Conn {
-    async fn handle<S>(&self, io: &mut Io<S>, ctx: &Context, message: &str, index: Option<usize>)
-    where
+    /// Answers `message`, a message of `frame`.
+    async fn handle<S>(
+        &self,
+        io: &mut Io<S>,
+        ctx: &Context,
+        frame: &ByteString,
+        message: &str,
+        index: Option<usize>,
+    ) where
         S: Transport,
     {
         match wire::parse_message(message) {
@@ -379,6 +393,7 @@ impl Conn {
                 input,
                 last_event_id,
             }) => {
+                let input = input.map(|raw| InputText::within(frame, raw.get()));
                 if kind == ProcedureKind::Subscription {
                     self.subscribe(io, ctx, reply, &path, input, last_event_id, index)
                         .await;
@@ -601,5 +616,6 @@ pub(super) fn message_future_size<S: Transport>(
 ) -> usize {
     let (mut io, conn) = open(shared, socket);
     let ctx = Context::new(());
-    std::mem::size_of_val(&conn.handle(&mut io, &ctx, "{}", None))
+    let frame = ByteString::from_static("{}");
+    std::mem::size_of_val(&conn.handle(&mut io, &ctx, &frame, &frame, None))
 }
