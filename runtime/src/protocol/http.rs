@@ -78,9 +78,15 @@ impl Paths {
         self.get(0)
     }
 
-    /// Every path, in call order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> {
-        (0..self.len()).filter_map(|i| self.get(i))
+    /// Every path, in call order. Exact-size, so what is collected from it is sized once.
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            // Paths end at a `,` or at the end of the text: always a character boundary.
+            let path = self.text.get(start..end).unwrap_or_default();
+            start = end + 1;
+            path
+        })
     }
 }
 
