@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use bytestring::ByteString;
 use futures_util::Stream;
-use serde_json::value::RawValue;
 
 use crate::error::Error;
 use crate::request_body::RequestBody;
@@ -24,8 +23,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub(crate) type RawOutput = Option<Json>;
 
 /// JSON text oxrpc wrote itself (an output, an event, an envelope): valid by construction,
-/// kept in the `String` it was written into. (A `Box<RawValue>` shrinks its text to fit: one
-/// `realloc` per value, and a free fragment the allocator has to sort out later.)
+/// kept in the `String` it was written into. (serde_json's `Box<RawValue>` shrinks its text to
+/// fit: one `realloc` per value, and a free fragment the allocator has to sort out later.)
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Json(String);
 
@@ -45,12 +44,6 @@ impl Json {
     /// The text.
     pub(crate) fn get(&self) -> &str {
         &self.0
-    }
-}
-
-impl From<Box<RawValue>> for Json {
-    fn from(raw: Box<RawValue>) -> Self {
-        Json(Box::<str>::from(raw).into_string())
     }
 }
 

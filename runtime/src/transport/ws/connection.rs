@@ -393,7 +393,16 @@ impl Conn {
                 input,
                 last_event_id,
             }) => {
-                let input = input.map(|raw| InputText::within(frame, raw.get()));
+                let input = input.map(|raw| {
+                    if kind == ProcedureKind::Subscription {
+                        // A subscription keeps its input while it runs: its own copy, not a
+                        // slice of the frame, which would keep the connection's read buffer
+                        // (the frame is a part of it) alive as long.
+                        InputText::written(raw.get().to_owned())
+                    } else {
+                        InputText::within(frame, raw.get())
+                    }
+                });
                 if kind == ProcedureKind::Subscription {
                     self.subscribe(io, ctx, reply, &path, input, last_event_id, index)
                         .await;
