@@ -252,10 +252,7 @@ pub(crate) fn serialize_with(
     }
     let mut parted = place(&annotated.json, parts)?;
     if superjson {
-        parted.data = Json::assembled(superjson::envelope(
-            parted.data.get(),
-            annotated.values.as_ref().map(Json::get),
-        ));
+        parted.data = superjson::enveloped(&parted.data, annotated.values.as_ref());
     }
     Ok(Encoded::Parted(parted))
 }

@@ -502,8 +502,10 @@ fn encode(types: &Types, call: &Call, to_json: deferred::ToJson<'_>) -> Result<R
         }
     }
     if superjson {
-        let envelope = superjson::envelope(raw.get(), values.as_ref().map(Json::get));
-        return Ok(Reply::value(Some(Json::assembled(envelope))));
+        return Ok(Reply::value(Some(superjson::enveloped(
+            &raw,
+            values.as_ref(),
+        ))));
     }
     Ok(Reply::value(Some(raw)))
 }

@@ -97,12 +97,8 @@ pub(crate) fn parse_batch(text: &ByteString, calls: usize) -> Result<Vec<RawInpu
         return Ok(vec![None; calls]);
     }
     let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = serde::de::DeserializeSeed::deserialize(BatchInputs(calls), &mut de)
-        .and_then(|inputs| de.end().map(|()| inputs))
-        .map(|inputs| {
-            let input = |raw: Option<&RawValue>| raw.map(|raw| InputText::within(text, raw.get()));
-            inputs.into_iter().map(input).collect()
-        });
+    let parsed = serde::de::DeserializeSeed::deserialize(BatchInputs { calls, text }, &mut de)
+        .and_then(|inputs| de.end().map(|()| inputs));
     parsed.map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
             Error::bad_request("\"input\" needs to be an object when doing a batch call")
@@ -115,29 +111,35 @@ pub(crate) fn parse_batch(text: &ByteString, calls: usize) -> Result<Vec<RawInpu
     })
 }
 
-/// Deserializes a batch object straight into one slot per call.
-struct BatchInputs(usize);
+/// Deserializes a batch object (`text`) straight into one slot per call.
+struct BatchInputs<'t> {
+    calls: usize,
+    text: &'t ByteString,
+}
 
-impl<'de> serde::de::DeserializeSeed<'de> for BatchInputs {
-    type Value = Vec<Option<&'de RawValue>>;
+impl<'de> serde::de::DeserializeSeed<'de> for BatchInputs<'_> {
+    type Value = Vec<RawInput>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for BatchInputs {
-    type Value = Vec<Option<&'de RawValue>>;
+impl<'de> serde::de::Visitor<'de> for BatchInputs<'_> {
+    type Value = Vec<RawInput>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("an object of inputs by call index")
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut inputs: Vec<Option<&'de RawValue>> = vec![None; self.0];
+        let mut inputs: Vec<RawInput> = vec![None; self.calls];
         while let Some(CallIndex(index)) = map.next_key()? {
             match index.and_then(|i| inputs.get_mut(i)) {
-                Some(slot) => *slot = Some(map.next_value()?),
+                Some(slot) => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    *slot = Some(InputText::within(self.text, raw.get()));
+                }
                 None => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }

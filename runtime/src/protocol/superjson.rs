@@ -67,10 +67,7 @@ pub(crate) struct Annotated {
 impl Annotated {
     /// `{"json":…}` or `{"json":…,"meta":{"values":…,"v":1}}`.
     pub(crate) fn envelope(&self) -> Json {
-        Json::assembled(envelope(
-            self.json.get(),
-            self.values.as_ref().map(Json::get),
-        ))
+        enveloped(&self.json, self.values.as_ref())
     }
 }
 
@@ -272,6 +269,11 @@ pub(crate) fn envelope(json: &str, values: Option<&str>) -> String {
     }
     out.push('}');
     out
+}
+
+/// [`envelope`] around JSON this server wrote.
+pub(crate) fn enveloped(json: &Json, values: Option<&Json>) -> Json {
+    Json::assembled(envelope(json.get(), values.map(Json::get)))
 }
 
 /// An envelope taken apart: its JSON and its annotations.

@@ -393,20 +393,15 @@ impl Conn {
                 input,
                 last_event_id,
             }) => {
-                let input = input.map(|raw| {
-                    if kind == ProcedureKind::Subscription {
-                        // A subscription keeps its input while it runs: its own copy, not a
-                        // slice of the frame, which would keep the connection's read buffer
-                        // (the frame is a part of it) alive as long.
-                        InputText::written(raw.get().to_owned())
-                    } else {
-                        InputText::within(frame, raw.get())
-                    }
-                });
                 if kind == ProcedureKind::Subscription {
+                    // A subscription keeps its input while it runs: its own copy, not a slice
+                    // of the frame, which would keep the connection's read buffer (the frame
+                    // is a part of it) alive as long. Calls end: they take the slice.
+                    let input = input.map(|raw| InputText::written(raw.get().to_owned()));
                     self.subscribe(io, ctx, reply, &path, input, last_event_id, index)
                         .await;
                 } else {
+                    let input = input.map(|raw| InputText::within(frame, raw.get()));
                     self.call(io, ctx, reply, kind, &path, input, index).await;
                 }
             }
