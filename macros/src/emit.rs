@@ -159,26 +159,36 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
             _ => quote!(Mutation),
         };
         let output_ty = quote_spanned!(output_ty.span()=> #output_ty);
+        // The types' bounds are checked once, on this constant; the handler goes through its
+        // plain function pointers, so nothing below is generic code instantiated per type.
+        let types = quote_spanned! {span=>
+            #[doc(hidden)]
+            const __TYPES: ::oxrpc::__private::Types<#input_ty, #output_ty> =
+                ::oxrpc::__private::types::<#input_ty, #output_ty>();
+        };
         let construct = quote_spanned! {span=>
-            ::oxrpc::Procedure::__handled::<#input_ty, #output_ty>(
+            ::oxrpc::Procedure::__handled(
                 ::oxrpc::ProcedureKind::#kind,
                 #name,
+                Self::__TYPES.input,
+                Self::__TYPES.output,
                 Self::__handle,
             )
         };
         let decode = model.input.as_ref().map(|_| {
             quote! {
-                let __input = match __io.decode(&__call) {
+                let __input = match (Self::__TYPES.decode)(__io, &__call) {
                     ::core::result::Result::Ok(__input) => __input,
                     ::core::result::Result::Err(__e) => return ::oxrpc::__private::failed(__e),
                 };
             }
         });
         let handle = quote_spanned! {span=>
+            #types
             #[doc(hidden)]
             #[allow(clippy::let_unit_value)]
             fn __handle(
-                __io: &::std::sync::Arc<::oxrpc::__private::Io<#input_ty, #output_ty>>,
+                __io: &::std::sync::Arc<::oxrpc::__private::Io>,
                 __ctx: #ctx_ty,
                 __call: ::std::sync::Arc<::oxrpc::Call>,
             ) -> ::oxrpc::__private::BoxFuture<
@@ -188,7 +198,7 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
                 let __io = ::std::sync::Arc::clone(__io);
                 ::std::boxed::Box::pin(async move {
                     let __output = #result?;
-                    __io.encode(&__call, &__output)
+                    (Self::__TYPES.encode)(&__io, &__call, &__output)
                 })
             }
         };

@@ -109,7 +109,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, Error>> + Send + 'static,
     {
-        let types = Types::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<O>());
+        let types = Io::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<O>());
         let shared = Arc::clone(&types);
         let erased = move |ctx: Ctx, call: Arc<Call>| -> BoxFuture<Result<Reply, Error>> {
             let input = match decode::decode::<I>(&shared.input, &shared.input_validator, &call) {
@@ -120,35 +120,40 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
             let types = Arc::clone(&shared);
             Box::pin(async move { encode_output(&types, &call, &fut.await?) })
         };
-        Self::assemble(kind, name, &types, false, Arc::new(erased), location)
+        Self::assemble(
+            kind,
+            name,
+            (types.input, types.output),
+            false,
+            Arc::new(erased),
+            location,
+        )
     }
 
     /// A query or mutation whose handler `#[procedure]` wrote next to the function (how it
-    /// builds them). Not public API.
+    /// builds them), with its types' [`Types::input`] and [`Types::output`]. Not public API.
     ///
     /// Everything that names the function's future is compiled in the crate and module that
     /// define it, not in shared generic code: with debug info, code that mentions a future
     /// depends on the async function's body, so an edit recompiles only that module's code
-    /// (plus the drop glue rustc keeps in one place) instead of every procedure's.
+    /// (plus the drop glue rustc keeps in one place) instead of every procedure's. And nothing
+    /// here depends on the procedure's types: it is compiled once per context type.
     #[doc(hidden)]
     #[track_caller]
-    pub fn __handled<I: Input, O: Output>(
+    pub fn __handled(
         kind: ProcedureKind,
         name: &str,
-        handle: HandleFn<Ctx, I, O>,
+        input: TypeInfo,
+        output: TypeInfo,
+        handle: HandleFn<Ctx>,
     ) -> Self {
-        let io = Arc::new(Io {
-            types: Types::of(TypeInfo::of_input::<I>(), TypeInfo::of_output::<O>()),
-            decode: decode_input::<I>,
-            encode: encode_output::<O>,
-        });
-        let shared = Arc::clone(&io);
+        let io = Io::new(input, output);
         let handler: Handler<Ctx> =
-            Arc::new(move |ctx: Ctx, call: Arc<Call>| handle(&shared, ctx, call));
+            Arc::new(move |ctx: Ctx, call: Arc<Call>| handle(&io, ctx, call));
         Self::assemble(
             kind,
             name.to_owned(),
-            &io.types,
+            (input, output),
             false,
             handler,
             Location::caller(),
@@ -172,7 +177,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<S, Error>> + Send + 'static,
     {
-        let types = Types::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<E::Data>());
+        let types = Io::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<E::Data>());
         let shared = Arc::clone(&types);
         let erased = move |ctx: Ctx, call: Arc<Call>| -> BoxFuture<Result<Reply, Error>> {
             let input = match decode::decode::<I>(&shared.input, &shared.input_validator, &call) {
@@ -198,7 +203,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         Self::assemble(
             ProcedureKind::Subscription,
             name.into(),
-            &types,
+            (types.input, types.output),
             E::TRACKED,
             Arc::new(erased),
             location,
@@ -211,7 +216,7 @@ impl<Ctx> Procedure<Ctx> {
     fn assemble(
         kind: ProcedureKind,
         name: String,
-        types: &Types,
+        (input, output): (TypeInfo, TypeInfo),
         tracked: bool,
         handler: Handler<Ctx>,
         location: &'static Location<'static>,
@@ -221,8 +226,8 @@ impl<Ctx> Procedure<Ctx> {
             kind,
             docs: None,
             meta: Meta::default(),
-            input: types.input,
-            output: types.output,
+            input,
+            output,
             error: None,
             tracked,
             handler,
@@ -388,58 +393,58 @@ fn adopt<E: TypedError>(error: Error) -> Error {
     }
 }
 
-/// A handler `#[procedure]` writes: decodes the call's input with its [`Io`], runs the
-/// function, encodes its output. Not public API.
-pub type HandleFn<Ctx, I, O> =
-    fn(&Arc<Io<I, O>>, Ctx, Arc<Call>) -> BoxFuture<Result<Reply, Error>>;
+/// A handler `#[procedure]` writes: decodes the call's input with its [`Types::decode`], runs
+/// the function, encodes its output with [`Types::encode`]. Not public API.
+pub type HandleFn<Ctx> = fn(&Arc<Io>, Ctx, Arc<Call>) -> BoxFuture<Result<Reply, Error>>;
 
-/// A procedure's input decoder and output encoder, for the handler `#[procedure]` writes (its
-/// calls go through these pointers, so the types' trait bounds are checked, and reported, once:
-/// where the procedure is built). Not public API.
-pub struct Io<I, O> {
-    types: Types,
-    decode: fn(&Types, &Call) -> Result<I, Error>,
-    encode: fn(&Types, &Call, &O) -> Result<Reply, Error>,
+/// A procedure's input decoder, output encoder and type information, for the code
+/// `#[procedure]` writes: one constant per procedure ([`types::<I, O>()`](types)), so the types'
+/// trait bounds are checked, and reported, once, and its handler calls the decoder and encoder
+/// through plain function pointers. Not public API.
+pub struct Types<I, O> {
+    /// Reads the call's input.
+    pub decode: fn(&Io, &Call) -> Result<I, Error>,
+    /// The reply for an output value.
+    pub encode: fn(&Io, &Call, &O) -> Result<Reply, Error>,
+    /// The input's type information.
+    pub input: TypeInfo,
+    /// The output's type information.
+    pub output: TypeInfo,
 }
 
-impl<I, O> Io<I, O> {
-    /// The call's input.
-    #[inline(always)]
-    pub fn decode(&self, call: &Call) -> Result<I, Error> {
-        (self.decode)(&self.types, call)
+/// The decoder, encoder and type information of `I` and `O`, for `#[procedure]` to evaluate in
+/// a constant (it compiles to data, not code). Not public API.
+pub const fn types<I: Input, O: Output>() -> Types<I, O> {
+    Types {
+        decode: decode_input::<I>,
+        encode: encode_output::<O>,
+        input: TypeInfo::of_input::<I>(),
+        output: TypeInfo::of_output::<O>(),
     }
-
-    /// The reply for the output `value`.
-    #[inline(always)]
-    pub fn encode(&self, call: &Call, value: &O) -> Result<Reply, Error> {
-        (self.encode)(&self.types, call, value)
-    }
 }
 
-fn decode_input<I: Input>(types: &Types, call: &Call) -> Result<I, Error> {
-    decode::decode::<I>(&types.input, &types.input_validator, call)
+fn decode_input<I: Input>(io: &Io, call: &Call) -> Result<I, Error> {
+    decode::decode::<I>(&io.input, &io.input_validator, call)
 }
 
-/// What a procedure's handler needs of its types when it runs.
-struct Types {
+/// What a procedure's handler needs of its types when it runs: their information and
+/// validators (what the handler `#[procedure]` writes hands [`Types`]'s decoder and encoder).
+/// Not public API.
+pub struct Io {
     input: TypeInfo,
     output: TypeInfo,
     input_validator: LazyValidator,
     output_validator: LazyValidator,
 }
 
-impl Types {
+impl Io {
     fn new(input: TypeInfo, output: TypeInfo) -> Arc<Self> {
-        Arc::new(Self::of(input, output))
-    }
-
-    fn of(input: TypeInfo, output: TypeInfo) -> Self {
-        Types {
+        Arc::new(Io {
             input,
             output,
             input_validator: LazyValidator::new(),
             output_validator: LazyValidator::new(),
-        }
+        })
     }
 }
 
@@ -466,13 +471,13 @@ fn event_data(reply: Result<Reply, Error>) -> Result<Json, Error> {
 
 /// Serializes an output (with its parts sent later, on a streamed call), validating it
 /// against its own schema when asked to (outputs with parts: the part sent at once only).
-fn encode_output<O: Output>(types: &Types, call: &Call, value: &O) -> Result<Reply, Error> {
-    encode(types, call, &|| Json::write(value))
+fn encode_output<O: Output>(io: &Io, call: &Call, value: &O) -> Result<Reply, Error> {
+    encode(io, call, &|| Json::write(value))
 }
 
 /// [`encode_output`] for the value `to_json` writes (compiled once, not per output type).
-fn encode(types: &Types, call: &Call, to_json: deferred::ToJson<'_>) -> Result<Reply, Error> {
-    let (info, validator) = (&types.output, &types.output_validator);
+fn encode(io: &Io, call: &Call, to_json: deferred::ToJson<'_>) -> Result<Reply, Error> {
+    let (info, validator) = (&io.output, &io.output_validator);
     let superjson = call.options.superjson;
     if info.is_unit() {
         // `undefined`: nothing on plain JSON; superjson says it.

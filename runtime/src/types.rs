@@ -43,65 +43,67 @@ pub struct TsDeclaration {
 }
 
 /// Type information about an input or an output, for code generation and validation.
+///
+/// Every part is a plain function of the type (no closures, nothing computed): a `TypeInfo` is
+/// a constant, and all the work behind it (writing the JSON Schema, walking the TypeScript
+/// declarations) is compiled once in `oxrpc`, not once per type (issue 15: per-procedure code).
 #[derive(Clone, Copy)]
 pub struct TypeInfo {
-    rust_name: &'static str,
-    is_unit: bool,
+    rust_name: fn() -> &'static str,
+    type_id: fn() -> TypeId,
     accepts_undefined: fn() -> bool,
-    body_kind: fn() -> Option<BodyKind>,
     ts_name: fn(&ts_rs::Config) -> String,
     ts_declarations: fn(&ts_rs::Config, &mut Vec<TsDeclaration>),
-    json_schema: fn() -> schemars::Schema,
+    schema: root_schema::Parts,
+    /// Whose behaviour the schema describes: deserializing (inputs) or serializing (outputs).
+    deserialize: bool,
 }
 
 impl TypeInfo {
     /// An input: its schema describes what deserializes (schemars' deserialize contract).
-    pub(crate) fn of_input<T: Input>() -> Self {
+    pub(crate) const fn of_input<T: Input>() -> Self {
         TypeInfo {
             accepts_undefined: accepts_null::<T>,
-            body_kind: body_kind_of::<T>,
-            ..Self::of_type::<T>(input_schema::<T>)
+            deserialize: true,
+            ..Self::of_type::<T>()
         }
     }
 
     /// An output: its schema describes what serializes (schemars' serialize contract).
-    pub(crate) fn of_output<T: ts_rs::TS + schemars::JsonSchema + 'static>() -> Self {
-        Self::of_type::<T>(output_schema::<T>)
+    pub(crate) const fn of_output<T: ts_rs::TS + schemars::JsonSchema + 'static>() -> Self {
+        Self::of_type::<T>()
     }
 
-    // Every part is a plain function (not a closure), so a type costs no call shims.
-    fn of_type<T: ts_rs::TS + schemars::JsonSchema + 'static>(
-        json_schema: fn() -> schemars::Schema,
-    ) -> Self {
+    const fn of_type<T: ts_rs::TS + schemars::JsonSchema + 'static>() -> Self {
         TypeInfo {
-            rust_name: std::any::type_name::<T>(),
-            is_unit: TypeId::of::<T>() == TypeId::of::<()>(),
+            rust_name: std::any::type_name::<T>,
+            type_id: TypeId::of::<T>,
             accepts_undefined: never_undefined,
-            body_kind: no_body,
             ts_name: T::name,
             ts_declarations: collect_declarations::<T>,
-            json_schema,
+            schema: root_schema::Parts::of::<T>(),
+            deserialize: false,
         }
     }
 
     /// The Rust type's name, e.g. `my_api::User`.
     pub fn rust_name(&self) -> &'static str {
-        self.rust_name
+        (self.rust_name)()
     }
 
     /// Whether the type is `()`: no input (`void`), or no output (`undefined`).
     pub fn is_unit(&self) -> bool {
-        self.is_unit
+        (self.type_id)() == TypeId::of::<()>()
     }
 
     /// Whether an input of this type may be left out by the client (`()`, `Option<T>`, …).
     pub fn accepts_undefined(&self) -> bool {
-        self.is_unit || (self.accepts_undefined)()
+        self.is_unit() || (self.accepts_undefined)()
     }
 
     /// Whether the input is a binary or multipart body rather than JSON.
     pub(crate) fn body_kind(&self) -> Option<BodyKind> {
-        (self.body_kind)()
+        BodyKind::of_schema_id(&self.schema.id())
     }
 
     /// The TypeScript type expression, e.g. `Array<User>`.
@@ -119,7 +121,13 @@ impl TypeInfo {
     /// The JSON Schema of the type (a root schema with its `$defs`), validation constraints
     /// included: what deserializes for inputs, what serializes for outputs.
     pub fn json_schema(&self) -> schemars::Schema {
-        (self.json_schema)()
+        let settings = schemars::generate::SchemaSettings::default();
+        let settings = if self.deserialize {
+            settings.for_deserialize()
+        } else {
+            settings.for_serialize()
+        };
+        self.schema.root(settings)
     }
 
     /// The type's schema, compiled for validation.
@@ -136,83 +144,157 @@ fn never_undefined() -> bool {
     false
 }
 
-fn body_kind_of<T: Input>() -> Option<BodyKind> {
-    BodyKind::of_schema_id(&T::schema_id())
-}
+/// A root JSON Schema written by schemars' generic `into_root_schema_for`, compiled once for a
+/// stand-in type instead of once per input and output type (it was the biggest piece of code
+/// oxrpc compiled per procedure). The stand-in answers with the functions of the type whose
+/// schema is being written, so the schema is the same as `into_root_schema_for::<T>()`'s.
+mod root_schema {
+    use std::borrow::Cow;
+    use std::cell::Cell;
 
-fn no_body() -> Option<BodyKind> {
-    None
-}
+    use schemars::generate::SchemaSettings;
+    use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-fn input_schema<T: schemars::JsonSchema>() -> schemars::Schema {
-    schemars::generate::SchemaSettings::default()
-        .for_deserialize()
-        .into_generator()
-        .into_root_schema_for::<T>()
-}
+    /// What schemars' root schema code asks of a type.
+    #[derive(Clone, Copy)]
+    pub(super) struct Parts {
+        name: fn() -> Cow<'static, str>,
+        id: fn() -> Cow<'static, str>,
+        schema: fn(&mut SchemaGenerator) -> Schema,
+    }
 
-fn output_schema<T: schemars::JsonSchema>() -> schemars::Schema {
-    schemars::generate::SchemaSettings::default()
-        .for_serialize()
-        .into_generator()
-        .into_root_schema_for::<T>()
+    impl Parts {
+        pub(super) const fn of<T: JsonSchema>() -> Self {
+            Parts {
+                name: T::schema_name,
+                id: T::schema_id,
+                schema: T::json_schema,
+            }
+        }
+
+        pub(super) fn id(&self) -> Cow<'static, str> {
+            (self.id)()
+        }
+
+        pub(super) fn root(self, settings: SchemaSettings) -> Schema {
+            let _current = Current::set(self);
+            settings.into_generator().into_root_schema_for::<StandIn>()
+        }
+    }
+
+    thread_local! {
+        /// The type the stand-in stands for while a root schema is written on this thread.
+        static CURRENT: Cell<Option<Parts>> = const { Cell::new(None) };
+    }
+
+    /// Sets `CURRENT` and puts back what was there when dropped (a type's `json_schema` may
+    /// write another root schema; a panic in it leaves nothing behind).
+    struct Current(Option<Parts>);
+
+    impl Current {
+        fn set(parts: Parts) -> Self {
+            Current(CURRENT.replace(Some(parts)))
+        }
+
+        fn get() -> Parts {
+            CURRENT
+                .get()
+                .expect("the stand-in schema type is only used inside `Parts::root`")
+        }
+    }
+
+    impl Drop for Current {
+        fn drop(&mut self) {
+            CURRENT.set(self.0);
+        }
+    }
+
+    struct StandIn;
+
+    impl JsonSchema for StandIn {
+        fn schema_name() -> Cow<'static, str> {
+            (Current::get().name)()
+        }
+
+        fn schema_id() -> Cow<'static, str> {
+            (Current::get().id)()
+        }
+
+        fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+            (Current::get().schema)(generator)
+        }
+    }
 }
 
 impl fmt::Debug for TypeInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("TypeInfo").field(&self.rust_name).finish()
+        f.debug_tuple("TypeInfo").field(&self.rust_name()).finish()
     }
-}
-
-/// A declarable type's docs, declaration and identifier, for a configuration.
-type Declare = fn(&ts_rs::Config) -> (Option<String>, String, String);
-
-fn declare<U: ts_rs::TS + ?Sized>(cfg: &ts_rs::Config) -> (Option<String>, String, String) {
-    (U::docs(), U::decl(cfg), U::ident(cfg))
 }
 
 /// Walks `T` and everything it refers to, collecting each declarable type once.
 fn collect_declarations<T: ts_rs::TS + 'static>(cfg: &ts_rs::Config, out: &mut Vec<TsDeclaration>) {
-    struct Visit<'a> {
-        cfg: &'a ts_rs::Config,
-        out: &'a mut Vec<TsDeclaration>,
-    }
-    impl Visit<'_> {
-        /// Adds a declaration unless the type has one already; whether it did.
-        fn add(&mut self, type_id: TypeId, rust_name: &'static str, declare: Declare) -> bool {
-            if self.out.iter().any(|d| d.type_id == type_id) {
-                return false;
-            }
-            let (docs, decl, ident) = declare(self.cfg);
-            let mut code = docs.unwrap_or_default();
-            code.push_str("export ");
-            code.push_str(&decl);
-            self.out.push(TsDeclaration {
-                ident,
-                rust_name,
-                type_id,
-                code,
-            });
-            true
-        }
-    }
-    impl ts_rs::TypeVisitor for Visit<'_> {
-        fn visit<U: ts_rs::TS + 'static + ?Sized>(&mut self) {
-            if U::output_path().is_none() {
-                // Not declarable itself (a primitive or a wrapper such as `Vec<T>`); its type
-                // parameters may be. (Its `visit_dependencies` would bypass the dedup below
-                // and loop forever on recursive types.)
-                U::visit_generics(self);
-                return;
-            }
-            let type_id = TypeId::of::<U::WithoutGenerics>();
-            if self.add(type_id, std::any::type_name::<U>(), declare::<U>) {
-                U::visit_generics(self);
-                U::visit_dependencies(self);
-            }
-        }
-    }
     ts_rs::TypeVisitor::visit::<T>(&mut Visit { cfg, out });
+}
+
+struct Visit<'a> {
+    cfg: &'a ts_rs::Config,
+    out: &'a mut Vec<TsDeclaration>,
+}
+
+/// What the walk asks of one type, as plain functions: `visit` (compiled for every type the
+/// walk reaches) only fills this in, and the work is done once, in [`Visit::declare`].
+struct Visited<'a> {
+    output_path: fn() -> Option<std::path::PathBuf>,
+    type_id: fn() -> TypeId,
+    rust_name: fn() -> &'static str,
+    docs: fn() -> Option<String>,
+    decl: fn(&ts_rs::Config) -> String,
+    ident: fn(&ts_rs::Config) -> String,
+    visit_generics: fn(&mut Visit<'a>),
+    visit_dependencies: fn(&mut Visit<'a>),
+}
+
+impl<'a> Visit<'a> {
+    fn declare(&mut self, ty: &Visited<'a>) {
+        if (ty.output_path)().is_none() {
+            // Not declarable itself (a primitive or a wrapper such as `Vec<T>`); its type
+            // parameters may be. (Its `visit_dependencies` would bypass the dedup below and
+            // loop forever on recursive types.)
+            (ty.visit_generics)(self);
+            return;
+        }
+        let type_id = (ty.type_id)();
+        if self.out.iter().any(|d| d.type_id == type_id) {
+            return;
+        }
+        let mut code = (ty.docs)().unwrap_or_default();
+        code.push_str("export ");
+        code.push_str(&(ty.decl)(self.cfg));
+        self.out.push(TsDeclaration {
+            ident: (ty.ident)(self.cfg),
+            rust_name: (ty.rust_name)(),
+            type_id,
+            code,
+        });
+        (ty.visit_generics)(self);
+        (ty.visit_dependencies)(self);
+    }
+}
+
+impl ts_rs::TypeVisitor for Visit<'_> {
+    fn visit<U: ts_rs::TS + 'static + ?Sized>(&mut self) {
+        self.declare(&Visited {
+            output_path: U::output_path,
+            type_id: TypeId::of::<U::WithoutGenerics>,
+            rust_name: std::any::type_name::<U>,
+            docs: U::docs,
+            decl: U::decl,
+            ident: U::ident,
+            visit_generics: U::visit_generics,
+            visit_dependencies: U::visit_dependencies,
+        });
+    }
 }
 
 /// `alloc::vec::Vec<my_api::User>` → `Vec<User>`.
