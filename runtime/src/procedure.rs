@@ -299,12 +299,6 @@ impl<Ctx> Procedure<Ctx> {
         self
     }
 
-    /// Applies `f` (lets `#[procedure]` insert a step into its builder chain). Not public API.
-    #[doc(hidden)]
-    pub fn __then(self, f: impl FnOnce(Self) -> Self) -> Self {
-        f(self)
-    }
-
     /// The error type declared with [`Procedure::errors`], if any.
     pub fn error_type(&self) -> Option<&TypeInfo> {
         self.error.as_ref()
@@ -397,6 +391,9 @@ fn adopt<E: TypedError>(error: Error) -> Error {
 /// the function, encodes its output with [`Types::encode`]. Not public API.
 pub type HandleFn<Ctx> = fn(&Arc<Io>, Ctx, Arc<Call>) -> BoxFuture<Result<Reply, Error>>;
 
+/// Turns a procedure's result into its reply. Not public API.
+pub type Encode<O> = fn(&Io, &Call, Result<O, Error>) -> Result<Reply, Error>;
+
 /// A procedure's input decoder, output encoder and type information, for the code
 /// `#[procedure]` writes: one constant per procedure ([`types::<I, O>()`](types)), so the types'
 /// trait bounds are checked, and reported, once, and its handler calls the decoder and encoder
@@ -404,8 +401,9 @@ pub type HandleFn<Ctx> = fn(&Arc<Io>, Ctx, Arc<Call>) -> BoxFuture<Result<Reply,
 pub struct Types<I, O> {
     /// Reads the call's input.
     pub decode: fn(&Io, &Call) -> Result<I, Error>,
-    /// The reply for an output value.
-    pub encode: fn(&Io, &Call, &O) -> Result<Reply, Error>,
+    /// The reply for the function's result (its `?` is taken here, once per output type, not
+    /// in every handler).
+    pub encode: Encode<O>,
     /// The input's type information.
     pub input: TypeInfo,
     /// The output's type information.
@@ -417,10 +415,18 @@ pub struct Types<I, O> {
 pub const fn types<I: Input, O: Output>() -> Types<I, O> {
     Types {
         decode: decode_input::<I>,
-        encode: encode_output::<O>,
+        encode: encode_result::<O>,
         input: TypeInfo::of_input::<I>(),
         output: TypeInfo::of_output::<O>(),
     }
+}
+
+fn encode_result<O: Output>(
+    io: &Io,
+    call: &Call,
+    result: Result<O, Error>,
+) -> Result<Reply, Error> {
+    encode_output(io, call, &result?)
 }
 
 fn decode_input<I: Input>(io: &Io, call: &Call) -> Result<I, Error> {
