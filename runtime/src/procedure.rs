@@ -109,21 +109,21 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, Error>> + Send + 'static,
     {
-        let types = Io::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<O>());
-        let shared = Arc::clone(&types);
+        let io = Io::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<O>());
+        let shared = Arc::clone(&io);
         let erased = move |ctx: Ctx, call: Arc<Call>| -> BoxFuture<Result<Reply, Error>> {
             let input = match decode::decode::<I>(&shared.input, &shared.input_validator, &call) {
                 Ok(input) => input,
                 Err(e) => return failed(e),
             };
             let fut = handler(ctx, input);
-            let types = Arc::clone(&shared);
-            Box::pin(async move { encode_output(&types, &call, &fut.await?) })
+            let io = Arc::clone(&shared);
+            Box::pin(async move { encode_output(&io, &call, &fut.await?) })
         };
         Self::assemble(
             kind,
             name,
-            (types.input, types.output),
+            (io.input, io.output),
             false,
             Arc::new(erased),
             location,
@@ -177,22 +177,22 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<S, Error>> + Send + 'static,
     {
-        let types = Io::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<E::Data>());
-        let shared = Arc::clone(&types);
+        let io = Io::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<E::Data>());
+        let shared = Arc::clone(&io);
         let erased = move |ctx: Ctx, call: Arc<Call>| -> BoxFuture<Result<Reply, Error>> {
             let input = match decode::decode::<I>(&shared.input, &shared.input_validator, &call) {
                 Ok(input) => input,
                 Err(e) => return failed(e),
             };
             let fut = handler(ctx, input);
-            let types = Arc::clone(&shared);
+            let io = Arc::clone(&shared);
             Box::pin(async move {
                 let stream = fut.await?;
                 let events = stream.map(move |event| {
                     let (id, data) = event?.into_wire()?;
                     let data = match data {
                         Wire::Json(encoded) => encoded_event(&call, &encoded),
-                        Wire::Value(data) => event_data(encode_output(&types, &call, &data))?,
+                        Wire::Value(data) => event_data(encode_output(&io, &call, &data))?,
                     };
                     Ok(EncodedEvent { id, data })
                 });
@@ -203,7 +203,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         Self::assemble(
             ProcedureKind::Subscription,
             name.into(),
-            (types.input, types.output),
+            (io.input, io.output),
             E::TRACKED,
             Arc::new(erased),
             location,

@@ -203,6 +203,12 @@ mod root_schema {
         }
     }
 
+    /// Whether no root schema is being written on this thread (for tests).
+    #[cfg(test)]
+    pub(super) fn is_idle() -> bool {
+        CURRENT.get().is_none()
+    }
+
     impl Drop for Current {
         fn drop(&mut self) {
             CURRENT.set(self.0);
@@ -326,5 +332,60 @@ mod tests {
         );
         assert_eq!(short_type_name("u32"), "u32");
         assert_eq!(short_type_name("(a::B, c::D)"), "(B, D)");
+    }
+
+    /// A type that refers to itself, with a nested type and a generic wrapper.
+    #[derive(serde::Serialize, serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+    struct Node {
+        /// A constraint the schema carries.
+        #[schemars(length(min = 1))]
+        label: String,
+        children: Vec<Node>,
+        leaf: Option<Leaf>,
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, ts_rs::TS, schemars::JsonSchema)]
+    #[serde(tag = "kind", rename_all = "camelCase")]
+    enum Leaf {
+        Text { text: String },
+        Number { value: f64 },
+    }
+
+    fn schemars_root<T: schemars::JsonSchema>(deserialize: bool) -> schemars::Schema {
+        let settings = schemars::generate::SchemaSettings::default();
+        let settings = if deserialize {
+            settings.for_deserialize()
+        } else {
+            settings.for_serialize()
+        };
+        settings.into_generator().into_root_schema_for::<T>()
+    }
+
+    #[test]
+    fn root_schemas_are_the_ones_schemars_writes_for_the_type_itself() {
+        fn same<T: Input + Serialize>() {
+            assert_eq!(
+                TypeInfo::of_input::<T>().json_schema(),
+                schemars_root::<T>(true),
+                "input {}",
+                std::any::type_name::<T>()
+            );
+            assert_eq!(
+                TypeInfo::of_output::<T>().json_schema(),
+                schemars_root::<T>(false),
+                "output {}",
+                std::any::type_name::<T>()
+            );
+        }
+        same::<Node>();
+        same::<Vec<Node>>();
+        same::<Option<Leaf>>();
+        same::<String>();
+        same::<()>();
+        // The recursive root refers to itself as `#`, as schemars' own root does.
+        let schema = TypeInfo::of_input::<Node>().json_schema().to_value();
+        assert_eq!(schema["properties"]["children"]["items"]["$ref"], "#");
+        // Nothing is left behind for the next schema on this thread.
+        assert!(root_schema::is_idle());
     }
 }
