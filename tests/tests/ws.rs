@@ -607,6 +607,16 @@ async fn a_refused_context_is_reported_and_the_socket_closed() {
         (frame["id"].clone(), frame["error"]["data"]["code"].clone()),
         (Value::Null, json!("FORBIDDEN"))
     );
+    // The call the client sent fails with the same error, then the server closes.
+    let frame = recv(&mut ws).await;
+    assert_eq!(
+        (
+            frame["id"].clone(),
+            frame["error"]["data"]["code"].clone(),
+            frame["error"]["data"]["path"].clone()
+        ),
+        (json!(1), json!("FORBIDDEN"), json!("hello"))
+    );
     let end = deadline(ws.next()).await;
     assert!(
         matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
@@ -619,6 +629,95 @@ async fn a_refused_context_is_reported_and_the_socket_closed() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(server.handle.websocket_connections(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_connection_answers_calls_sent_after_the_refusal_then_closes() {
+    let server = Running::start(|s| s).await;
+    // A client whose queued calls go out only after it has read the refusal (the official
+    // client sends a moment after the socket opens; a refusal can overtake that).
+    let mut late = connect(&server, "", &[("x-fail-context", "1")]).await;
+    let frame = recv(&mut late).await;
+    assert_eq!(
+        (frame["id"].clone(), frame["error"]["data"]["code"].clone()),
+        (Value::Null, json!("FORBIDDEN"))
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(
+        &mut late,
+        r#"[{"id":1,"method":"query","params":{"path":"hello"}},{"id":2,"method":"subscription","params":{"path":"onCount"}}]"#,
+    )
+    .await;
+    let answers = [recv(&mut late).await, recv(&mut late).await];
+    assert_eq!(
+        answers
+            .iter()
+            .map(|f| (
+                f["id"].clone(),
+                f["error"]["data"]["code"].clone(),
+                f["error"]["data"]["path"].clone()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            (json!(1), json!("FORBIDDEN"), json!("hello")),
+            (json!(2), json!("FORBIDDEN"), json!("onCount"))
+        ]
+    );
+    let end = deadline(late.next()).await;
+    assert!(
+        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+        "{end:?}"
+    );
+
+    // A client that sends nothing is closed after the short wait for its calls (1 s).
+    let started = std::time::Instant::now();
+    let mut idle = connect(&server, "", &[("x-fail-context", "1")]).await;
+    assert_eq!(recv(&mut idle).await["id"], Value::Null);
+    let end = deadline(idle.next()).await;
+    assert!(
+        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+        "{end:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed after {:?}, before the wait for calls",
+        started.elapsed()
+    );
+
+    // A bad `connectionParams` frame: the calls that follow it fail with the same error.
+    let mut bad = connect(&server, "?connectionParams=1", &[]).await;
+    send(
+        &mut bad,
+        r#"{"method":"connectionParams","data":{"token":1}}"#,
+    )
+    .await;
+    assert_eq!(
+        recv(&mut bad).await["error"]["message"],
+        json!("Invalid connection params shape")
+    );
+    send(
+        &mut bad,
+        r#"{"id":7,"method":"query","params":{"path":"hello"}}"#,
+    )
+    .await;
+    let frame = recv(&mut bad).await;
+    assert_eq!(
+        (frame["id"].clone(), frame["error"]["data"]["code"].clone()),
+        (json!(7), json!("PARSE_ERROR"))
+    );
+    let end = deadline(bad.next()).await;
+    assert!(
+        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+        "{end:?}"
+    );
+    // Every refused connection is gone.
+    deadline(async {
+        while server.handle.websocket_connections() != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     server.shutdown().await;
 }
 

@@ -245,7 +245,7 @@ describe('wsLink, a failing createContext (plain profile, own server)', () => {
     await waitFor(async () => (await wsConnections(server)) === 0, 'the server forgot the connection', 3_000);
   });
 
-  it('client: a query on a connection whose context failed rejects (WebSocket closed) instead of hanging', async () => {
+  it('client: a query on a connection whose context failed rejects with that error instead of hanging', async () => {
     const { client, log } = clients.create(server, {
       socket: { headers: { 'x-fail-context': '1' } },
       retryDelayMs: () => 1_000,
@@ -255,12 +255,16 @@ describe('wsLink, a failing createContext (plain profile, own server)', () => {
         (value) => assert.fail(`resolved with ${JSON.stringify(value)}`),
         (error: unknown) => error,
       ),
-      // The client fails pending queries when a connection closes; with the retry delay of
-      // 1 s that can take one reconnect cycle. Generous for loaded CI machines.
+      // The client sends its queued calls a moment after the socket opens, which can be
+      // after the server refused the connection: the server waits for them (up to 1 s) and
+      // answers each with the refusal before it closes. Closing at once instead leaves them
+      // unsent, and the client keeps unsent calls for the next connection, refused again.
       8_000,
       'hello on a connection whose context failed',
     );
     assert.ok(err instanceof TRPCClientError, `a TRPCClientError: ${String(err)}`);
+    assert.equal(err.data?.code, 'FORBIDDEN', `the context's own error: ${err.message}`);
+    assert.equal(err.message, 'context refused by x-fail-context');
     const contextError = log.received().find((m) => m.id === null && m.error);
     assert.equal(contextError?.error?.data.code, 'FORBIDDEN', 'the client got the {"id":null} context error');
   });

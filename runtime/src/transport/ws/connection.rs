@@ -72,7 +72,7 @@ pub(super) async fn serve_connection<S>(
             Ok(c) => ctx = Some(c),
             Err(e) => {
                 // Reported where it was produced, by the dispatcher.
-                Box::pin(conn.send_shaped_without_id(&mut io, &e)).await;
+                Box::pin(conn.refuse(&mut io, &e, None)).await;
                 open = false;
                 close = Some(close_code::refusal(&e));
             }
@@ -243,7 +243,7 @@ pub(super) async fn serve_connection<S>(
                             continue;
                         }
                         Err(e) => {
-                            Box::pin(conn.send_shaped_without_id(&mut io, &e)).await;
+                            Box::pin(conn.refuse(&mut io, &e, None)).await;
                             close = Some(close_code::refusal(&e));
                             break;
                         }
@@ -254,15 +254,8 @@ pub(super) async fn serve_connection<S>(
                         Error::new(ErrorCode::ParseError, "Invalid connection params shape"),
                         None,
                     );
-                    Box::pin(async {
-                        conn.send_shaped_without_id(&mut io, &e).await;
-                        // Requests that were waiting for the context fail with the same error.
-                        for (reply, path) in wire::pending_calls(text.as_str()) {
-                            io.text(refusal(&shared.dispatcher, &reply, &e, &path))
-                                .await;
-                        }
-                    })
-                    .await;
+                    // Requests that were waiting for the context fail with the same error.
+                    Box::pin(conn.refuse(&mut io, &e, Some(text.as_str()))).await;
                     close = Some(close_code::POLICY);
                     break;
                 }
@@ -591,7 +584,53 @@ impl Conn {
         let shape = self.shared.dispatcher.policy().shape(error, None);
         io.text(wire::error_without_id(&shape)).await;
     }
+
+    /// Refuses the connection: sends the (already reported) `error` without an id, then
+    /// fails with it, each with its own id and path, the calls of `first` (the frame that
+    /// brought the refusal), or if it has none, of the first frame of calls that arrives
+    /// within [`REFUSED_LINGER`]. The caller closes the socket after.
+    ///
+    /// Why wait: the official client sends what it queued a moment after the socket opens,
+    /// and a refusal written at once can overtake that. Closing then would leave those calls
+    /// unsent, and the client keeps unsent calls for its next connection: on a connection
+    /// that is refused every time, a query would wait forever instead of failing. Calls that
+    /// reach the server before the close are answered, as the reference server answers the
+    /// ones it reads before its own close.
+    async fn refuse<S>(&self, io: &mut Io<S>, error: &Error, first: Option<&str>)
+    where
+        S: Transport,
+    {
+        self.send_shaped_without_id(io, error).await;
+        let dispatcher = &self.shared.dispatcher;
+        let answer = async |io: &mut Io<S>, text: &str| {
+            let calls = wire::pending_calls(text);
+            for (reply, path) in &calls {
+                io.text(refusal(dispatcher, reply, error, path)).await;
+            }
+            !calls.is_empty()
+        };
+        if let Some(text) = first
+            && answer(io, text).await
+        {
+            return;
+        }
+        let until = tokio::time::Instant::now() + REFUSED_LINGER;
+        while !io.broken {
+            let Ok(Some(Ok(frame))) = tokio::time::timeout_at(until, io.socket.next()).await else {
+                return;
+            };
+            match frame {
+                Message::Text(text) if answer(io, text.as_str()).await => return,
+                Message::Close(_) => return,
+                _ => {}
+            }
+        }
+    }
 }
+
+/// How long a refused connection waits for the calls its client sent before it read the
+/// refusal (see [`Conn::refuse`]).
+const REFUSED_LINGER: Duration = Duration::from_secs(1);
 
 /// The frame answering a query or mutation.
 fn answer(
