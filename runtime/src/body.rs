@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue, VARY};
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use crate::error::Error;
@@ -76,9 +76,11 @@ pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> 
 pub(crate) fn json_body_response(status: StatusCode, body: Body) -> Response<Body> {
     let mut res = Response::new(body);
     *res.status_mut() = status;
-    let headers = res.headers_mut();
+    // Sized for these two (the map's default first allocation holds six).
+    let mut headers = HeaderMap::with_capacity(2);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(VARY, HeaderValue::from_static("trpc-accept, accept"));
+    *res.headers_mut() = headers;
     res
 }
 

@@ -128,7 +128,6 @@ pub mod __fuzz {
         }
         let _ = http::check_content_type(&headers);
         for separator in ['.', '~'] {
-            let _ = http::single_path(path, Some(query), separator);
             if let Ok(target) = http::parse_target(path, Some(query), &headers, separator) {
                 if let Ok(inputs) = http::parse_inputs(&ByteString::from(body), &target) {
                     assert_eq!(inputs.len(), target.paths.len(), "one input per call");

@@ -384,7 +384,6 @@ impl<Ctx: Clone + Send + Sync + 'static> Server<Ctx> {
         }
         HttpService::new(
             endpoint,
-            separator,
             allowed_origins,
             dispatcher.clone(),
             HttpTransport::new(dispatcher.clone(), http),

@@ -1,6 +1,7 @@
 //! The server as one `tower::Service`: each request goes to its transport (a WebSocket
-//! upgrade to the WebSocket transport, a `GET` to a subscription to SSE, everything else to
-//! HTTP). Like tRPC, SSE is chosen by the procedure's kind, not by the `Accept` header.
+//! upgrade to the WebSocket transport, everything else to HTTP, which hands a `GET` of a
+//! subscription on to SSE). Like tRPC, SSE is chosen by the procedure's kind, not by the
+//! `Accept` header.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -13,10 +14,10 @@ use http::{Method, Request, Response};
 
 pub use crate::body::Body;
 use crate::body::{BoxError, error_response, no_content};
-use crate::call::{BoxFuture, ProcedureKind};
+use crate::call::BoxFuture;
 use crate::dispatch::Dispatcher;
 use crate::error::{Error, ErrorCode};
-use crate::protocol::http::{in_endpoint, single_path, strip_endpoint};
+use crate::protocol::http::in_endpoint;
 use crate::transport::http::HttpTransport;
 use crate::transport::sse::SseTransport;
 use crate::transport::ws::{WsTransport, is_upgrade};
@@ -28,7 +29,6 @@ pub struct HttpService(Arc<Routes>);
 
 struct Routes {
     endpoint: String,
-    path_separator: char,
     /// Browser origins allowed to call (`None`: any).
     allowed_origins: Option<Vec<String>>,
     dispatcher: Dispatcher,
@@ -48,7 +48,6 @@ impl fmt::Debug for HttpService {
 impl HttpService {
     pub(crate) fn new(
         endpoint: String,
-        path_separator: char,
         allowed_origins: Option<Vec<String>>,
         dispatcher: Dispatcher,
         http: HttpTransport,
@@ -57,24 +56,12 @@ impl HttpService {
     ) -> Self {
         HttpService(Arc::new(Routes {
             endpoint,
-            path_separator,
             allowed_origins,
             dispatcher,
             http,
             ws,
             sse,
         }))
-    }
-
-    /// The subscription a `GET` asks for, if it asks for one (then it is served as SSE).
-    fn subscription<B>(&self, req: &Request<B>) -> Option<String> {
-        if req.method() != Method::GET {
-            return None;
-        }
-        let rest = strip_endpoint(req.uri().path(), &self.0.endpoint)?;
-        let path = single_path(rest, req.uri().query(), self.0.path_separator)?;
-        (self.0.dispatcher.kind_of(&path) == Some(ProcedureKind::Subscription))
-            .then(|| path.into_owned())
     }
 
     /// Answers one request from `peer` (when known). Never fails: every problem becomes a
@@ -111,10 +98,9 @@ impl HttpService {
         if req.method() == Method::HEAD {
             return no_content();
         }
-        if let Some(path) = self.subscription(&req) {
-            return routes.sse.handle(req, path, peer);
-        }
-        routes.http.handle(req, peer).await
+        // A `GET` of one subscription is handed on to SSE by the HTTP transport, once it
+        // has looked up the path.
+        routes.http.handle(req, peer, &routes.sse).await
     }
 }
 

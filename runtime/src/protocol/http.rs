@@ -160,30 +160,28 @@ pub(crate) fn parse_query(query: Option<&str>) -> Query {
 /// Decodes one form-urlencoded component: `+` → space, `%XY` → byte (a `%` not followed by two
 /// hex digits stays as it is), invalid UTF-8 replaced (what `URLSearchParams` does).
 fn form_decode(text: &str) -> Cow<'_, str> {
-    if !text.bytes().any(|b| b == b'%' || b == b'+') {
-        return Cow::Borrowed(text);
-    }
     let bytes = text.as_bytes();
+    let Some(first) = bytes.iter().position(|b| *b == b'%' || *b == b'+') else {
+        return Cow::Borrowed(text);
+    };
     let mut out = Vec::with_capacity(bytes.len());
-    let hex = |b: u8| (b as char).to_digit(16);
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                if let Some((Some(hi), Some(lo))) = bytes
-                    .get(i + 1..i + 3)
-                    .map(|pair| (hex(pair[0]), hex(pair[1])))
-                {
-                    // Two hex digits: at most 0xFF.
-                    out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
-                    i += 3;
-                    continue;
+    out.extend_from_slice(&bytes[..first]);
+    let mut i = first;
+    // One pass, a byte or an escape a turn (JSON in a URL is mostly escapes).
+    while let Some(&b) = bytes.get(i) {
+        let decoded = match b {
+            b'+' => b' ',
+            // A `%` not followed by two hex digits stays as it is.
+            b'%' => match bytes.get(i + 1..i + 3) {
+                Some(&[hi, lo]) if (HEX[usize::from(hi)] | HEX[usize::from(lo)]) < 16 => {
+                    i += 2;
+                    (HEX[usize::from(hi)] << 4) | HEX[usize::from(lo)]
                 }
-                out.push(b'%');
-            }
-            b => out.push(b),
-        }
+                _ => b'%',
+            },
+            b => b,
+        };
+        out.push(decoded);
         i += 1;
     }
     match String::from_utf8(out) {
@@ -192,18 +190,22 @@ fn form_decode(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// The one procedure path of a non-batch request (a subscription candidate for SSE),
-/// borrowed from the URL when decoding leaves it as it is.
-pub(crate) fn single_path<'a>(
-    rest: &'a str,
-    query: Option<&str>,
-    separator: char,
-) -> Option<Cow<'a, str>> {
-    if query.is_some_and(|q| q.split('&').any(|kv| kv == "batch=1")) {
-        return None;
+/// Each byte's value as a hex digit, or 0xFF when it is not one.
+const HEX: [u8; 256] = {
+    let mut table = [0xFF; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-    decode_path(rest, separator).ok()
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// The separators tRPC's `pathSeparator` option allows in URLs (`post~byId`).
 pub(crate) const PATH_SEPARATORS: [char; 4] = ['.', '_', '~', '-'];
@@ -378,17 +380,16 @@ pub(crate) fn check_one_kind(kinds: impl IntoIterator<Item = ProcedureKind>) -> 
     )))
 }
 
-/// The status of a batch answer: the calls' common status, or 207 when they differ.
+/// The status of a batch answer: the calls' common status, or 207 when they differ. Takes
+/// every item (callers write each call's envelope as its status goes by).
 pub(crate) fn batch_status(statuses: impl IntoIterator<Item = u16>) -> u16 {
-    let mut statuses = statuses.into_iter();
-    let Some(first) = statuses.next() else {
-        return 200;
-    };
-    if statuses.all(|s| s == first) {
-        first
-    } else {
-        207
-    }
+    statuses
+        .into_iter()
+        .fold(None, |common, status| match common {
+            Some(c) if c != status => Some(207),
+            _ => Some(status),
+        })
+        .unwrap_or(200)
 }
 
 #[cfg(test)]
@@ -452,6 +453,13 @@ mod tests {
         );
         assert_eq!(batch_status([200, 200]), 200);
         assert_eq!(batch_status([200, 404]), 207);
+        assert_eq!(batch_status([404, 200, 200]), 207);
+        assert_eq!(batch_status([404, 404]), 404);
+        assert_eq!(batch_status([]), 200);
+        // Every status is taken, also after a difference decided it.
+        let mut seen = 0;
+        let statuses = [200, 404, 200].into_iter().inspect(|_| seen += 1);
+        assert_eq!((batch_status(statuses), seen), (207, 3));
         assert!(check_one_kind([ProcedureKind::Query, ProcedureKind::Query]).is_ok());
         assert!(check_one_kind([ProcedureKind::Query, ProcedureKind::Mutation]).is_err());
     }
@@ -468,6 +476,16 @@ mod tests {
         assert!(!q.batch);
         assert_eq!(q.input.as_deref(), Some("100% +%zz\u{fffd}"));
         assert_eq!(q.connection_params.as_deref(), Some(""));
+        // A `%` with fewer than two hex digits after it, at the end or before one.
+        for (raw, decoded) in [
+            ("%", "%"),
+            ("a%4", "a%4"),
+            ("%4g%41", "%4gA"),
+            ("+%2b+", " + "),
+        ] {
+            let q = parse_query(Some(&format!("input={raw}")));
+            assert_eq!(q.input.as_deref(), Some(decoded), "{raw}");
+        }
         let q = parse_query(None);
         assert!(!q.batch && q.input.is_none() && q.connection_params.is_none());
     }

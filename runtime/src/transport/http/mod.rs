@@ -22,6 +22,7 @@ use crate::error::{Error, ErrorCode};
 use crate::protocol::envelope;
 use crate::protocol::http::{self as wire, HttpMethod, PerCall};
 use crate::request_body::{BodyKind, BodyStream, RequestBody};
+use crate::transport::sse::SseTransport;
 
 /// Limits and switches of the HTTP transport.
 #[derive(Debug, Clone)]
@@ -95,10 +96,18 @@ impl Outcome {
         }
     }
 
-    /// Waits for every running call. The calls are polled where they lie, together, until all
-    /// have finished: unlike `join_all`, nothing is allocated, and a batch of calls that finish
-    /// on their first poll (most do) is answered in one pass.
-    async fn settle_all(mut outcomes: PerCall<Outcome>) -> PerCall<Result<Reply, Error>> {
+    /// The result of a settled call.
+    fn settled(self) -> Result<Reply, Error> {
+        match self {
+            Outcome::Done(result) => result,
+            Outcome::Unstarted | Outcome::Running(_) => Outcome::never_run(),
+        }
+    }
+
+    /// Waits for every running call, leaving each `Done`. The calls are polled where they lie,
+    /// together, until all have finished: unlike `join_all`, nothing is allocated, and a batch
+    /// of calls that finish on their first poll (most do) is answered in one pass.
+    async fn settle_all(outcomes: &mut PerCall<Outcome>) {
         std::future::poll_fn(|cx| {
             let mut running = false;
             for outcome in outcomes.iter_mut() {
@@ -116,12 +125,6 @@ impl Outcome {
             }
         })
         .await;
-        let mut settled = PerCall::with_capacity(outcomes.len());
-        for outcome in outcomes {
-            // Every call is done: nothing is awaited here.
-            settled.push(outcome.settle().await);
-        }
-        settled
     }
 }
 
@@ -136,6 +139,7 @@ impl HttpTransport {
         &self,
         req: Request<B>,
         peer: Option<SocketAddr>,
+        sse: &SseTransport,
     ) -> Response<Body>
     where
         B: http_body::Body + Send + 'static,
@@ -151,7 +155,7 @@ impl HttpTransport {
                 return res;
             }
         };
-        match self.serve(method, req, peer).await {
+        match self.serve(method, req, peer, sse).await {
             Ok(res) => res,
             Err(failure) => self.fail(failure),
         }
@@ -168,6 +172,7 @@ impl HttpTransport {
         method: HttpMethod,
         req: Request<B>,
         peer: Option<SocketAddr>,
+        sse: &SseTransport,
     ) -> Result<Response<Body>, Failure>
     where
         B: http_body::Body + Send + 'static,
@@ -200,6 +205,18 @@ impl HttpTransport {
                 config.max_batch_size
             ));
             return Err((e, None));
+        }
+        let dispatcher = &self.dispatcher;
+        let found: PerCall<Option<&Entry>> =
+            target.paths.iter().map(|p| dispatcher.entry(p)).collect();
+        // Like tRPC, a `GET` of one subscription is an event stream, whatever it accepts.
+        if method == HttpMethod::Get
+            && !target.batch
+            && let [Some(entry)] = found.as_slice()
+            && entry.kind() == ProcedureKind::Subscription
+        {
+            let path = target.paths.first().unwrap_or_default().to_owned();
+            return Ok(sse.handle(req, path, peer));
         }
         // The raw input text: the `input` parameter (GET) or the body (POST, read in place).
         let (parts, body) = req.into_parts();
@@ -246,9 +263,6 @@ impl HttpTransport {
 
         // Resolve every call before running any, so a bad batch runs nothing. Kinds that
         // cannot share a request fail it before any per-call error is produced (and reported).
-        let dispatcher = &self.dispatcher;
-        let found: PerCall<Option<&Entry>> =
-            target.paths.iter().map(|p| dispatcher.entry(p)).collect();
         let kinds = found.iter().flatten().map(|entry| entry.kind());
         wire::check_one_kind(kinds.filter(|k| *k != ProcedureKind::Subscription))
             .map_err(|e| (e, None))?;
@@ -315,16 +329,17 @@ impl HttpTransport {
                 config.jsonl_ping,
             ));
         }
-        let outcomes = Outcome::settle_all(outcomes).await;
+        let mut outcomes = outcomes;
+        Outcome::settle_all(&mut outcomes).await;
         let policy = dispatcher.policy();
         // Every envelope is written straight into the body (a batch: `[…,…]`), sized once.
         let size: usize = outcomes
             .iter()
             .map(|o| match o {
-                Ok(reply) => {
+                Outcome::Done(Ok(reply)) => {
                     reply.json_ref().map_or(0, |j| j.get().len()) + envelope::RESULT_OVERHEAD
                 }
-                Err(_) => 160,
+                _ => 160,
             })
             .sum();
         let mut body = String::with_capacity(size + 2 + outcomes.len());
@@ -340,7 +355,7 @@ impl HttpTransport {
                 if i > 0 {
                     body.push(',');
                 }
-                match outcome {
+                match outcome.settled() {
                     Ok(reply) => {
                         envelope::write_result(&mut body, reply.json_ref().map(Json::get));
                         200
@@ -352,8 +367,7 @@ impl HttpTransport {
                 }
             });
         let status = if target.batch {
-            // Collected first: the status check may stop early, every envelope must be written.
-            wire::batch_status(statuses.collect::<Vec<_>>())
+            wire::batch_status(statuses)
         } else {
             statuses.last().unwrap_or(500)
         };
