@@ -61,6 +61,15 @@ async fn recv(socket: &mut Socket) -> Value {
     }
 }
 
+/// Asserts that the server ends the connection next (a close frame, or the socket's end).
+async fn closed(socket: &mut Socket) {
+    let end = deadline(socket.next()).await;
+    assert!(
+        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+        "{end:?}"
+    );
+}
+
 /// Frames until one matches `done`, all of them returned.
 async fn recv_until(socket: &mut Socket, done: impl Fn(&Value) -> bool) -> Vec<Value> {
     let mut frames = Vec::new();
@@ -426,11 +435,7 @@ async fn connection_params_reach_the_context_and_bad_ones_close() {
         (Value::Null, json!("Invalid connection params shape"))
     );
     // Then the server closes the socket.
-    let end = deadline(bad.next()).await;
-    assert!(
-        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
-        "{end:?}"
-    );
+    closed(&mut bad).await;
     server.shutdown().await;
 }
 
@@ -617,11 +622,7 @@ async fn a_refused_context_is_reported_and_the_socket_closed() {
         ),
         (json!(1), json!("FORBIDDEN"), json!("hello"))
     );
-    let end = deadline(ws.next()).await;
-    assert!(
-        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
-        "{end:?}"
-    );
+    closed(&mut ws).await;
     for _ in 0..100 {
         if server.handle.websocket_connections() == 0 {
             break;
@@ -664,21 +665,13 @@ async fn a_refused_connection_answers_calls_sent_after_the_refusal_then_closes()
             (json!(2), json!("FORBIDDEN"), json!("onCount"))
         ]
     );
-    let end = deadline(late.next()).await;
-    assert!(
-        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
-        "{end:?}"
-    );
+    closed(&mut late).await;
 
     // A client that sends nothing is closed after the short wait for its calls (1 s).
     let started = std::time::Instant::now();
     let mut idle = connect(&server, "", &[("x-fail-context", "1")]).await;
     assert_eq!(recv(&mut idle).await["id"], Value::Null);
-    let end = deadline(idle.next()).await;
-    assert!(
-        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
-        "{end:?}"
-    );
+    closed(&mut idle).await;
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "closed after {:?}, before the wait for calls",
@@ -706,11 +699,7 @@ async fn a_refused_connection_answers_calls_sent_after_the_refusal_then_closes()
         (frame["id"].clone(), frame["error"]["data"]["code"].clone()),
         (json!(7), json!("PARSE_ERROR"))
     );
-    let end = deadline(bad.next()).await;
-    assert!(
-        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
-        "{end:?}"
-    );
+    closed(&mut bad).await;
     // Every refused connection is gone.
     deadline(async {
         while server.handle.websocket_connections() != 0 {
