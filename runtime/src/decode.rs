@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use crate::call::Call;
 use crate::error::{Error, ErrorCode};
+use crate::request_body::BodyKind;
 use crate::serde_error::serde_issue;
 use crate::types::{Input, TypeInfo, short_type_name};
 use crate::upload;
@@ -32,14 +33,32 @@ pub(crate) fn compiled<'a>(
     })
 }
 
+/// A procedure's input type, with what decoding asks of it on every call worked out once:
+/// whether it is `()`, and whether it is a binary or multipart body (read from its schema id,
+/// which schemars writes with `format!` for generic types).
+pub(crate) struct InputType {
+    pub(crate) info: TypeInfo,
+    pub(crate) validator: LazyValidator,
+    unit: bool,
+    body: Option<BodyKind>,
+}
+
+impl InputType {
+    pub(crate) fn new(info: TypeInfo) -> Self {
+        InputType {
+            info,
+            validator: LazyValidator::new(),
+            unit: info.is_unit(),
+            body: info.body_kind(),
+        }
+    }
+}
+
 /// Decodes the call's input as `I`: the only part of decoding that depends on the type.
-pub(crate) fn decode<I: Input>(
-    info: &TypeInfo,
-    validator: &LazyValidator,
-    call: &Call,
-) -> Result<I, Error> {
+pub(crate) fn decode<I: Input>(input: &InputType, call: &Call) -> Result<I, Error> {
+    let (info, validator) = (&input.info, &input.validator);
     let mut value: Option<I> = None;
-    let Some(text) = source(info, validator, call, &mut value)? else {
+    let Some(text) = source(input, call, &mut value)? else {
         return match value {
             Some(value) => Ok(value),
             None => Err(Error::internal("a superjson input of an unexpected type")),
@@ -112,16 +131,16 @@ impl Text<'_> {
 /// Prepares the call's input for `serde_json`, without knowing its type: `None` when the input
 /// is in `value` already (a [`crate::js::Value`] from its superjson envelope).
 fn source<'a>(
-    info: &TypeInfo,
-    validator: &LazyValidator,
+    input: &InputType,
     call: &'a Call,
     value: &mut dyn Any,
 ) -> Result<Option<Text<'a>>, Error> {
-    if info.is_unit() {
+    let (info, validator) = (&input.info, &input.validator);
+    if input.unit {
         // A procedure without input ignores whatever was sent, as tRPC does.
         return Ok(Some(Text::json("null", true)));
     }
-    match (info.body_kind(), call.take_body()) {
+    match (input.body, call.take_body()) {
         (Some(_), Some(body)) => {
             // The input's `Deserialize` takes it from there.
             upload::set_pending(Some((body, call.options.unknown_fields)));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures_util::{Stream, StreamExt};
 
 use crate::call::{BoxFuture, Call, EncodedEvent, Handler, Json, Meta, ProcedureKind, Reply};
-use crate::decode::{self, LazyValidator, compiled};
+use crate::decode::{self, InputType, LazyValidator, compiled};
 use crate::deferred::{self, Encoded};
 use crate::error::{Error, TypedError};
 use crate::protocol::superjson::{self, Annotated};
@@ -112,7 +112,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         let io = Io::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<O>());
         let shared = Arc::clone(&io);
         let erased = move |ctx: Ctx, call: Arc<Call>| -> BoxFuture<Result<Reply, Error>> {
-            let input = match decode::decode::<I>(&shared.input, &shared.input_validator, &call) {
+            let input = match decode::decode::<I>(&shared.input, &call) {
                 Ok(input) => input,
                 Err(e) => return failed(e),
             };
@@ -123,7 +123,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         Self::assemble(
             kind,
             name,
-            (io.input, io.output),
+            (io.input.info, io.output),
             false,
             Arc::new(erased),
             location,
@@ -180,7 +180,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         let io = Io::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<E::Data>());
         let shared = Arc::clone(&io);
         let erased = move |ctx: Ctx, call: Arc<Call>| -> BoxFuture<Result<Reply, Error>> {
-            let input = match decode::decode::<I>(&shared.input, &shared.input_validator, &call) {
+            let input = match decode::decode::<I>(&shared.input, &call) {
                 Ok(input) => input,
                 Err(e) => return failed(e),
             };
@@ -203,7 +203,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
         Self::assemble(
             ProcedureKind::Subscription,
             name.into(),
-            (io.input, io.output),
+            (io.input.info, io.output),
             E::TRACKED,
             Arc::new(erased),
             location,
@@ -430,25 +430,26 @@ fn encode_result<O: Output>(
 }
 
 fn decode_input<I: Input>(io: &Io, call: &Call) -> Result<I, Error> {
-    decode::decode::<I>(&io.input, &io.input_validator, call)
+    decode::decode::<I>(&io.input, call)
 }
 
 /// What a procedure's handler needs of its types when it runs: their information and
 /// validators (what the handler `#[procedure]` writes hands [`Types`]'s decoder and encoder).
 /// Not public API.
 pub struct Io {
-    input: TypeInfo,
+    input: InputType,
     output: TypeInfo,
-    input_validator: LazyValidator,
+    /// Whether the output is `()` (`undefined`), worked out once.
+    output_unit: bool,
     output_validator: LazyValidator,
 }
 
 impl Io {
     fn new(input: TypeInfo, output: TypeInfo) -> Arc<Self> {
         Arc::new(Io {
-            input,
+            input: InputType::new(input),
             output,
-            input_validator: LazyValidator::new(),
+            output_unit: output.is_unit(),
             output_validator: LazyValidator::new(),
         })
     }
@@ -485,7 +486,7 @@ fn encode_output<O: Output>(io: &Io, call: &Call, value: &O) -> Result<Reply, Er
 fn encode(io: &Io, call: &Call, to_json: deferred::ToJson<'_>) -> Result<Reply, Error> {
     let (info, validator) = (&io.output, &io.output_validator);
     let superjson = call.options.superjson;
-    if info.is_unit() {
+    if io.output_unit {
         // `undefined`: nothing on plain JSON; superjson says it.
         return Ok(Reply::value(superjson.then(superjson::undefined)));
     }
