@@ -70,6 +70,11 @@ async fn closed(socket: &mut Socket) {
     );
 }
 
+/// An error frame's `id` and tRPC error code.
+fn id_and_code(frame: &Value) -> (Value, Value) {
+    (frame["id"].clone(), frame["error"]["data"]["code"].clone())
+}
+
 /// Frames until one matches `done`, all of them returned.
 async fn recv_until(socket: &mut Socket, done: impl Fn(&Value) -> bool) -> Vec<Value> {
     let mut frames = Vec::new();
@@ -608,10 +613,7 @@ async fn a_refused_context_is_reported_and_the_socket_closed() {
     )
     .await;
     let frame = recv(&mut ws).await;
-    assert_eq!(
-        (frame["id"].clone(), frame["error"]["data"]["code"].clone()),
-        (Value::Null, json!("FORBIDDEN"))
-    );
+    assert_eq!(id_and_code(&frame), (Value::Null, json!("FORBIDDEN")));
     // The call the client sent fails with the same error, then the server closes.
     let frame = recv(&mut ws).await;
     assert_eq!(
@@ -640,10 +642,7 @@ async fn a_refused_connection_answers_calls_sent_after_the_refusal_then_closes()
     // client sends a moment after the socket opens; a refusal can overtake that).
     let mut late = connect(&server, "", &[("x-fail-context", "1")]).await;
     let frame = recv(&mut late).await;
-    assert_eq!(
-        (frame["id"].clone(), frame["error"]["data"]["code"].clone()),
-        (Value::Null, json!("FORBIDDEN"))
-    );
+    assert_eq!(id_and_code(&frame), (Value::Null, json!("FORBIDDEN")));
     tokio::time::sleep(Duration::from_millis(200)).await;
     send(
         &mut late,
@@ -695,10 +694,7 @@ async fn a_refused_connection_answers_calls_sent_after_the_refusal_then_closes()
     )
     .await;
     let frame = recv(&mut bad).await;
-    assert_eq!(
-        (frame["id"].clone(), frame["error"]["data"]["code"].clone()),
-        (json!(7), json!("PARSE_ERROR"))
-    );
+    assert_eq!(id_and_code(&frame), (json!(7), json!("PARSE_ERROR")));
     closed(&mut bad).await;
     // Every refused connection is gone.
     deadline(async {

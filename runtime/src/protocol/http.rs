@@ -212,7 +212,7 @@ pub(crate) const PATH_SEPARATORS: [char; 4] = ['.', '_', '~', '-'];
 
 /// Percent-decodes a URL path and turns the `pathSeparator` back into dots (the dotted form
 /// keeps working, as with tRPC's server). Borrowed when there is nothing to change (the common
-/// case: every `GET` is checked for a subscription path).
+/// case).
 fn decode_path(rest: &str, separator: char) -> Result<Cow<'_, str>, Error> {
     if !rest.contains('%') && (separator == '.' || !rest.contains(separator)) {
         return Ok(Cow::Borrowed(rest));

@@ -329,7 +329,6 @@ impl HttpTransport {
                 config.jsonl_ping,
             ));
         }
-        let mut outcomes = outcomes;
         Outcome::settle_all(&mut outcomes).await;
         let policy = dispatcher.policy();
         // Every envelope is written straight into the body (a batch: `[…,…]`), sized once.

@@ -602,7 +602,7 @@ impl Conn {
     {
         self.send_shaped_without_id(io, error).await;
         let dispatcher = &self.shared.dispatcher;
-        let answer = async |io: &mut Io<S>, text: &str| {
+        let fail_calls = async |io: &mut Io<S>, text: &str| {
             let calls = wire::pending_calls(text);
             for (reply, path) in &calls {
                 io.text(refusal(dispatcher, reply, error, path)).await;
@@ -610,7 +610,7 @@ impl Conn {
             !calls.is_empty()
         };
         if let Some(text) = first
-            && answer(io, text).await
+            && fail_calls(io, text).await
         {
             return;
         }
@@ -620,7 +620,7 @@ impl Conn {
                 return;
             };
             match frame {
-                Message::Text(text) if answer(io, text.as_str()).await => return,
+                Message::Text(text) if fail_calls(io, text.as_str()).await => return,
                 Message::Close(_) => return,
                 _ => {}
             }
