@@ -175,7 +175,7 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
         };
         let decode = model.input.as_ref().map(|_| {
             quote! {
-                let __input = match (Self::__TYPES.decode)(__io, &__call) {
+                let __input = match (Self::__TYPES.decode)(__io, __call) {
                     ::core::result::Result::Ok(__input) => __input,
                     ::core::result::Result::Err(__e) => return ::oxrpc::__private::failed(__e),
                 };
@@ -188,14 +188,14 @@ fn emit(func: &ItemFn, model: &Model) -> TokenStream {
             fn __handle(
                 __io: &::std::sync::Arc<::oxrpc::__private::Io>,
                 __ctx: #ctx_ty,
-                __call: ::std::sync::Arc<::oxrpc::Call>,
+                __call: &::oxrpc::Call,
             ) -> ::oxrpc::__private::BoxFuture<
                 ::core::result::Result<::oxrpc::Reply, ::oxrpc::Error>,
             > {
                 #decode
-                let __io = ::std::sync::Arc::clone(__io);
+                let __encoder = ::oxrpc::__private::Encoder::new(__io, __call);
                 ::std::boxed::Box::pin(async move {
-                    (Self::__TYPES.encode)(&__io, &__call, #result)
+                    (Self::__TYPES.encode)(&__encoder, #result)
                 })
             }
         };

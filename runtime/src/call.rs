@@ -96,9 +96,44 @@ impl fmt::Debug for InputText {
     }
 }
 
-/// A type-erased procedure (or middleware chain ending in one).
+/// A type-erased procedure (or middleware chain ending in one). It reads what it needs of the
+/// call when it starts; its future keeps the call only if it asks for it ([`CallArg::shared`]).
 pub(crate) type Handler<Ctx> =
-    Arc<dyn Fn(Ctx, Arc<Call>) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
+    Arc<dyn Fn(Ctx, CallArg<'_>) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
+
+/// A call as a handler receives it: lent for the time the handler takes to start (a procedure
+/// decodes its input then and keeps only what encoding its output needs, so a call costs no
+/// allocation of its own), or already shared (inside a middleware stack, whose futures keep it).
+pub(crate) enum CallArg<'a> {
+    Lent(&'a Call),
+    Shared(Arc<Call>),
+}
+
+impl CallArg<'_> {
+    /// The call.
+    pub(crate) fn get(&self) -> &Call {
+        match self {
+            CallArg::Lent(call) => call,
+            CallArg::Shared(call) => call,
+        }
+    }
+
+    /// The call, owned and shared (a lent call is copied once, taking its body along).
+    pub(crate) fn shared(self) -> Arc<Call> {
+        match self {
+            CallArg::Shared(call) => call,
+            CallArg::Lent(call) => Arc::new(Call {
+                path: Arc::clone(&call.path),
+                kind: call.kind,
+                meta: call.meta.clone(),
+                input: call.input.clone(),
+                superjson_input: call.superjson_input.clone(),
+                options: call.options,
+                body: Mutex::new(call.take_body()),
+            }),
+        }
+    }
+}
 
 /// The kind of a procedure, which decides its HTTP method and its client call (`.query()`,
 /// `.mutate()`).

@@ -128,7 +128,7 @@ pub(crate) fn invoke(
     input: RawInput,
     body: Option<RequestBody>,
     last_event_id: Option<&str>,
-    start: impl FnOnce(Arc<Call>) -> BoxFuture<Result<Reply, Error>>,
+    start: impl FnOnce(&Call) -> BoxFuture<Result<Reply, Error>>,
     reporter: Option<Dispatcher>,
 ) -> Invoked {
     let span = tracing::info_span!(
@@ -165,7 +165,8 @@ pub(crate) fn invoke(
         Ok(prepared) => prepared,
         Err(e) => return Invoked::settled(end.finish(&span, Ok(Err(e))), span),
     };
-    let call = Arc::new(Call {
+    // Lent to the handler while it starts: what its future needs of the call, it keeps.
+    let call = Call {
         path: Arc::clone(inv.path),
         kind: inv.kind,
         meta: inv.meta.clone(),
@@ -173,10 +174,11 @@ pub(crate) fn invoke(
         superjson_input,
         options: inv.options,
         body: Mutex::new(body),
-    });
+    };
     let entered = span.enter();
-    let started = std::panic::catch_unwind(AssertUnwindSafe(|| guard::contained(|| start(call))));
+    let started = std::panic::catch_unwind(AssertUnwindSafe(|| guard::contained(|| start(&call))));
     drop(entered);
+    drop(call);
     match started {
         Err(payload) => Invoked::settled(end.finish(&span, Err(payload)), span),
         Ok(fut) => Invoked {
@@ -353,8 +355,7 @@ impl fmt::Debug for Context {
     }
 }
 
-type ErasedHandler =
-    Arc<dyn Fn(&Context, Arc<Call>) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
+type ErasedHandler = Arc<dyn Fn(&Context, &Call) -> BoxFuture<Result<Reply, Error>> + Send + Sync>;
 /// How a server makes the context of each request or connection, its type erased.
 #[derive(Clone)]
 pub(crate) enum ContextFn {
@@ -454,13 +455,14 @@ impl Dispatcher {
                 let (kind, meta) = (procedure.kind(), procedure.meta().clone());
                 let body = procedure.input().body_kind();
                 let procedure = procedure.clone();
-                let handler: ErasedHandler = Arc::new(move |ctx: &Context, call: Arc<Call>| {
-                    match ctx.0.downcast_ref::<Ctx>() {
-                        Some(ctx) => procedure.invoke(ctx.clone(), call),
-                        None => Box::pin(std::future::ready(Err(Error::internal(
-                            "a context of another type reached the dispatcher",
-                        )))),
-                    }
+                let handler: ErasedHandler = Arc::new(move |ctx: &Context, call: &Call| match ctx
+                    .0
+                    .downcast_ref::<Ctx>(
+                ) {
+                    Some(ctx) => procedure.invoke(ctx.clone(), call),
+                    None => Box::pin(std::future::ready(Err(Error::internal(
+                        "a context of another type reached the dispatcher",
+                    )))),
                 });
                 let entry = Entry {
                     path: Arc::from(path),

@@ -233,7 +233,7 @@ pub mod __fuzz {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::call::BoxFuture;
-    pub use crate::procedure::{Encode, HandleFn, Io, Types, failed, types};
+    pub use crate::procedure::{Encode, Encoder, HandleFn, Io, Types, failed, types};
 
     /// Turns a handler's `Result<T, E>` into `Result<T, oxrpc::Error>`.
     pub fn into_result<T, E: Into<crate::Error>>(result: Result<T, E>) -> Result<T, crate::Error> {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::call::{BoxFuture, Call, Handler, Reply};
+use crate::call::{BoxFuture, Call, CallArg, Handler, Reply};
 use crate::error::Error;
 use crate::procedure::Procedure;
 
@@ -28,7 +28,7 @@ pub struct Next<Ctx> {
 impl<Ctx> Next<Ctx> {
     /// Runs the rest of the chain with `ctx` (the refined context, for a refining middleware).
     pub async fn run(self, ctx: Ctx) -> Result<Reply, Error> {
-        (self.handler)(ctx, self.call).await
+        (self.handler)(ctx, CallArg::Shared(self.call)).await
     }
 }
 
@@ -112,7 +112,9 @@ impl<M: Middleware> Layer for M {
         let middleware = Arc::new(self);
         procedure.map_handler(move |inner: Handler<M::Out>| -> Handler<M::In> {
             Arc::new(
-                move |ctx: M::In, call: Arc<Call>| -> BoxFuture<Result<Reply, Error>> {
+                move |ctx: M::In, call: CallArg<'_>| -> BoxFuture<Result<Reply, Error>> {
+                    // The middleware's future and the rest of the chain keep the call.
+                    let call = call.shared();
                     let middleware = Arc::clone(&middleware);
                     let next = Next {
                         handler: Arc::clone(&inner),

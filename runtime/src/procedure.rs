@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
 
-use crate::call::{BoxFuture, Call, EncodedEvent, Handler, Json, Meta, ProcedureKind, Reply};
+use crate::call::{
+    BoxFuture, Call, CallArg, CallOptions, EncodedEvent, Handler, Json, Meta, ProcedureKind, Reply,
+};
 use crate::decode::{self, InputType, LazyValidator, compiled};
 use crate::deferred::{self, Encoded};
 use crate::error::{Error, TypedError};
@@ -111,14 +113,15 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
     {
         let io = Io::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<O>());
         let shared = Arc::clone(&io);
-        let erased = move |ctx: Ctx, call: Arc<Call>| -> BoxFuture<Result<Reply, Error>> {
-            let input = match decode::decode::<I>(&shared.input, &call) {
+        let erased = move |ctx: Ctx, call: CallArg<'_>| -> BoxFuture<Result<Reply, Error>> {
+            let call = call.get();
+            let input = match decode::decode::<I>(&shared.input, call) {
                 Ok(input) => input,
                 Err(e) => return failed(e),
             };
             let fut = handler(ctx, input);
-            let io = Arc::clone(&shared);
-            Box::pin(async move { encode_output(&io, &call, &fut.await?) })
+            let encoder = Encoder::new(&shared, call);
+            Box::pin(async move { encode_output(&encoder, &fut.await?) })
         };
         Self::assemble(
             kind,
@@ -149,7 +152,7 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
     ) -> Self {
         let io = Io::new(input, output);
         let handler: Handler<Ctx> =
-            Arc::new(move |ctx: Ctx, call: Arc<Call>| handle(&io, ctx, call));
+            Arc::new(move |ctx: Ctx, call: CallArg<'_>| handle(&io, ctx, call.get()));
         Self::assemble(
             kind,
             name.to_owned(),
@@ -179,20 +182,21 @@ impl<Ctx: Send + 'static> Procedure<Ctx> {
     {
         let io = Io::new(TypeInfo::of_input::<I>(), TypeInfo::of_output::<E::Data>());
         let shared = Arc::clone(&io);
-        let erased = move |ctx: Ctx, call: Arc<Call>| -> BoxFuture<Result<Reply, Error>> {
-            let input = match decode::decode::<I>(&shared.input, &call) {
+        let erased = move |ctx: Ctx, call: CallArg<'_>| -> BoxFuture<Result<Reply, Error>> {
+            let call = call.get();
+            let input = match decode::decode::<I>(&shared.input, call) {
                 Ok(input) => input,
                 Err(e) => return failed(e),
             };
             let fut = handler(ctx, input);
-            let io = Arc::clone(&shared);
+            let encoder = Encoder::new(&shared, call);
             Box::pin(async move {
                 let stream = fut.await?;
                 let events = stream.map(move |event| {
                     let (id, data) = event?.into_wire()?;
                     let data = match data {
-                        Wire::Json(encoded) => encoded_event(&call, &encoded),
-                        Wire::Value(data) => event_data(encode_output(&io, &call, &data))?,
+                        Wire::Json(encoded) => encoded_event(&encoder, &encoded),
+                        Wire::Value(data) => event_data(encode_output(&encoder, &data))?,
                     };
                     Ok(EncodedEvent { id, data })
                 });
@@ -285,7 +289,7 @@ impl<Ctx> Procedure<Ctx> {
     {
         self.error = Some(TypeInfo::of_output::<E>());
         let inner = self.handler;
-        self.handler = Arc::new(move |ctx: Ctx, call: Arc<Call>| {
+        self.handler = Arc::new(move |ctx: Ctx, call: CallArg<'_>| {
             let fut = inner(ctx, call);
             Box::pin(async move {
                 match fut.await {
@@ -346,8 +350,8 @@ impl<Ctx> Procedure<Ctx> {
     }
 
     /// Runs the handler (no panic protection: the router adds it).
-    pub(crate) fn invoke(&self, ctx: Ctx, call: Arc<Call>) -> BoxFuture<Result<Reply, Error>> {
-        (self.handler)(ctx, call)
+    pub(crate) fn invoke(&self, ctx: Ctx, call: &Call) -> BoxFuture<Result<Reply, Error>> {
+        (self.handler)(ctx, CallArg::Lent(call))
     }
 }
 
@@ -358,7 +362,7 @@ impl Procedure<()> {
     #[doc(hidden)]
     pub fn __any_context<Ctx: Send + 'static>(self) -> Procedure<Ctx> {
         self.map_handler(|inner| {
-            Arc::new(move |_ctx: Ctx, call: Arc<Call>| inner((), call)) as Handler<Ctx>
+            Arc::new(move |_ctx: Ctx, call: CallArg<'_>| inner((), call)) as Handler<Ctx>
         })
     }
 }
@@ -388,11 +392,12 @@ fn adopt<E: TypedError>(error: Error) -> Error {
 }
 
 /// A handler `#[procedure]` writes: decodes the call's input with its [`Types::decode`], runs
-/// the function, encodes its output with [`Types::encode`]. Not public API.
-pub type HandleFn<Ctx> = fn(&Arc<Io>, Ctx, Arc<Call>) -> BoxFuture<Result<Reply, Error>>;
+/// the function, encodes its output with [`Types::encode`] (its future keeps an [`Encoder`],
+/// not the call). Not public API.
+pub type HandleFn<Ctx> = fn(&Arc<Io>, Ctx, &Call) -> BoxFuture<Result<Reply, Error>>;
 
 /// Turns a procedure's result into its reply. Not public API.
-pub type Encode<O> = fn(&Io, &Call, Result<O, Error>) -> Result<Reply, Error>;
+pub type Encode<O> = fn(&Encoder, Result<O, Error>) -> Result<Reply, Error>;
 
 /// A procedure's input decoder, output encoder and type information, for the code
 /// `#[procedure]` writes: one constant per procedure ([`types::<I, O>()`](types)), so the types'
@@ -421,12 +426,8 @@ pub const fn types<I: Input, O: Output>() -> Types<I, O> {
     }
 }
 
-fn encode_result<O: Output>(
-    io: &Io,
-    call: &Call,
-    result: Result<O, Error>,
-) -> Result<Reply, Error> {
-    encode_output(io, call, &result?)
+fn encode_result<O: Output>(encoder: &Encoder, result: Result<O, Error>) -> Result<Reply, Error> {
+    encode_output(encoder, &result?)
 }
 
 fn decode_input<I: Input>(io: &Io, call: &Call) -> Result<I, Error> {
@@ -455,14 +456,33 @@ impl Io {
     }
 }
 
+/// What encoding a call's output needs, kept by the handler's future while the function runs:
+/// the procedure's types, the call's path (for messages) and its options. Not public API.
+pub struct Encoder {
+    io: Arc<Io>,
+    path: Arc<str>,
+    options: CallOptions,
+}
+
+impl Encoder {
+    /// The encoder for `call`'s output, by a procedure of types `io`.
+    pub fn new(io: &Arc<Io>, call: &Call) -> Self {
+        Encoder {
+            io: Arc::clone(io),
+            path: Arc::clone(&call.path),
+            options: call.options,
+        }
+    }
+}
+
 /// A call that failed before its handler ran. Not public API.
 pub fn failed(error: Error) -> BoxFuture<Result<Reply, Error>> {
     Box::pin(std::future::ready(Err(error)))
 }
 
 /// An event the bus encoded once for every subscriber, as this call wants it.
-fn encoded_event(call: &Call, encoded: &Annotated) -> Json {
-    if call.options.superjson {
+fn encoded_event(encoder: &Encoder, encoded: &Annotated) -> Json {
+    if encoder.options.superjson {
         encoded.envelope()
     } else {
         encoded.json.clone()
@@ -478,25 +498,26 @@ fn event_data(reply: Result<Reply, Error>) -> Result<Json, Error> {
 
 /// Serializes an output (with its parts sent later, on a streamed call), validating it
 /// against its own schema when asked to (outputs with parts: the part sent at once only).
-fn encode_output<O: Output>(io: &Io, call: &Call, value: &O) -> Result<Reply, Error> {
-    encode(io, call, &|| Json::write(value))
+fn encode_output<O: Output>(encoder: &Encoder, value: &O) -> Result<Reply, Error> {
+    encode(encoder, &|| Json::write(value))
 }
 
 /// [`encode_output`] for the value `to_json` writes (compiled once, not per output type).
-fn encode(io: &Io, call: &Call, to_json: deferred::ToJson<'_>) -> Result<Reply, Error> {
+fn encode(encoder: &Encoder, to_json: deferred::ToJson<'_>) -> Result<Reply, Error> {
+    let Encoder { io, path, options } = encoder;
     let (info, validator) = (&io.output, &io.output_validator);
-    let superjson = call.options.superjson;
+    let superjson = options.superjson;
     if io.output_unit {
         // `undefined`: nothing on plain JSON; superjson says it.
         return Ok(Reply::value(superjson.then(superjson::undefined)));
     }
     let Annotated { json: raw, values } =
-        match deferred::serialize_with(to_json, call.options.streaming, superjson)? {
+        match deferred::serialize_with(to_json, options.streaming, superjson)? {
             Encoded::Plain(annotated) => annotated,
             // Its schema describes the resolved values, not the placeholders: not validated.
             Encoded::Parted(parted) => return Ok(Reply::parted(parted)),
         };
-    if call.options.validate_output {
+    if options.validate_output {
         let json: serde_json::Value = serde_json::from_str(raw.get()).map_err(Error::internal)?;
         let issues =
             compiled(validator, info)?.validate(&json, crate::validate::UnknownFields::Ignore);
@@ -507,7 +528,7 @@ fn encode(io: &Io, call: &Call, to_json: deferred::ToJson<'_>) -> Result<Reply, 
                 .collect();
             return Err(Error::internal(format!(
                 "the output of `{}` does not match its own schema: {}",
-                call.path,
+                path,
                 detail.join("; ")
             ))
             .with_message("Internal server error: output validation failed"));
@@ -535,12 +556,12 @@ mod tests {
             .block_on(f)
     }
 
-    fn raw(s: &str) -> Arc<Call> {
+    fn raw(s: &str) -> Call {
         call(Some(crate::call::InputText::written(s.to_owned())))
     }
 
-    fn call(input: crate::call::RawInput) -> Arc<Call> {
-        Arc::new(Call {
+    fn call(input: crate::call::RawInput) -> Call {
+        Call {
             path: Arc::from("p"),
             kind: ProcedureKind::Query,
             meta: Meta::default(),
@@ -548,7 +569,7 @@ mod tests {
             superjson_input: None,
             options: crate::call::CallOptions::default(),
             body: std::sync::Mutex::default(),
-        })
+        }
     }
 
     #[test]
@@ -559,7 +580,7 @@ mod tests {
             name: String,
         }
         let p = Procedure::query("q", |_: (), _: In| async { Ok::<_, Error>(1) });
-        let err = block_on(p.invoke((), raw(r#"{"name":5}"#))).expect_err("must fail");
+        let err = block_on(p.invoke((), &raw(r#"{"name":5}"#))).expect_err("must fail");
         assert_eq!(err.code(), ErrorCode::BadRequest);
         assert_eq!(
             err.message(),
@@ -567,7 +588,7 @@ mod tests {
         );
         let issues = err.issues().expect("issues");
         assert_eq!(issues[0].path, vec![PathSegment::Key("name".into())]);
-        let err = block_on(p.invoke((), call(None))).expect_err("must fail");
+        let err = block_on(p.invoke((), &call(None))).expect_err("must fail");
         assert!(
             err.message().starts_with("Missing input"),
             "{}",
@@ -598,11 +619,11 @@ mod tests {
         });
         let ok = r#"{"peers":[{"weight":1,"addr":"127.0.0.1:80"}]}"#;
         assert_eq!(
-            block_on(p.invoke((), raw(ok))).expect("valid").json(),
+            block_on(p.invoke((), &raw(ok))).expect("valid").json(),
             Some("81")
         );
         let bad = "{\"peers\": [{\"weight\": 1, \"addr\": \"127.0.0.1:80\"},\n {\"weight\": 2, \"addr\": \"nowhere\"}]}";
-        let err = block_on(p.invoke((), raw(bad))).expect_err("not an address");
+        let err = block_on(p.invoke((), &raw(bad))).expect_err("not an address");
         assert_eq!(err.code(), ErrorCode::BadRequest);
         let issue = &err.issues().expect("issues")[0];
         assert_eq!(
@@ -615,7 +636,7 @@ mod tests {
         );
         assert_eq!(issue.message, "invalid socket address syntax");
         // The schema's own issues come first.
-        let err = block_on(p.invoke((), raw(r#"{"peers":[{"weight":11,"addr":"x"}]}"#)))
+        let err = block_on(p.invoke((), &raw(r#"{"peers":[{"weight":11,"addr":"x"}]}"#)))
             .expect_err("too heavy");
         assert_eq!(err.issues().expect("issues")[0].code, "too_big");
     }
@@ -642,9 +663,9 @@ mod tests {
         let p = Procedure::query("q", |_: (), i: In| async move {
             Ok::<_, Error>(i.items.iter().map(|item| item.n).sum::<u32>())
         });
-        let ok = block_on(p.invoke((), raw(r#"{"items":[{"n":2},{"n":4}]}"#))).expect("even");
+        let ok = block_on(p.invoke((), &raw(r#"{"items":[{"n":2},{"n":4}]}"#))).expect("even");
         assert_eq!(ok.json(), Some("6"));
-        let err = block_on(p.invoke((), raw("{\"items\": [{\"n\": 2},\n {\"n\": 3}]}")))
+        let err = block_on(p.invoke((), &raw("{\"items\": [{\"n\": 2},\n {\"n\": 3}]}")))
             .expect_err("odd");
         assert_eq!(err.code(), ErrorCode::BadRequest);
         let issue = &err.issues().expect("issues")[0];
@@ -656,7 +677,7 @@ mod tests {
         );
         assert_eq!(issue.message, "3 is odd");
         // The schema's own issues come first.
-        let err = block_on(p.invoke((), raw(r#"{"items":[{"n":-1}]}"#))).expect_err("negative");
+        let err = block_on(p.invoke((), &raw(r#"{"items":[{"n":-1}]}"#))).expect_err("negative");
         assert_eq!(err.issues().expect("issues")[0].code, "too_small");
     }
 
@@ -664,7 +685,7 @@ mod tests {
     fn unit_input_ignores_what_was_sent_and_unit_output_is_undefined() {
         let p = Procedure::mutation("m", |_: (), (): ()| async { Ok::<_, Error>(()) });
         assert_eq!(
-            block_on(p.invoke((), raw("[1,2]")))
+            block_on(p.invoke((), &raw("[1,2]")))
                 .expect("ok")
                 .json()
                 .map(str::to_owned),
@@ -677,7 +698,7 @@ mod tests {
     fn option_input_accepts_undefined() {
         let p = Procedure::query("q", |_: (), i: Option<u8>| async move { Ok::<_, Error>(i) });
         assert!(p.input().accepts_undefined());
-        let out = block_on(p.invoke((), call(None))).expect("ok");
+        let out = block_on(p.invoke((), &call(None))).expect("ok");
         assert_eq!(out.json(), Some("null"));
     }
 
@@ -720,16 +741,16 @@ mod tests {
         );
         let reason = |e: &Error| e.data().map(|d| d["reason"].clone());
         // Returned by the handler: its own case.
-        let e = block_on(p.invoke((), raw("0"))).expect_err("fails");
+        let e = block_on(p.invoke((), &raw("0"))).expect_err("fails");
         assert_eq!((e.code(), e.message()), (ErrorCode::Conflict, "full"));
         assert_eq!(reason(&e), Some("Full".into()));
         // Invalid input: adopted, issues and message kept.
-        let e = block_on(p.invoke((), raw("\"x\""))).expect_err("fails");
+        let e = block_on(p.invoke((), &raw("\"x\""))).expect_err("fails");
         assert_eq!(e.code(), ErrorCode::BadRequest);
         assert!(e.issues().is_some_and(|i| !i.is_empty()));
         assert_eq!(reason(&e), Some("BadInput".into()));
         // Not adopted: root shape.
-        let e = block_on(p.invoke((), raw("1"))).expect_err("fails");
+        let e = block_on(p.invoke((), &raw("1"))).expect_err("fails");
         assert_eq!((e.code(), e.data()), (ErrorCode::Forbidden, None));
         // Without `.errors()`, nothing is declared.
         let plain = Procedure::query("q", |_: (), n: u8| async move { Ok::<_, Error>(n) });
@@ -746,7 +767,7 @@ mod tests {
         })
         .errors::<Refusal>();
         let events = block_on(async {
-            let reply = p.invoke((), call(None)).await.expect("starts");
+            let reply = p.invoke((), &call(None)).await.expect("starts");
             reply
                 .into_events()
                 .expect("a stream")

@@ -99,10 +99,15 @@ describe('uploads: binary and FormData inputs', () => {
     assert.deepEqual(await withTimeout(client().uploadSmall.mutate(new Uint8Array(1000))), { size: 1000 });
   });
 
-  it('an upload refused before it is read (middleware, no boundary) still gets its answer', async () => {
+  it('an upload refused before it is read (middleware, no boundary) still gets its answer; a signed-in one is read', async () => {
     // 5 MiB to a procedure behind an auth middleware: refused unread, the body drained.
     const err = await rejectsWithClientError(client().uploadPrivate.mutate(new Uint8Array(5 * MiB)), 'unauthenticated upload');
     assertClientError(err, { code: 'UNAUTHORIZED', httpStatus: 401, path: 'uploadPrivate' });
+    // Signed in, the middleware passes the call on and the procedure reads the whole body.
+    const signedIn = createTRPCClient<AppRouter>({
+      links: [httpLink({ url: server.url, headers: { authorization: 'ABC' } })],
+    });
+    assert.deepEqual(await withTimeout(signedIn.uploadPrivate.mutate(new Uint8Array(3 * MiB))), { size: 3 * MiB });
     const noBoundary = await raw(`${server.url}/form`, {
       method: 'POST',
       headers: { 'content-type': 'multipart/form-data' },
