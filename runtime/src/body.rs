@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -17,15 +18,18 @@ use crate::protocol::error::ErrorPolicy;
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The response body of oxrpc's HTTP service.
-pub struct Body(http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>);
+pub struct Body(Kind);
+
+enum Kind {
+    /// The whole body at once (most responses): not boxed.
+    Full(Full<Bytes>),
+    /// A body written as it is produced (JSONL, SSE).
+    Streamed(http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>),
+}
 
 impl Body {
     pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
-        Body(
-            Full::new(bytes.into())
-                .map_err(|never: Infallible| match never {})
-                .boxed_unsync(),
-        )
+        Body(Kind::Full(Full::new(bytes.into())))
     }
 
     pub(crate) fn empty() -> Self {
@@ -37,7 +41,9 @@ impl Body {
     pub(crate) fn stream(chunks: impl futures_util::Stream<Item = Bytes> + Send + 'static) -> Self {
         use futures_util::StreamExt;
         let frames = chunks.map(|chunk| Ok::<_, BoxError>(http_body::Frame::data(chunk)));
-        Body(http_body_util::StreamBody::new(frames).boxed_unsync())
+        Body(Kind::Streamed(
+            http_body_util::StreamBody::new(frames).boxed_unsync(),
+        ))
     }
 }
 
@@ -55,15 +61,26 @@ impl http_body::Body for Body {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.0).poll_frame(cx)
+        match &mut self.0 {
+            Kind::Full(full) => Pin::new(full)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(|never: Infallible| match never {}))),
+            Kind::Streamed(body) => Pin::new(body).poll_frame(cx),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
+        match &self.0 {
+            Kind::Full(full) => full.is_end_stream(),
+            Kind::Streamed(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.0.size_hint()
+        match &self.0 {
+            Kind::Full(full) => full.size_hint(),
+            Kind::Streamed(body) => body.size_hint(),
+        }
     }
 }
 
@@ -74,13 +91,16 @@ pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> 
 
 /// A response with any body of JSON (or JSON lines), with tRPC's headers.
 pub(crate) fn json_body_response(status: StatusCode, body: Body) -> Response<Body> {
+    // Built once and copied: a copy hashes no names (the map is sized for these two).
+    static HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
+        let mut headers = HeaderMap::with_capacity(2);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(VARY, HeaderValue::from_static("trpc-accept, accept"));
+        headers
+    });
     let mut res = Response::new(body);
     *res.status_mut() = status;
-    // Sized for these two (the map's default first allocation holds six).
-    let mut headers = HeaderMap::with_capacity(2);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(VARY, HeaderValue::from_static("trpc-accept, accept"));
-    *res.headers_mut() = headers;
+    *res.headers_mut() = HEADERS.clone();
     res
 }
 

@@ -8,12 +8,17 @@ use std::fmt::Write as _;
 use crate::protocol::error::ErrorShape;
 use crate::protocol::superjson;
 
-/// What [`write_result`] adds around the data.
-pub(crate) const RESULT_OVERHEAD: usize = 22;
+/// The length of what [`write_result`] writes for `data`, exactly (a body sized exactly
+/// becomes `Bytes` without an allocation of its own).
+pub(crate) fn result_len(data: Option<&str>) -> usize {
+    const RESULT: usize = r#"{"result":{"data":}}"#.len();
+    const UNDEFINED: usize = r#"{"result":{}}"#.len();
+    data.map_or(UNDEFINED, |data| data.len() + RESULT)
+}
 
 /// `{"result":{"data":…}}`, or `{"result":{}}` for an `undefined` output.
 pub(crate) fn result(data: Option<&str>) -> String {
-    let mut out = String::with_capacity(data.map_or(0, str::len) + RESULT_OVERHEAD);
+    let mut out = String::with_capacity(result_len(data));
     write_result(&mut out, data);
     out
 }
@@ -162,6 +167,15 @@ mod tests {
             r#"{"result":{"data":"hello world"}}"#
         );
         assert_eq!(result(None), r#"{"result":{}}"#);
+        for data in [Some("\"hello world\""), Some("5"), None] {
+            let written = result(data);
+            assert_eq!(result_len(data), written.len(), "{written}");
+            assert_eq!(
+                written.capacity(),
+                written.len(),
+                "sized exactly: {written}"
+            );
+        }
         let e = Error::new(ErrorCode::NotFound, "thing not found");
         assert_eq!(
             error(&ErrorPolicy::default().shape(&e, Some("notFound"))),

@@ -252,17 +252,16 @@ pub(crate) fn parse_inputs(
 
 /// Whether the client asked for a JSONL stream (`httpBatchStreamLink`).
 fn wants_jsonl(headers: &HeaderMap) -> bool {
-    // Constant names: a `&str` name would be parsed again on every request.
+    // Constant names: a `&str` name would be parsed again on every request. One pass over the
+    // request's few headers costs less than hashing both names for two lookups.
     const TRPC_ACCEPT: http::HeaderName = http::HeaderName::from_static("trpc-accept");
-    let has = |name: http::HeaderName| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
+    headers.iter().any(|(name, value)| {
+        (*name == http::header::ACCEPT || *name == TRPC_ACCEPT)
+            && value.to_str().is_ok_and(|v| {
                 v.split(',')
                     .any(|t| t.trim().eq_ignore_ascii_case("application/jsonl"))
             })
-        })
-    };
-    has(TRPC_ACCEPT) || has(http::header::ACCEPT)
+    })
 }
 
 /// What an HTTP method may do.

@@ -134,8 +134,7 @@ impl Writer {
                     );
                 };
                 let (json, values) = self.value(output);
-                let mut result = String::with_capacity(json.len() + envelope::RESULT_OVERHEAD);
-                envelope::write_result(&mut result, Some(json));
+                let result = envelope::result(Some(json));
                 let settled = envelope::jsonl_settled(i, &result);
                 let at = values.map(|v| (envelope::JSONL_OUTPUT_PATH, v));
                 return line(self.out(settled, at));

@@ -331,17 +331,17 @@ impl HttpTransport {
         }
         Outcome::settle_all(&mut outcomes).await;
         let policy = dispatcher.policy();
-        // Every envelope is written straight into the body (a batch: `[…,…]`), sized once.
+        // Every envelope is written straight into the body (a batch: `[…,…]`), sized once:
+        // exactly, when every call succeeded.
         let size: usize = outcomes
             .iter()
             .map(|o| match o {
-                Outcome::Done(Ok(reply)) => {
-                    reply.json_ref().map_or(0, |j| j.get().len()) + envelope::RESULT_OVERHEAD
-                }
+                Outcome::Done(Ok(reply)) => envelope::result_len(reply.json_ref().map(Json::get)),
                 _ => 160,
             })
             .sum();
-        let mut body = String::with_capacity(size + 2 + outcomes.len());
+        let brackets = if target.batch { outcomes.len() + 1 } else { 0 };
+        let mut body = String::with_capacity(size + brackets);
         if target.batch {
             body.push('[');
         }
