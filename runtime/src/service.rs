@@ -5,10 +5,12 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::future::{Future, ready};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::future::Either;
 use http::header::ORIGIN;
 use http::{Method, Request, Response};
 
@@ -66,11 +68,15 @@ impl HttpService {
 
     /// Answers one request from `peer` (when known). Never fails: every problem becomes a
     /// tRPC error response.
-    pub(crate) async fn handle<B>(
+    ///
+    /// Not an `async fn`: what is decided without waiting is answered at once, and the HTTP
+    /// transport's future is returned as it is, not kept inside one more future with its own
+    /// copy of the request (every layer of futures is moved, whole, on each request).
+    pub(crate) fn handle<B>(
         &self,
         req: Request<B>,
         peer: Option<SocketAddr>,
-    ) -> Response<Body>
+    ) -> impl Future<Output = Response<Body>> + Send + '_
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
@@ -89,18 +95,18 @@ impl HttpService {
                     ),
                     None,
                 );
-                return error_response(routes.dispatcher.policy(), &e, None);
+                return Either::Left(ready(error_response(routes.dispatcher.policy(), &e, None)));
             }
         }
         if is_upgrade(&req) && in_endpoint(req.uri().path(), &routes.endpoint) {
-            return routes.ws.upgrade(req, peer);
+            return Either::Left(ready(routes.ws.upgrade(req, peer)));
         }
         if req.method() == Method::HEAD {
-            return no_content();
+            return Either::Left(ready(no_content()));
         }
         // A `GET` of one subscription is handed on to SSE by the HTTP transport, once it
         // has looked up the path.
-        routes.http.handle(req, peer, &routes.sse).await
+        Either::Right(routes.http.handle(req, peer, &routes.sse))
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod jsonl;
 
+use std::future::{Future, Ready, ready};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::Poll;
@@ -10,6 +11,8 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use bytestring::ByteString;
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -134,13 +137,13 @@ impl HttpTransport {
     }
 
     /// Answers one HTTP request from `peer`. Never fails: every problem becomes a tRPC error
-    /// response.
-    pub(crate) async fn handle<B>(
-        &self,
+    /// response. (Not an `async fn`, for the reason `HttpService::handle` gives.)
+    pub(crate) fn handle<'a, B>(
+        &'a self,
         req: Request<B>,
         peer: Option<SocketAddr>,
-        sse: &SseTransport,
-    ) -> Response<Body>
+        sse: &'a SseTransport,
+    ) -> Either<Ready<Response<Body>>, impl Future<Output = Response<Body>> + Send + 'a>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
@@ -152,13 +155,13 @@ impl HttpTransport {
                 let mut res = self.fail((e, None));
                 res.headers_mut()
                     .insert(ALLOW, HeaderValue::from_static(HttpMethod::ALLOW));
-                return res;
+                return Either::Left(ready(res));
             }
         };
-        match self.serve(method, req, peer, sse).await {
-            Ok(res) => res,
-            Err(failure) => self.fail(failure),
-        }
+        Either::Right(
+            self.serve(method, req, peer, sse)
+                .map(|served| served.unwrap_or_else(|failure| self.fail(failure))),
+        )
     }
 
     /// Reports a request-level error (once, here where it is produced) and answers with it.
@@ -228,7 +231,9 @@ impl HttpTransport {
                     .get(CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok());
                 if let Some(kind) = content_type.and_then(BodyKind::of_media_type) {
-                    return self.serve_upload(kind, target, parts, peer, body).await;
+                    // Boxed: a rare path, whose state would otherwise enlarge every request's
+                    // future (moved whole into hyper's slot for each request).
+                    return Box::pin(self.serve_upload(kind, target, parts, peer, body)).await;
                 }
                 wire::check_content_type(&parts.headers).map_err(|e| (e, None))?;
                 let read = read_body(body, &parts.headers, config.max_body_size);
