@@ -670,6 +670,57 @@ async fn an_aborted_streamed_batch_cancels_its_running_calls() {
 }
 
 #[tokio::test]
+async fn a_batch_runs_each_call_up_to_its_first_await_in_order_and_all_together() {
+    use std::sync::{Arc, Mutex};
+    // `waits` waits for `opens`, a later call of the same batch: the batch finishes only if
+    // its calls run together; the log shows the order they ran in (tRPC's: each call up to
+    // its first `await`, in the batch's order).
+    let log = Arc::new(Mutex::new(Vec::<&'static str>::new()));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let note = |log: &Arc<Mutex<Vec<&'static str>>>, line| log.lock().expect("log").push(line);
+    let (waits_log, waits_gate) = (Arc::clone(&log), Arc::clone(&gate));
+    let (opens_log, opens_gate) = (Arc::clone(&log), Arc::clone(&gate));
+    let router = oxrpc::Router::<()>::new()
+        .add(oxrpc::Procedure::query("waits", move |_: (), (): ()| {
+            let (log, gate) = (Arc::clone(&waits_log), Arc::clone(&waits_gate));
+            async move {
+                note(&log, "waits: started");
+                gate.notified().await;
+                note(&log, "waits: done");
+                Ok::<_, oxrpc::Error>(1)
+            }
+        }))
+        .add(oxrpc::Procedure::query("opens", move |_: (), (): ()| {
+            let (log, gate) = (Arc::clone(&opens_log), Arc::clone(&opens_gate));
+            async move {
+                note(&log, "opens: started");
+                gate.notify_one();
+                Ok::<_, oxrpc::Error>(2)
+            }
+        }));
+    let listening = deadline(Server::new(router).bind("127.0.0.1:0"))
+        .await
+        .expect("bind");
+    let base = format!("http://{}/trpc", listening.local_addr());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(listening.run_until(async {
+        let _ = rx.await;
+    }));
+    let reply = get(&format!("{base}/waits,opens?batch=1")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        r#"[{"result":{"data":1}},{"result":{"data":2}}]"#
+    );
+    assert_eq!(
+        *log.lock().expect("log"),
+        ["waits: started", "opens: started", "waits: done"]
+    );
+    let _ = tx.send(());
+    deadline(task).await.expect("join").expect("serve");
+}
+
+#[tokio::test]
 async fn path_separator_allow_header_and_percent_encoding() {
     let server = Running::start(|s| s.path_separator('~')).await;
     let base = &server.base;

@@ -311,7 +311,11 @@ impl HttpTransport {
                     }
                 }
                 Ok(ctx) => {
-                    // Started here, awaited below, or streamed as they finish (JSONL).
+                    // Each call is started and polled once here, in order, as tRPC runs each
+                    // call of a batch up to its first `await` before starting the next. One
+                    // that finishes at once (most do) has dropped its future and its input
+                    // before the next starts, so a batch's calls reuse the same memory. The
+                    // others are awaited below, or streamed as they finish (JSONL).
                     for (i, entry, input) in runnable {
                         let index = target.batch.then_some(i);
                         let site = Site {
@@ -319,8 +323,13 @@ impl HttpTransport {
                             batch_index: index,
                             streaming: target.jsonl,
                         };
-                        outcomes[i] =
-                            Outcome::Running(dispatcher.call(entry, &ctx, input, None, site));
+                        let mut call = dispatcher.call(entry, &ctx, input, None, site);
+                        let first =
+                            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx)));
+                        outcomes[i] = match first.await {
+                            Poll::Ready(result) => Outcome::Done(result),
+                            Poll::Pending => Outcome::Running(call),
+                        };
                     }
                 }
             }
