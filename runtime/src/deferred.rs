@@ -229,16 +229,26 @@ pub(crate) fn serialize_with(
             COLLECTOR.with(|c| *c.borrow_mut() = self.0.take());
         }
     }
-    let restore = Restore(COLLECTOR.with(|c| c.replace(streaming.then(Vec::new))));
-    let raw = if superjson {
-        superjson::annotate(to_json)
-    } else {
-        to_json().map(|json| Ok(Annotated { json, values: None }))
+    let serialize = || {
+        if superjson {
+            superjson::annotate(to_json)
+        } else {
+            to_json().map(|json| Ok(Annotated { json, values: None }))
+        }
     };
-    let parts = COLLECTOR
-        .with(|c| c.borrow_mut().take())
-        .unwrap_or_default();
-    drop(restore);
+    // Most outputs may have no parts and nothing collects on this thread: the collector
+    // stays as it is (`None`, which refuses parts), one look instead of three.
+    let (raw, parts) = if !streaming && COLLECTOR.with(|c| c.borrow().is_none()) {
+        (serialize(), Vec::new())
+    } else {
+        let restore = Restore(COLLECTOR.with(|c| c.replace(streaming.then(Vec::new))));
+        let raw = serialize();
+        let parts = COLLECTOR
+            .with(|c| c.borrow_mut().take())
+            .unwrap_or_default();
+        drop(restore);
+        (raw, parts)
+    };
     let failed = |e: serde_json::Error| {
         Error::internal(e).with_message("Internal server error: the output could not be serialized")
     };
