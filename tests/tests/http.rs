@@ -633,17 +633,10 @@ async fn an_aborted_streamed_batch_cancels_its_running_calls() {
         .add(oxrpc::Procedure::query("quick", |_: (), (): ()| async {
             Ok::<_, oxrpc::Error>(2)
         }));
-    let listening = deadline(Server::new(router).bind("127.0.0.1:0"))
-        .await
-        .expect("bind");
-    let base = format!("http://{}/trpc", listening.local_addr());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(listening.run_until(async {
-        let _ = rx.await;
-    }));
+    let server = Running::serve(Server::new(router)).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let req = Request::builder()
-        .uri(format!("{base}/hang,hang,quick?batch=1"))
+        .uri(format!("{}/hang,hang,quick?batch=1", server.base))
         .header("trpc-accept", "application/jsonl")
         .body(Full::new(Bytes::new()))
         .expect("request");
@@ -665,8 +658,7 @@ async fn an_aborted_streamed_batch_cancels_its_running_calls() {
         }
     })
     .await;
-    let _ = tx.send(());
-    deadline(task).await.expect("join").expect("serve");
+    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -698,15 +690,8 @@ async fn a_batch_runs_each_call_up_to_its_first_await_in_order_and_all_together(
                 Ok::<_, oxrpc::Error>(2)
             }
         }));
-    let listening = deadline(Server::new(router).bind("127.0.0.1:0"))
-        .await
-        .expect("bind");
-    let base = format!("http://{}/trpc", listening.local_addr());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(listening.run_until(async {
-        let _ = rx.await;
-    }));
-    let reply = get(&format!("{base}/waits,opens?batch=1")).await;
+    let server = Running::serve(Server::new(router)).await;
+    let reply = get(&format!("{}/waits,opens?batch=1", server.base)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(
         reply.body,
@@ -716,8 +701,7 @@ async fn a_batch_runs_each_call_up_to_its_first_await_in_order_and_all_together(
         *log.lock().expect("log"),
         ["waits: started", "opens: started", "waits: done"]
     );
-    let _ = tx.send(());
-    deadline(task).await.expect("join").expect("serve");
+    server.shutdown().await;
 }
 
 #[tokio::test]

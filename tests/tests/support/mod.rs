@@ -47,10 +47,15 @@ impl Running {
     pub async fn start(
         configure: impl FnOnce(Server<oxrpc_tests::Ctx>) -> Server<oxrpc_tests::Ctx>,
     ) -> Running {
-        let server = configure(
+        Running::serve(configure(
             Server::with_context(oxrpc_tests::router(), oxrpc_tests::create_context)
                 .shutdown_grace(Duration::from_millis(200)),
-        );
+        ))
+        .await
+    }
+
+    /// Serves `server` (any router) on `127.0.0.1:0`.
+    pub async fn serve<Ctx: Clone + Send + Sync + 'static>(server: Server<Ctx>) -> Running {
         let handle = server.handle();
         let listening = deadline(server.bind("127.0.0.1:0")).await.expect("bind");
         let addr = listening.local_addr();
