@@ -455,14 +455,13 @@ impl Dispatcher {
                 let (kind, meta) = (procedure.kind(), procedure.meta().clone());
                 let body = procedure.input().body_kind();
                 let procedure = procedure.clone();
-                let handler: ErasedHandler = Arc::new(move |ctx: &Context, call: &Call| match ctx
-                    .0
-                    .downcast_ref::<Ctx>(
-                ) {
-                    Some(ctx) => procedure.invoke(ctx.clone(), call),
-                    None => Box::pin(std::future::ready(Err(Error::internal(
-                        "a context of another type reached the dispatcher",
-                    )))),
+                let handler: ErasedHandler = Arc::new(move |ctx: &Context, call: &Call| {
+                    let Some(ctx) = ctx.0.downcast_ref::<Ctx>() else {
+                        return Box::pin(std::future::ready(Err(Error::internal(
+                            "a context of another type reached the dispatcher",
+                        ))));
+                    };
+                    procedure.invoke(ctx.clone(), call)
                 });
                 let entry = Entry {
                     path: Arc::from(path),
