@@ -126,7 +126,7 @@ pub mod __fuzz {
         if let Ok(v) = ::http::HeaderValue::from_str(accept) {
             headers.insert("trpc-accept", v);
         }
-        let _ = http::check_content_type(&headers);
+        let _ = http::check_content_type(headers.get(::http::header::CONTENT_TYPE));
         for separator in ['.', '~'] {
             if let Ok(target) = http::parse_target(path, Some(query), &headers, separator) {
                 if let Ok(inputs) = http::parse_inputs(&ByteString::from(body), &target) {

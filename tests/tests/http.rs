@@ -135,6 +135,23 @@ async fn oversized_bodies_get_payload_too_large() {
     let res = deadline(client.request(req)).await.expect("send");
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_still_serving(&server).await;
+
+    // A body within the limit that arrives in several frames is read whole.
+    let parts = [r#"{"title":"#, r#""in three "#, r#"parts"}"#];
+    let chunks =
+        futures_util::stream::iter(parts.map(|part| {
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(part)))
+        }));
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let req = Request::post(format!("{}/addPost", server.base))
+        .header("content-type", "application/json")
+        .body(http_body_util::StreamBody::new(chunks))
+        .expect("request");
+    let res = deadline(client.request(req)).await.expect("send");
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = deadline(res.into_body().collect()).await.expect("body");
+    let json: Value = serde_json::from_slice(&body.to_bytes()).expect("JSON");
+    assert_eq!(json["result"]["data"]["title"], "in three parts", "{json}");
     server.shutdown().await;
 }
 

@@ -226,18 +226,26 @@ impl HttpTransport {
         // Shared by the calls' inputs, which are slices of it.
         let input_text: ByteString = match method {
             HttpMethod::Post => {
-                let content_type = parts
-                    .headers
-                    .get(CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok());
-                if let Some(kind) = content_type.and_then(BodyKind::of_media_type) {
+                let content_type = parts.headers.get(CONTENT_TYPE);
+                let upload = content_type
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(BodyKind::of_media_type);
+                if let Some(kind) = upload {
                     // Boxed: a rare path, whose state would otherwise enlarge every request's
                     // future (moved whole into hyper's slot for each request).
                     return Box::pin(self.serve_upload(kind, target, parts, peer, body)).await;
                 }
-                wire::check_content_type(&parts.headers).map_err(|e| (e, None))?;
-                let read = read_body(body, &parts.headers, config.max_body_size);
-                let bytes = match tokio::time::timeout(config.body_read_timeout, read).await {
+                wire::check_content_type(content_type).map_err(|e| (e, None))?;
+                let mut read = std::pin::pin!(read_body(body, config.max_body_size));
+                // A small body is there once hyper's connection task has gone round once
+                // (hyper reads it after handing over the head): the timeout, and its timer,
+                // start only if the body is not there by the second look.
+                let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+                let read = match first {
+                    Poll::Ready(read) => Ok(read),
+                    Poll::Pending => tokio::time::timeout(config.body_read_timeout, read).await,
+                };
+                let bytes = match read {
                     Ok(bytes) => bytes.map_err(|e| (e, None))?,
                     Err(_) => {
                         let e = Error::new(
@@ -609,7 +617,8 @@ impl Drop for Draining {
 /// is simply closed.
 const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
 
-async fn read_body<B>(body: B, headers: &http::HeaderMap, limit: usize) -> Result<Bytes, Error>
+/// The whole body, refused when it is (or says it will be) larger than `limit`.
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Error>
 where
     B: http_body::Body,
     B::Error: Into<BoxError>,
@@ -620,15 +629,14 @@ where
             format!("The request body is larger than the limit of {limit} bytes"),
         )
     };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    // Its length as declared (`content-length`: hyper's body gives it as its size hint).
+    if body.size_hint().lower() > limit as u64 {
         drain(body).await;
         return Err(too_large());
     }
     let mut body = std::pin::pin!(body);
+    // A body in one frame (most are) is kept as it came; more frames are copied together.
+    let mut first: Option<Bytes> = None;
     let mut collected = bytes::BytesMut::new();
     loop {
         // Errors are converted at once: a body's own error type need not be `Send`.
@@ -643,9 +651,17 @@ where
         };
         if let Ok(data) = frame.into_data() {
             let mut data = data;
-            if collected.len() + data.remaining() > limit {
+            let held = first.as_ref().map_or(0, Bytes::len);
+            if held + collected.len() + data.remaining() > limit {
                 drain(body).await;
                 return Err(too_large());
+            }
+            if first.is_none() && collected.is_empty() {
+                first = Some(data.copy_to_bytes(data.remaining()));
+                continue;
+            }
+            if let Some(first) = first.take() {
+                collected.extend_from_slice(&first);
             }
             while data.has_remaining() {
                 let chunk = data.chunk();
@@ -655,7 +671,10 @@ where
             }
         }
     }
-    Ok(collected.freeze())
+    Ok(match first {
+        Some(first) => first,
+        None => collected.freeze(),
+    })
 }
 
 /// Reads and discards what is left of a body, up to [`DRAIN_LIMIT`] bytes and 2 seconds.
