@@ -789,6 +789,32 @@ async fn a_busy_subscription_does_not_starve_its_connection() {
     deadline(task).await.expect("join").expect("server");
 }
 
+/// Frames that arrive in one read are all answered: the connection reads its socket again
+/// after a frame without waiting to be told it is readable (the rest are already buffered).
+#[tokio::test]
+async fn frames_that_arrive_together_are_all_answered() {
+    let router: oxrpc::Router<()> = oxrpc::Router::new().add(pong::procedure());
+    let server = Running::serve(Server::new(router)).await;
+    let mut ws = connect_to(server.addr).await;
+    for id in 1..=5 {
+        let query = format!(r#"{{"id":{id},"method":"query","params":{{"path":"pong"}}}}"#);
+        deadline(ws.feed(Message::Text(query.into())))
+            .await
+            .expect("feed");
+    }
+    deadline(ws.flush()).await.expect("flush");
+    let mut ids: Vec<i64> = Vec::new();
+    for _ in 1..=5 {
+        let frame = recv(&mut ws).await;
+        assert_eq!(frame["result"]["data"], "pong", "{frame}");
+        ids.push(frame["id"].as_i64().expect("id"));
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    drop(ws);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused_before_the_upgrade() {
     let server = Running::start(|s| s.ws_max_connections(2)).await;
