@@ -25,6 +25,7 @@ use crate::error::{Error, ErrorCode};
 use crate::protocol::envelope;
 use crate::protocol::http::{self as wire, HttpMethod, PerCall};
 use crate::request_body::{BodyKind, BodyStream, RequestBody};
+use crate::transport::poll_once;
 use crate::transport::sse::SseTransport;
 
 /// Limits and switches of the HTTP transport.
@@ -240,8 +241,7 @@ impl HttpTransport {
                 // A small body is there once hyper's connection task has gone round once
                 // (hyper reads it after handing over the head): the timeout, and its timer,
                 // start only if the body is not there by the second look.
-                let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
-                let read = match first {
+                let read = match poll_once(read.as_mut()).await {
                     Poll::Ready(read) => Ok(read),
                     Poll::Pending => tokio::time::timeout(config.body_read_timeout, read).await,
                 };
@@ -332,9 +332,7 @@ impl HttpTransport {
                             streaming: target.jsonl,
                         };
                         let mut call = dispatcher.call(entry, &ctx, input, None, site);
-                        let first =
-                            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx)));
-                        outcomes[i] = match first.await {
+                        outcomes[i] = match poll_once(Pin::new(&mut call)).await {
                             Poll::Ready(result) => Outcome::Done(result),
                             Poll::Pending => Outcome::Running(call),
                         };

@@ -19,6 +19,7 @@ use crate::context::RequestInfo;
 use crate::dispatch::{Context, Dispatcher, Site, Via, Want};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::ws::{self as wire, ReplyTo, Request};
+use crate::transport::poll_once;
 use crate::transport::ws::Shared;
 use crate::transport::ws::outbox::{Io, Out, Outbox, Start, Transport, next_event};
 use crate::transport::ws::queue;
@@ -316,11 +317,6 @@ fn open<S: Transport>(shared: &Arc<Shared>, socket: Box<WebSocketStream<S>>) -> 
 enum Woke {
     Control(Control),
     Timer,
-}
-
-/// Polls `fut` once with this task's waker, which stays registered with it if it is pending.
-async fn poll_once<F: Future + ?Sized>(mut fut: Pin<&mut F>) -> Poll<F::Output> {
-    std::future::poll_fn(move |cx| Poll::Ready(fut.as_mut().poll(cx))).await
 }
 
 /// The close codes the server sends (RFC 6455 §7.4.1).
