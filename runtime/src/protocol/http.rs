@@ -163,26 +163,29 @@ fn form_decode(text: &str) -> Cow<'_, str> {
     let Some(first) = bytes.iter().position(|b| *b == b'%' || *b == b'+') else {
         return Cow::Borrowed(text);
     };
-    let mut out = Vec::with_capacity(bytes.len());
-    out.extend_from_slice(&bytes[..first]);
-    let mut i = first;
-    // One pass, a byte or an escape a turn (JSON in a URL is mostly escapes).
-    while let Some(&b) = bytes.get(i) {
-        let decoded = match b {
-            b'+' => b' ',
-            // A `%` not followed by two hex digits stays as it is.
-            b'%' => match bytes.get(i + 1..i + 3) {
-                Some(&[hi, lo]) if (HEX[usize::from(hi)] | HEX[usize::from(lo)]) < 16 => {
-                    i += 2;
-                    (HEX[usize::from(hi)] << 4) | HEX[usize::from(lo)]
-                }
-                _ => b'%',
-            },
-            b => b,
+    // Decoded over a copy of the text (decoding never lengthens it), by index, then cut to
+    // what was written: a bounds check a byte where `push` would check capacity.
+    let mut out = bytes.to_vec();
+    let mut written = first;
+    let mut rest = &bytes[first..];
+    // An escape or a byte a turn (JSON in a URL is mostly escapes).
+    loop {
+        let (decoded, tail) = match *rest {
+            [b'%', hi, lo, ref tail @ ..] if (HEX[usize::from(hi)] | HEX[usize::from(lo)]) < 16 => {
+                ((HEX[usize::from(hi)] << 4) | HEX[usize::from(lo)], tail)
+            }
+            // `+` is a space; a `%` not followed by two hex digits stays as it is.
+            [b'+', ref tail @ ..] => (b' ', tail),
+            [b, ref tail @ ..] => (b, tail),
+            [] => break,
         };
-        out.push(decoded);
-        i += 1;
+        if let Some(slot) = out.get_mut(written) {
+            *slot = decoded;
+        }
+        written += 1;
+        rest = tail;
     }
+    out.truncate(written);
     match String::from_utf8(out) {
         Ok(s) => Cow::Owned(s),
         Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
