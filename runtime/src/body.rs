@@ -12,13 +12,19 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use crate::error::Error;
+use crate::idle::InFlight;
 use crate::protocol::envelope;
 use crate::protocol::error::ErrorPolicy;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The response body of oxrpc's HTTP service.
-pub struct Body(Kind);
+pub struct Body {
+    kind: Kind,
+    /// The standalone server's count of its connection's requests in flight, which this
+    /// body's request stays in until hyper has written (or dropped) the body.
+    in_flight: Option<InFlight>,
+}
 
 enum Kind {
     /// The whole body at once (most responses): not boxed.
@@ -29,7 +35,7 @@ enum Kind {
 
 impl Body {
     pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
-        Body(Kind::Full(Full::new(bytes.into())))
+        Body::of(Kind::Full(Full::new(bytes.into())))
     }
 
     pub(crate) fn empty() -> Self {
@@ -41,9 +47,21 @@ impl Body {
     pub(crate) fn stream(chunks: impl futures_util::Stream<Item = Bytes> + Send + 'static) -> Self {
         use futures_util::StreamExt;
         let frames = chunks.map(|chunk| Ok::<_, BoxError>(http_body::Frame::data(chunk)));
-        Body(Kind::Streamed(
+        Body::of(Kind::Streamed(
             http_body_util::StreamBody::new(frames).boxed_unsync(),
         ))
+    }
+
+    fn of(kind: Kind) -> Self {
+        Body {
+            kind,
+            in_flight: None,
+        }
+    }
+
+    /// Keeps the request counted in flight on its connection while this body lives.
+    pub(crate) fn hold(&mut self, in_flight: InFlight) {
+        self.in_flight = Some(in_flight);
     }
 }
 
@@ -61,7 +79,7 @@ impl http_body::Body for Body {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        match &mut self.0 {
+        match &mut self.kind {
             Kind::Full(full) => Pin::new(full)
                 .poll_frame(cx)
                 .map(|frame| frame.map(|frame| frame.map_err(|never: Infallible| match never {}))),
@@ -70,14 +88,14 @@ impl http_body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.0 {
+        match &self.kind {
             Kind::Full(full) => full.is_end_stream(),
             Kind::Streamed(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        match &self.0 {
+        match &self.kind {
             Kind::Full(full) => full.size_hint(),
             Kind::Streamed(body) => body.size_hint(),
         }

@@ -74,6 +74,7 @@ mod deferred;
 mod dispatch;
 mod error;
 mod guard;
+mod idle;
 pub mod js;
 mod middleware;
 mod procedure;

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use crate::context::RequestInfo;
 use crate::dispatch::{Context, ContextFn, Dispatcher};
 use crate::error::Error;
+use crate::idle::{Activity, Sweeping};
 use crate::protocol::error::{ErrorInfo, ErrorPolicy};
 use crate::router::Router;
 use crate::service::HttpService;
@@ -194,8 +195,11 @@ impl<Ctx: Send + 'static> Server<Ctx> {
         self
     }
 
-    /// The longest a client may take to send a request's headers, which is also how long an
-    /// idle keep-alive connection stays open (default 30 s); then the connection is closed.
+    /// How long a connection may go without a request in flight (default 30 s): a client
+    /// that does not finish a request's headers in that time, and a keep-alive connection
+    /// idle that long after its last response, are closed. A request in flight keeps its
+    /// connection however long it runs. Connections are looked at together a few times per
+    /// timeout, so the close comes up to a quarter of it (at most 1 s) late, never early.
     /// Applies to the standalone server ([`Server::bind`]); under axum, configure the hosting
     /// server.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
@@ -452,13 +456,11 @@ impl Listening {
             header_read_timeout,
         } = self;
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        // With a timer, hyper closes connections whose headers do not arrive in time, which
-        // also ends idle keep-alive connections and half-open ones.
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout);
+        // Connections whose headers do not arrive in time, idle keep-alive connections and
+        // half-open ones are closed by one sweep (`idle`), not by a hyper timer per request.
+        builder.http1().header_read_timeout(None);
         builder.http2().timer(TokioTimer::new());
+        let idle = Sweeping::start(header_read_timeout);
         let graceful = GracefulShutdown::new();
         let mut signal = std::pin::pin!(signal);
         loop {
@@ -476,18 +478,26 @@ impl Listening {
             };
             let _ = stream.set_nodelay(true);
             let service = service.clone();
+            let activity = Arc::new(Activity::default());
+            let requests = Arc::clone(&activity);
             let hyper_service =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let service = service.clone();
-                    async move { Ok::<_, Infallible>(service.handle(req, Some(peer)).await) }
+                    let in_flight = requests.start();
+                    async move {
+                        let mut response = service.handle(req, Some(peer)).await;
+                        response.body_mut().hold(in_flight);
+                        Ok::<_, Infallible>(response)
+                    }
                 });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service);
             let conn = graceful.watch(conn.into_owned());
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });
+            idle.watch(activity, task.abort_handle());
         }
         drop(listener);
         // SSE streams end without `return`, so their clients reconnect (to another instance,

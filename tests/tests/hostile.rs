@@ -216,10 +216,28 @@ async fn stalled_and_idle_http_clients_are_cut_off() {
     let started = Instant::now();
     let all = read_to_close(&mut tcp).await;
     assert!(all.contains("hello world"), "{all}");
+    // Not before the timeout has passed since the response, and not long after.
+    let idle_for = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
+        idle_for >= Duration::from_millis(300) && idle_for < Duration::from_secs(3),
+        "{idle_for:?}"
+    );
+
+    // A request running twice the timeout keeps its connection; the connection is closed
+    // once idle after it.
+    let mut tcp = deadline(TcpStream::connect(server.addr))
+        .await
+        .expect("connect");
+    deadline(tcp.write_all(b"GET /trpc/slow?input=600 HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let all = read_to_close(&mut tcp).await;
+    assert!(all.contains(r#""waited":600"#), "{all}");
+    let open_for = started.elapsed();
+    assert!(
+        open_for >= Duration::from_millis(900) && open_for < Duration::from_secs(4),
+        "{open_for:?}"
     );
     server.shutdown().await;
 }
