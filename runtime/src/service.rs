@@ -83,7 +83,9 @@ impl HttpService {
         B::Error: Into<BoxError>,
     {
         let routes = &*self.0;
-        if let (Some(allowed), Some(origin)) = (&routes.allowed_origins, req.headers().get(ORIGIN))
+        // The header is looked up only when origins are restricted.
+        if let Some(allowed) = &routes.allowed_origins
+            && let Some(origin) = req.headers().get(ORIGIN)
             && !is_upgrade(&req)
         {
             let origin = origin.to_str().unwrap_or("");
