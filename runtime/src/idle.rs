@@ -163,6 +163,11 @@ impl IdleConnections {
             }
             true
         });
+        // After a burst of connections (WebSocket ones leave once upgraded), give the room back.
+        if watched.capacity() > 64 && watched.len() < watched.capacity() / 4 {
+            let keep = watched.len() * 2;
+            watched.shrink_to(keep);
+        }
     }
 
     #[cfg(test)]
@@ -229,13 +234,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ended_connections_are_forgotten() {
+    async fn ended_connections_are_forgotten_and_their_room_given_back() {
         let idle = IdleConnections::new(Duration::from_secs(30));
-        let task = tokio::spawn(async {});
-        idle.watch(Arc::new(Activity::default()), task.abort_handle());
-        task.await.expect("ran");
+        for _ in 0..100 {
+            let task = tokio::spawn(async {});
+            idle.watch(Arc::new(Activity::default()), task.abort_handle());
+            task.await.expect("ran");
+        }
         idle.sweep();
         assert_eq!(idle.len(), 0);
+        let capacity = idle
+            .watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .capacity();
+        assert!(capacity < 100, "{capacity}");
     }
 
     #[test]
