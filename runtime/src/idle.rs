@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 /// How many requests a connection has started and finished (each wrapping).
@@ -64,11 +65,16 @@ impl Sweeping {
         let connections = Arc::new(IdleConnections::new(timeout));
         let swept = Arc::clone(&connections);
         let task = tokio::spawn(async move {
-            let mut every = tokio::time::interval(swept.period());
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let period = swept.period();
             loop {
-                every.tick().await;
-                swept.sweep();
+                // A fresh timer per sweep (an `Interval` would stay armed while waiting).
+                tokio::time::sleep(period).await;
+                if swept.sweep() == 0 {
+                    // Nothing to watch (e.g. only WebSocket connections, which leave once
+                    // upgraded): no timer stays registered, which every worker would
+                    // otherwise consult each time it parks.
+                    swept.added.notified().await;
+                }
             }
         });
         Sweeping {
@@ -94,6 +100,8 @@ impl Drop for Sweeping {
 struct IdleConnections {
     timeout: Duration,
     watched: Mutex<Vec<Watched>>,
+    /// Told of each connection watched (the sweep waits for one when it has none).
+    added: Notify,
 }
 
 #[derive(Debug)]
@@ -112,6 +120,7 @@ impl IdleConnections {
         IdleConnections {
             timeout,
             watched: Mutex::new(Vec::new()),
+            added: Notify::new(),
         }
     }
 
@@ -131,12 +140,14 @@ impl IdleConnections {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(watched);
+        // A permit is kept if the sweep is not waiting yet.
+        self.added.notify_one();
     }
 
     /// One look at every connection: forgets the ended ones and closes those idle for the
     /// timeout. Idle time is counted from the first sweep that saw the connection's counts
-    /// as they are now, so it is never overestimated.
-    fn sweep(&self) {
+    /// as they are now, so it is never overestimated. Returns how many are still watched.
+    fn sweep(&self) -> usize {
         let period = self.period();
         // Sweeps of idleness that add up to the timeout.
         let needed = u32::try_from(self.timeout.as_nanos().div_ceil(period.as_nanos().max(1)))
@@ -168,6 +179,7 @@ impl IdleConnections {
             let keep = watched.len() * 2;
             watched.shrink_to(keep);
         }
+        watched.len()
     }
 
     #[cfg(test)]
@@ -249,6 +261,21 @@ mod tests {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .capacity();
         assert!(capacity < 100, "{capacity}");
+    }
+
+    #[tokio::test]
+    async fn the_sweep_waits_for_connections_and_closes_one_watched_later() {
+        let sweeping = Sweeping::start(Duration::from_millis(40));
+        // Long enough for sweeps to find nothing and wait for a connection.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let task = pending_task();
+        let watched_at = std::time::Instant::now();
+        sweeping.watch(Arc::new(Activity::default()), task.abort_handle());
+        let ended = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("closed within 5 s");
+        assert!(ended.expect_err("aborted").is_cancelled());
+        assert!(watched_at.elapsed() >= Duration::from_millis(40));
     }
 
     #[test]
