@@ -11,7 +11,9 @@
 //! connection. The close comes at least the timeout after the connection was last active and
 //! at most a sweep period later (a quarter of the timeout, at most 1 s).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -83,9 +85,24 @@ impl Sweeping {
         }
     }
 
-    /// Watches a connection served by `task`, whose requests `activity` counts.
-    pub(crate) fn watch(&self, activity: Arc<Activity>, task: AbortHandle) {
-        self.connections.watch(activity, task);
+    /// Serves a connection on a task of its own, watched while it runs; `activity` counts
+    /// its requests. The task forgets itself when it ends: a task's memory (its future's
+    /// size, kilobytes for a hyper connection) stays allocated while a handle to it lives.
+    pub(crate) fn spawn(
+        &self,
+        activity: Arc<Activity>,
+        connection: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let id = self.connections.next_id.fetch_add(1, Ordering::Relaxed);
+        let forget = Forget {
+            connections: Arc::clone(&self.connections),
+            id,
+        };
+        let task = tokio::spawn(async move {
+            let _forget = forget;
+            connection.await;
+        });
+        self.connections.watch(id, activity, task.abort_handle());
     }
 }
 
@@ -95,11 +112,24 @@ impl Drop for Sweeping {
     }
 }
 
+/// Forgets its connection when dropped (with the connection's future: ended or aborted).
+struct Forget {
+    connections: Arc<IdleConnections>,
+    id: u64,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.connections.forget(self.id);
+    }
+}
+
 /// The server's connections, swept for idle ones.
 #[derive(Debug)]
 struct IdleConnections {
     timeout: Duration,
-    watched: Mutex<Vec<Watched>>,
+    watched: Mutex<HashMap<u64, Watched>>,
+    next_id: AtomicU64,
     /// Told of each connection watched (the sweep waits for one when it has none).
     added: Notify,
 }
@@ -119,7 +149,8 @@ impl IdleConnections {
     fn new(timeout: Duration) -> Self {
         IdleConnections {
             timeout,
-            watched: Mutex::new(Vec::new()),
+            watched: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
             added: Notify::new(),
         }
     }
@@ -129,19 +160,28 @@ impl IdleConnections {
         (self.timeout / 4).clamp(Duration::from_millis(1), Duration::from_secs(1))
     }
 
-    fn watch(&self, activity: Arc<Activity>, task: AbortHandle) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Watched>> {
+        self.watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn watch(&self, id: u64, activity: Arc<Activity>, task: AbortHandle) {
         let watched = Watched {
             activity,
             task,
             seen: None,
             idle_sweeps: 0,
         };
-        self.watched
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(watched);
+        self.lock().insert(id, watched);
         // A permit is kept if the sweep is not waiting yet.
         self.added.notify_one();
+    }
+
+    /// Forgets an ended connection. (One that ended before it was watched is forgotten by
+    /// the next sweep, which finds its task finished.)
+    fn forget(&self, id: u64) {
+        self.lock().remove(&id);
     }
 
     /// One look at every connection: forgets the ended ones and closes those idle for the
@@ -152,11 +192,9 @@ impl IdleConnections {
         // Sweeps of idleness that add up to the timeout.
         let needed = u32::try_from(self.timeout.as_nanos().div_ceil(period.as_nanos().max(1)))
             .unwrap_or(u32::MAX);
-        let mut watched = self
-            .watched
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        watched.retain_mut(|conn| {
+        let mut idle = Vec::new();
+        let mut watched = self.lock();
+        watched.retain(|_, conn| {
             if conn.task.is_finished() {
                 return false;
             }
@@ -169,25 +207,28 @@ impl IdleConnections {
             }
             conn.idle_sweeps += 1;
             if conn.idle_sweeps >= needed {
-                conn.task.abort();
+                idle.push(conn.task.clone());
                 return false;
             }
             true
         });
-        // After a burst of connections (WebSocket ones leave once upgraded), give the room back.
+        // After a burst of connections, give the room back.
         if watched.capacity() > 64 && watched.len() < watched.capacity() / 4 {
             let keep = watched.len() * 2;
             watched.shrink_to(keep);
         }
-        watched.len()
+        let left = watched.len();
+        drop(watched);
+        // Outside the lock: an aborted task forgets itself when it is dropped.
+        for task in idle {
+            task.abort();
+        }
+        left
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.watched
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+        self.lock().len()
     }
 }
 
@@ -205,7 +246,7 @@ mod tests {
         let idle = IdleConnections::new(Duration::from_secs(4));
         let activity = Arc::new(Activity::default());
         let task = pending_task();
-        idle.watch(Arc::clone(&activity), task.abort_handle());
+        idle.watch(0, Arc::clone(&activity), task.abort_handle());
         for _ in 0..4 {
             idle.sweep();
             assert_eq!(idle.len(), 1);
@@ -222,7 +263,7 @@ mod tests {
         let idle = IdleConnections::new(Duration::from_secs(4));
         let activity = Arc::new(Activity::default());
         let task = pending_task();
-        idle.watch(Arc::clone(&activity), task.abort_handle());
+        idle.watch(0, Arc::clone(&activity), task.abort_handle());
         let request = activity.start();
         for _ in 0..10 {
             idle.sweep();
@@ -248,19 +289,33 @@ mod tests {
     #[tokio::test]
     async fn ended_connections_are_forgotten_and_their_room_given_back() {
         let idle = IdleConnections::new(Duration::from_secs(30));
-        for _ in 0..100 {
+        for id in 0..100 {
             let task = tokio::spawn(async {});
-            idle.watch(Arc::new(Activity::default()), task.abort_handle());
+            idle.watch(id, Arc::new(Activity::default()), task.abort_handle());
             task.await.expect("ran");
         }
         idle.sweep();
         assert_eq!(idle.len(), 0);
-        let capacity = idle
-            .watched
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .capacity();
+        let capacity = idle.lock().capacity();
         assert!(capacity < 100, "{capacity}");
+    }
+
+    #[tokio::test]
+    async fn a_served_connection_forgets_itself_when_it_ends() {
+        let sweeping = Sweeping::start(Duration::from_secs(30));
+        let (end, ended) = tokio::sync::oneshot::channel::<()>();
+        sweeping.spawn(Arc::new(Activity::default()), async move {
+            let _ = ended.await;
+        });
+        assert_eq!(sweeping.connections.len(), 1);
+        end.send(()).expect("running");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while sweeping.connections.len() > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("forgotten without a sweep");
     }
 
     #[tokio::test]
@@ -268,14 +323,19 @@ mod tests {
         let sweeping = Sweeping::start(Duration::from_millis(40));
         // Long enough for sweeps to find nothing and wait for a connection.
         tokio::time::sleep(Duration::from_millis(60)).await;
-        let task = pending_task();
+        let (closed, on_close) = tokio::sync::oneshot::channel::<()>();
         let watched_at = std::time::Instant::now();
-        sweeping.watch(Arc::new(Activity::default()), task.abort_handle());
-        let ended = tokio::time::timeout(Duration::from_secs(5), task)
+        sweeping.spawn(Arc::new(Activity::default()), async move {
+            // Dropped, never sent, when the task is aborted.
+            let _closed = closed;
+            std::future::pending::<()>().await;
+        });
+        tokio::time::timeout(Duration::from_secs(5), on_close)
             .await
-            .expect("closed within 5 s");
-        assert!(ended.expect_err("aborted").is_cancelled());
+            .expect("closed within 5 s")
+            .expect_err("dropped, not sent");
         assert!(watched_at.elapsed() >= Duration::from_millis(40));
+        assert_eq!(sweeping.connections.len(), 0);
     }
 
     #[test]

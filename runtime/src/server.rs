@@ -492,12 +492,11 @@ impl Listening {
                 });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service);
             let conn = graceful.watch(conn.into_owned());
-            let task = tokio::spawn(async move {
+            idle.spawn(activity, async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });
-            idle.watch(activity, task.abort_handle());
         }
         drop(listener);
         // SSE streams end without `return`, so their clients reconnect (to another instance,
