@@ -240,13 +240,19 @@ mod tests {
         tokio::spawn(std::future::pending())
     }
 
-    #[tokio::test]
-    async fn an_idle_connection_is_closed_after_the_timeout_and_not_before() {
-        // Timeout 4 periods of 1 s: the first sweep records, four more count.
+    /// Connections swept with a timeout of 4 periods of 1 s, watching one pending task.
+    fn one_watched() -> (IdleConnections, Arc<Activity>, tokio::task::JoinHandle<()>) {
         let idle = IdleConnections::new(Duration::from_secs(4));
         let activity = Arc::new(Activity::default());
         let task = pending_task();
         idle.watch(0, Arc::clone(&activity), task.abort_handle());
+        (idle, activity, task)
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_after_the_timeout_and_not_before() {
+        // The first sweep records, four more count.
+        let (idle, _activity, task) = one_watched();
         for _ in 0..4 {
             idle.sweep();
             assert_eq!(idle.len(), 1);
@@ -259,11 +265,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_in_flight_keeps_its_connection_and_its_end_restarts_the_count() {
-        // Timeout 4 periods of 1 s.
-        let idle = IdleConnections::new(Duration::from_secs(4));
-        let activity = Arc::new(Activity::default());
-        let task = pending_task();
-        idle.watch(0, Arc::clone(&activity), task.abort_handle());
+        let (idle, activity, task) = one_watched();
         let request = activity.start();
         for _ in 0..10 {
             idle.sweep();

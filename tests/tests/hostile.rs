@@ -169,6 +169,21 @@ async fn read_to_close(tcp: &mut TcpStream) -> String {
     String::from_utf8_lossy(&all).into_owned()
 }
 
+/// Sends a keep-alive `GET` of `target` on a new connection and reads until the server
+/// closes it: what it sent, and how long after the request it closed.
+async fn answered_then_closed(server: &Running, target: &str) -> (String, Duration) {
+    let mut tcp = deadline(TcpStream::connect(server.addr))
+        .await
+        .expect("connect");
+    let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+    deadline(tcp.write_all(request.as_bytes()))
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let all = read_to_close(&mut tcp).await;
+    (all, started.elapsed())
+}
+
 #[tokio::test]
 async fn stalled_and_idle_http_clients_are_cut_off() {
     let server = Running::start(|s: Server<Ctx>| {
@@ -206,18 +221,10 @@ async fn stalled_and_idle_http_clients_are_cut_off() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("\"TIMEOUT\""), "{text}");
 
-    // An idle keep-alive connection: closed after the same timeout.
-    let mut tcp = deadline(TcpStream::connect(server.addr))
-        .await
-        .expect("connect");
-    deadline(tcp.write_all(b"GET /trpc/hello HTTP/1.1\r\nHost: x\r\n\r\n"))
-        .await
-        .expect("write");
-    let started = Instant::now();
-    let all = read_to_close(&mut tcp).await;
+    // An idle keep-alive connection: closed after the same timeout, not before the timeout
+    // has passed since the response, and not long after.
+    let (all, idle_for) = answered_then_closed(&server, "/trpc/hello").await;
     assert!(all.contains("hello world"), "{all}");
-    // Not before the timeout has passed since the response, and not long after.
-    let idle_for = started.elapsed();
     assert!(
         idle_for >= Duration::from_millis(300) && idle_for < Duration::from_secs(3),
         "{idle_for:?}"
@@ -225,16 +232,8 @@ async fn stalled_and_idle_http_clients_are_cut_off() {
 
     // A request running twice the timeout keeps its connection; the connection is closed
     // once idle after it.
-    let mut tcp = deadline(TcpStream::connect(server.addr))
-        .await
-        .expect("connect");
-    deadline(tcp.write_all(b"GET /trpc/slow?input=600 HTTP/1.1\r\nHost: x\r\n\r\n"))
-        .await
-        .expect("write");
-    let started = Instant::now();
-    let all = read_to_close(&mut tcp).await;
+    let (all, open_for) = answered_then_closed(&server, "/trpc/slow?input=600").await;
     assert!(all.contains(r#""waited":600"#), "{all}");
-    let open_for = started.elapsed();
     assert!(
         open_for >= Duration::from_millis(900) && open_for < Duration::from_secs(4),
         "{open_for:?}"
