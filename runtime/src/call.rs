@@ -179,26 +179,30 @@ impl fmt::Display for ProcedureKind {
 /// ```
 #[derive(Clone, Default)]
 pub struct Meta {
-    values: Arc<BTreeMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    /// `None` when there are none (most procedures): copied into every call, and a copy of
+    /// `None` touches no reference count.
+    values: Option<Arc<BTreeMap<TypeId, Arc<dyn Any + Send + Sync>>>>,
 }
 
 impl Meta {
     /// The value of type `T`, if the procedure has one.
     pub fn get<T: Any>(&self) -> Option<&T> {
         self.values
+            .as_ref()?
             .get(&TypeId::of::<T>())
             .and_then(|v| v.downcast_ref::<T>())
     }
 
     pub(crate) fn insert<T: Any + Send + Sync>(&mut self, value: T) {
-        Arc::make_mut(&mut self.values).insert(TypeId::of::<T>(), Arc::new(value));
+        let values = self.values.get_or_insert_with(Arc::default);
+        Arc::make_mut(values).insert(TypeId::of::<T>(), Arc::new(value));
     }
 }
 
 impl fmt::Debug for Meta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Meta")
-            .field("values", &self.values.len())
+            .field("values", &self.values.as_ref().map_or(0, |v| v.len()))
             .finish()
     }
 }
