@@ -457,10 +457,10 @@ impl Io {
 }
 
 /// What encoding a call's output needs, kept by the handler's future while the function runs:
-/// the procedure's types, the call's path (for messages) and its options. Not public API.
+/// the procedure's types and the call's options. (Not the path: an error is reported with
+/// the call's path where the call ends.) Not public API.
 pub struct Encoder {
     io: Arc<Io>,
-    path: Arc<str>,
     options: CallOptions,
 }
 
@@ -469,7 +469,6 @@ impl Encoder {
     pub fn new(io: &Arc<Io>, call: &Call) -> Self {
         Encoder {
             io: Arc::clone(io),
-            path: Arc::clone(&call.path),
             options: call.options,
         }
     }
@@ -504,7 +503,7 @@ fn encode_output<O: Output>(encoder: &Encoder, value: &O) -> Result<Reply, Error
 
 /// [`encode_output`] for the value `to_json` writes (compiled once, not per output type).
 fn encode(encoder: &Encoder, to_json: deferred::ToJson<'_>) -> Result<Reply, Error> {
-    let Encoder { io, path, options } = encoder;
+    let Encoder { io, options } = encoder;
     let (info, validator) = (&io.output, &io.output_validator);
     let superjson = options.superjson;
     if io.output_unit {
@@ -527,8 +526,7 @@ fn encode(encoder: &Encoder, to_json: deferred::ToJson<'_>) -> Result<Reply, Err
                 .map(|i| format!("{}: {}", i.path_text(), i.message))
                 .collect();
             return Err(Error::internal(format!(
-                "the output of `{}` does not match its own schema: {}",
-                path,
+                "the output does not match its own schema: {}",
                 detail.join("; ")
             ))
             .with_message("Internal server error: output validation failed"));
