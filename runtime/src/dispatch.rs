@@ -140,7 +140,7 @@ pub(crate) fn invoke(
         outcome = tracing::field::Empty,
         duration_us = tracing::field::Empty,
     );
-    let end = End {
+    let mut end = End {
         path: Arc::clone(inv.path),
         started_at: (!span.is_disabled()).then(Instant::now),
         reporter,
@@ -167,7 +167,6 @@ pub(crate) fn invoke(
     };
     // Lent to the handler while it starts: what its future needs of the call, it keeps.
     // The path is the end's, lent too (one reference count fewer to move per call).
-    let mut end = end;
     let call = Call {
         path: end.path,
         kind: inv.kind,
