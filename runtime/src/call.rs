@@ -129,7 +129,7 @@ impl CallArg<'_> {
                 input: call.input.clone(),
                 superjson_input: call.superjson_input.clone(),
                 options: call.options,
-                body: Mutex::new(call.take_body()),
+                body: BodySlot::new(call.take_body()),
             }),
         }
     }
@@ -230,16 +230,41 @@ pub struct Call {
     pub(crate) superjson_input: RawInput,
     pub(crate) options: CallOptions,
     /// A binary or multipart body, for the input to take (once).
-    pub(crate) body: Mutex<Option<RequestBody>>,
+    pub(crate) body: BodySlot,
+}
+
+/// A call's binary or multipart body, taken once. Most calls have none: asking them takes no
+/// lock.
+#[derive(Debug, Default)]
+pub(crate) struct BodySlot {
+    /// Whether a body was given (it may have been taken since).
+    given: bool,
+    body: Mutex<Option<RequestBody>>,
+}
+
+impl BodySlot {
+    pub(crate) fn new(body: Option<RequestBody>) -> Self {
+        BodySlot {
+            given: body.is_some(),
+            body: Mutex::new(body),
+        }
+    }
+
+    fn take(&self) -> Option<RequestBody> {
+        if !self.given {
+            return None;
+        }
+        self.body
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl Call {
     /// Takes the body (binary and multipart inputs), if there is one and nobody took it.
     pub(crate) fn take_body(&self) -> Option<RequestBody> {
-        self.body
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+        self.body.take()
     }
 
     /// The full dotted path, e.g. `user.byId`.

@@ -9,14 +9,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
 use futures_util::{FutureExt, Stream, StreamExt};
 
 use crate::call::{
-    BoxFuture, Call, CallOptions, EncodedEvent, EventStream, Meta, ProcedureKind, RawInput, Reply,
+    BodySlot, BoxFuture, Call, CallOptions, EncodedEvent, EventStream, Meta, ProcedureKind,
+    RawInput, Reply,
 };
 use crate::context::RequestInfo;
 use crate::error::{Error, ErrorCode};
@@ -174,7 +175,7 @@ pub(crate) fn invoke(
         input,
         superjson_input,
         options: inv.options,
-        body: Mutex::new(body),
+        body: BodySlot::new(body),
     };
     let entered = span.enter();
     let started = std::panic::catch_unwind(AssertUnwindSafe(|| guard::contained(|| start(&call))));

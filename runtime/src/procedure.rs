@@ -566,7 +566,7 @@ mod tests {
             input,
             superjson_input: None,
             options: crate::call::CallOptions::default(),
-            body: std::sync::Mutex::default(),
+            body: crate::call::BodySlot::default(),
         }
     }
 
