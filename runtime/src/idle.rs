@@ -67,7 +67,7 @@ impl Sweeping {
         let connections = Arc::new(IdleConnections::new(timeout));
         let swept = Arc::clone(&connections);
         let task = tokio::spawn(async move {
-            let period = swept.period();
+            let period = swept.period;
             loop {
                 // A fresh timer per sweep (an `Interval` would stay armed while waiting).
                 tokio::time::sleep(period).await;
@@ -127,7 +127,10 @@ impl Drop for Forget {
 /// The server's connections, swept for idle ones.
 #[derive(Debug)]
 struct IdleConnections {
-    timeout: Duration,
+    /// How often connections are looked at: a quarter of the timeout, at most 1 s.
+    period: Duration,
+    /// Sweeps of idleness that add up to the timeout.
+    needed_sweeps: u32,
     watched: Mutex<HashMap<u64, Watched>>,
     next_id: AtomicU64,
     /// Told of each connection watched (the sweep waits for one when it has none).
@@ -147,17 +150,16 @@ struct Watched {
 
 impl IdleConnections {
     fn new(timeout: Duration) -> Self {
+        let period = (timeout / 4).clamp(Duration::from_millis(1), Duration::from_secs(1));
+        let needed_sweeps =
+            u32::try_from(timeout.as_nanos().div_ceil(period.as_nanos())).unwrap_or(u32::MAX);
         IdleConnections {
-            timeout,
+            period,
+            needed_sweeps,
             watched: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             added: Notify::new(),
         }
-    }
-
-    /// How often connections are looked at: a quarter of the timeout, at most 1 s.
-    fn period(&self) -> Duration {
-        (self.timeout / 4).clamp(Duration::from_millis(1), Duration::from_secs(1))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Watched>> {
@@ -188,10 +190,6 @@ impl IdleConnections {
     /// timeout. Idle time is counted from the first sweep that saw the connection's counts
     /// as they are now, so it is never overestimated. Returns how many are still watched.
     fn sweep(&self) -> usize {
-        let period = self.period();
-        // Sweeps of idleness that add up to the timeout.
-        let needed = u32::try_from(self.timeout.as_nanos().div_ceil(period.as_nanos().max(1)))
-            .unwrap_or(u32::MAX);
         let mut idle = Vec::new();
         let mut watched = self.lock();
         watched.retain(|_, conn| {
@@ -206,7 +204,7 @@ impl IdleConnections {
                 return true;
             }
             conn.idle_sweeps += 1;
-            if conn.idle_sweeps >= needed {
+            if conn.idle_sweeps >= self.needed_sweeps {
                 idle.push(conn.task.clone());
                 return false;
             }
@@ -342,7 +340,7 @@ mod tests {
 
     #[test]
     fn the_period_is_a_quarter_of_the_timeout_at_most_a_second() {
-        let period = |ms| IdleConnections::new(Duration::from_millis(ms)).period();
+        let period = |ms| IdleConnections::new(Duration::from_millis(ms)).period;
         assert_eq!(period(300), Duration::from_millis(75));
         assert_eq!(period(30_000), Duration::from_secs(1));
         assert_eq!(period(0), Duration::from_millis(1));
