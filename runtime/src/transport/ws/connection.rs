@@ -21,7 +21,7 @@ use crate::error::{Error, ErrorCode};
 use crate::protocol::ws::{self as wire, ReplyTo, Request};
 use crate::transport::poll_once;
 use crate::transport::ws::Shared;
-use crate::transport::ws::outbox::{Io, Out, Outbox, Start, Transport, next_event};
+use crate::transport::ws::outbox::{Io, Out, Outbox, Start, Transport, next_event, next_frame};
 use crate::transport::ws::queue;
 use crate::transport::ws::registry::{self, Control, Subscriptions};
 
@@ -186,7 +186,7 @@ pub(super) async fn serve_connection<S>(
                 }
                 continue;
             }
-            frame = io.socket.next() => frame,
+            frame = next_frame(&mut io.socket, &io.readable) => frame,
             // The timer or the control receiver woke this task: to the top of the loop.
             () = std::future::poll_fn(|_| {
                 if timer.is_elapsed() || connections.epoch() != seen {

@@ -9,10 +9,12 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use futures_util::stream::{AbortHandle, Abortable, SelectAll};
+use futures_util::task::AtomicWaker;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -143,6 +145,8 @@ pub(super) struct Io<S> {
     /// Boxed: the connection task's future stays small (and the socket is one allocation, as
     /// it was in the split halves' shared cell).
     pub(super) socket: Box<WebSocketStream<S>>,
+    /// Whether reading the socket may give a frame ([`next_frame`]).
+    pub(super) readable: Readable,
     pub(super) queue: queue::Receiver<Out>,
     pub(super) streams: Streams,
     aborts: HashMap<String, AbortHandle>,
@@ -168,6 +172,7 @@ where
     ) -> Self {
         Io {
             socket,
+            readable: Readable::new(),
             queue,
             streams: Streams::None,
             aborts: HashMap::new(),
@@ -412,6 +417,68 @@ where
         })
         .await;
     }
+}
+
+/// Whether a connection's socket may have a frame to read: set when the reactor said it is
+/// readable (the socket is read with this waker, which sets the flag and wakes the task), and
+/// after a read that gave a frame (more may be buffered). The connection's loop turns for
+/// every event it writes; reading the socket on each of those turns was a failed read each.
+pub(super) struct Readable {
+    /// Given to the socket's reads.
+    waker: Waker,
+    state: Arc<ReadState>,
+}
+
+struct ReadState {
+    ready: AtomicBool,
+    /// The connection's task.
+    task: AtomicWaker,
+}
+
+impl Wake for ReadState {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl Readable {
+    fn new() -> Self {
+        let state = Arc::new(ReadState {
+            // Frames may already be buffered (the upgrade's leftover bytes).
+            ready: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
+        Readable {
+            waker: Waker::from(Arc::clone(&state)),
+            state,
+        }
+    }
+}
+
+/// The next frame from the socket, read only when it may have one ([`Readable`]).
+pub(super) async fn next_frame<S: Transport>(
+    socket: &mut WebSocketStream<S>,
+    readable: &Readable,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    std::future::poll_fn(|cx| {
+        // Registered first: a wake between here and the flag's check is not lost.
+        readable.state.task.register(cx.waker());
+        if !readable.state.ready.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let mut reading = Context::from_waker(&readable.waker);
+        let frame = socket.poll_next_unpin(&mut reading);
+        if frame.is_ready() {
+            readable.state.ready.store(true, Ordering::Release);
+        }
+        frame
+    })
+    .await
 }
 
 /// The next event of the live subscription streams.
