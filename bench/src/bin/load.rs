@@ -119,7 +119,7 @@ fn target(url: &str) -> &str {
 /// bytes are made once and written as they are, and an answer is parsed only as far as the
 /// count needs (its head, its length, its body). The generator has one core, as the server
 /// has: if its own cost per request came near a server's, a closed loop would measure the
-/// generator (a hyper client here held the fastest servers to ~60% of their core).
+/// generator (a hyper client here held raw hyper to ~90% of its core in release builds).
 async fn http_connection(
     o: Arc<Options>,
     deadline: Instant,
