@@ -177,28 +177,13 @@ async fn read_response(
     buf: &mut Vec<u8>,
     body: &mut Vec<u8>,
 ) -> anyhow::Result<u16> {
-    let (head, status, length) = loop {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut response = httparse::Response::new(&mut headers);
-        if let httparse::Status::Complete(head) = response.parse(buf)? {
-            let mut length = None;
-            for header in response.headers.iter() {
-                if header.name.eq_ignore_ascii_case("content-length") {
-                    length = Some(std::str::from_utf8(header.value)?.trim().parse::<usize>()?);
-                } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-                    ensure!(
-                        header.value.eq_ignore_ascii_case(b"chunked"),
-                        "unexpected transfer-encoding {:?}",
-                        String::from_utf8_lossy(header.value)
-                    );
-                }
-            }
-            break (head, response.code.unwrap_or(0), length);
-        }
-        read_more(stream, buf).await?;
-    };
+    let Head {
+        len: head,
+        status,
+        content_length,
+    } = read_head(stream, buf).await?;
     body.clear();
-    let end = match length {
+    let end = match content_length {
         Some(length) => {
             fill(stream, buf, head + length).await?;
             body.extend_from_slice(&buf[head..head + length]);
@@ -208,6 +193,44 @@ async fn read_response(
     };
     buf.drain(..end);
     Ok(status)
+}
+
+/// A response's head, parsed at the start of `buf`.
+struct Head {
+    /// Its length in `buf`.
+    len: usize,
+    status: u16,
+    /// `None` for a chunked body (or none).
+    content_length: Option<usize>,
+}
+
+/// Reads until `buf` starts with a whole response head, and parses it (`buf` keeps it).
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<Head> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(len) = response.parse(buf)? {
+            let mut content_length = None;
+            for header in response.headers.iter() {
+                if header.name.eq_ignore_ascii_case("content-length") {
+                    content_length =
+                        Some(std::str::from_utf8(header.value)?.trim().parse::<usize>()?);
+                } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+                    ensure!(
+                        header.value.eq_ignore_ascii_case(b"chunked"),
+                        "unexpected transfer-encoding {:?}",
+                        String::from_utf8_lossy(header.value)
+                    );
+                }
+            }
+            return Ok(Head {
+                len,
+                status: response.code.unwrap_or(0),
+                content_length,
+            });
+        }
+        read_more(stream, buf).await?;
+    }
 }
 
 /// Reads a chunked body starting at `buf[at..]` into `body`; returns where it ends in `buf`.
@@ -271,20 +294,13 @@ async fn ws_connection(
     );
     stream.write_all(upgrade.as_bytes()).await?;
     let mut buf = Vec::with_capacity(READ_CHUNK);
-    let head = loop {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut response = httparse::Response::new(&mut headers);
-        if let httparse::Status::Complete(head) = response.parse(&buf)? {
-            ensure!(
-                response.code == Some(101),
-                "the WebSocket upgrade was answered with {:?}",
-                response.code
-            );
-            break head;
-        }
-        read_more(&mut stream, &mut buf).await?;
-    };
-    buf.drain(..head);
+    let head = read_head(&mut stream, &mut buf).await?;
+    ensure!(
+        head.status == 101,
+        "the WebSocket upgrade was answered with status {}",
+        head.status
+    );
+    buf.drain(..head.len);
     let message = o.body.clone().context("--message is required with --ws")?;
     let frame = client_frame(OPCODE_TEXT, message.as_bytes());
     let mut first = true;
